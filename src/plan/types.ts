@@ -1,0 +1,108 @@
+import type { HostFacts } from '../devices/types.js';
+import type { RankTable } from '../ranktable/types.js';
+
+export type ProfileName = 'mindspore' | 'msrun' | 'tensorflow' | 'torch';
+
+/** One host as the inventory describes it, after ~/.ssh/config was applied. */
+export interface HostSpec {
+  /** Name used in prefixes, messages and run records (inventory name, else the address). */
+  name: string;
+  /** Address npurun connects to and that the job uses as this host's address (server_id, MASTER_ADDR). */
+  address: string;
+  /** True for the launching machine itself: no SSH, processes started with execa. */
+  local: boolean;
+  ssh?: {
+    /** Host to connect to (after ssh_config HostName). */
+    hostname: string;
+    port: number;
+    user: string;
+    identityFiles: string[];
+    knownHostsFiles: string[];
+    /** "yes" (default) or "accept-new"; "no" is refused unless the user set it explicitly in ssh_config. */
+    strictHostKeyChecking: 'yes' | 'accept-new' | 'no';
+    proxyJump?: string;
+    useAgent: boolean;
+  };
+  /** "auto" = every healthy device found; else these physical ids. */
+  devices: 'auto' | number[];
+  /** For the `host slots=N` hostfile form: how many ranks. */
+  slots?: number;
+}
+
+export interface CheckpointPolicy {
+  /** Save every N epochs or steps. */
+  interval?: number;
+  unit?: 'epoch' | 'step';
+  keepMax?: number;
+  masterOnly?: boolean;
+  /** Directory, relative to the rank's working dir unless absolute. */
+  dir?: string;
+  /** File pattern, MindSpore's "{prefix}-{epoch}_{step}.ckpt" by default. */
+  pattern?: string;
+}
+
+/** A job, merged from the job file and the flags (flags win). */
+export interface JobSpec {
+  /** Where the job came from, for messages ("job.yaml", "flags"). */
+  source: string;
+  name?: string;
+  profile: ProfileName;
+  /** The program and its arguments, never joined into a shell string. */
+  command: string[];
+  /** Device choice applied to every host: undefined = the host's own choice (inventory or auto). */
+  devices?: number[];
+  nprocPerNode?: number;
+  /** Extra environment for every rank. */
+  env: Record<string, string>;
+  /** Base directory on every host (default: the launching directory). */
+  workdir: string;
+  /** Per-rank working dir under workdir; placeholders {rank} {local_rank} {device} {host}. Default "train_parallel{rank}". */
+  rankDir: string;
+  bindCores: boolean;
+  /** Seconds between SIGTERM and SIGKILL when stopping ranks. */
+  graceSeconds: number;
+  masterPort: number;
+  /** Rank table given by the user instead of generated. */
+  rankTableFile?: string;
+  /** Directory on every host where npurun puts the rank table and its records ("/tmp/npurun/{run_id}" by default). */
+  remoteDir: string;
+  checkpoint?: CheckpointPolicy;
+  /** Seconds the per-host guard waits without a heartbeat before it stops the ranks (cut network). */
+  heartbeatTimeoutSeconds: number;
+}
+
+/** Everything about one process npurun starts. */
+export interface RankSpec {
+  /** Global rank (for msrun's scheduler: -1). */
+  rank: number;
+  /** Label used in prefixes and files: "0", "1", ... or "sched". */
+  label: string;
+  localRank: number;
+  nodeRank: number;
+  role: 'rank' | 'scheduler';
+  host: string; // HostSpec.name
+  address: string; // HostSpec.address
+  /** Physical device id, or null for processes without a device (msrun scheduler, CPU-only). */
+  deviceId: number | null;
+  /** CPU ids to pin to ([] = no binding). */
+  cpus: number[];
+  /** Absolute working directory on the host. */
+  cwd: string;
+  argv: string[];
+  /** Complete extra environment for this rank (added on top of the host's login environment). */
+  env: Record<string, string>;
+}
+
+export interface RunPlan {
+  runId: string;
+  job: JobSpec;
+  hosts: HostSpec[];
+  facts: Record<string, HostFacts>; // by host name
+  ranks: RankSpec[];
+  worldSize: number;
+  /** Generated or validated rank table (profiles that need one), and where it lives on every host. */
+  rankTable?: RankTable;
+  rankTablePath?: string;
+  masterAddr: string;
+  masterPort: number;
+}
