@@ -101,3 +101,38 @@ describe('guard on the local transport', () => {
     }
   });
 });
+
+describe('leftovers by pid file', () => {
+  it('lists a run whose guard was killed and kills its group, leaving other runs alone', async () => {
+    const { listLeftovers, killLeftovers } = await import('../src/supervise/leftovers.js');
+    const root = mkdtempSync(join(tmpdir(), 'npurun-left-'));
+    const template = join(root, '{run_id}');
+    const start = (runId: string) => {
+      const s = spec('0', ['sh', '-c', 'sleep 60 & sleep 60'], { runId, pidFile: join(root, runId, 'pids', '0.json') });
+      const guard = execa('sh', ['-c', GUARD_BOOTSTRAP], { stdin: 'pipe', reject: false, buffer: false, detached: true });
+      guard.stdin!.write(guardPreamble(s));
+      return { s, guard };
+    };
+    const a = start('run-a');
+    const b = start('run-b');
+    expect(await waitFor(() => existsSync(a.s.pidFile) && existsSync(b.s.pidFile), 5000)).toBe(true);
+    // The guard of run-a dies without cleaning up (as if OOM-killed): its rank keeps running.
+    // (Its rank still holds the guard's output pipes, so wait for the exit, not for the streams.)
+    const guardExit = new Promise((r) => a.guard.once('exit', r));
+    a.guard.kill('SIGKILL');
+    await guardExit;
+    const t = new LocalTransport(host);
+    const before = await listLeftovers(t, template);
+    expect(before.map((r) => [r.runId, r.alive])).toEqual([['run-a', true], ['run-b', true]]);
+    expect(before[0]!.members.length).toBe(3); // sh and its two sleeps
+    const killed = await killLeftovers(t, template, 'run-a', 2);
+    expect(killed).toHaveLength(1);
+    expect(killed[0]).toMatchObject({ runId: 'run-a', killed: true });
+    const after = await listLeftovers(t, template);
+    expect(after.map((r) => r.runId)).toEqual(['run-b']);
+    expect(after[0]!.alive).toBe(true);
+    b.guard.stdin!.end();
+    await b.guard;
+    await t.close();
+  });
+});

@@ -1,0 +1,116 @@
+import { Listr } from 'listr2';
+import { probeHost } from '../devices/probe.js';
+import { simulatedHostFacts } from '../devices/simulate.js';
+import type { HostFacts } from '../devices/types.js';
+import { NpurunError, isNpurunError } from '../errors.js';
+import type { HostSpec } from '../plan/types.js';
+import { LocalTransport } from '../transport/local.js';
+import { SshTransport, shellQuote, type SshOptions } from '../transport/ssh.js';
+import { runScript, type HostTransport } from '../transport/types.js';
+
+export interface PreflightOptions {
+  /** `--simulate N`: the local host reports N simulated NPUs instead of probing. */
+  simulate?: number;
+  /** The program every rank runs (argv[0]); checked on every host. */
+  program?: string;
+  /** PATH the ranks will use, when the job sets one. */
+  programPath?: string;
+  ssh?: SshOptions;
+  /** Progress display: listr2 on a TTY, plain lines otherwise, nothing for `--json`. */
+  progress: 'tty' | 'lines' | 'none';
+}
+
+export interface PreflightResult {
+  transports: Map<string, HostTransport>;
+  facts: Record<string, HostFacts>;
+}
+
+/** What preflight learned about one host, or why it failed. */
+type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts; error?: string };
+
+export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise<HostTransport> {
+  return host.local ? new LocalTransport(host) : SshTransport.connect(host, ssh);
+}
+
+async function checkProgram(t: HostTransport, program: string, path: string | undefined): Promise<string | undefined> {
+  // A relative path with a slash is resolved in the rank's own working dir, which does not exist yet.
+  if (program.includes('/') && !program.startsWith('/')) return undefined;
+  const setPath = path ? `PATH=${shellQuote(path)}; export PATH; ` : '';
+  const r = await runScript(t, `${setPath}command -v -- ${shellQuote(program)} >/dev/null 2>&1 || [ -x ${shellQuote(program)} ]`);
+  return r.code === 0 ? undefined : `program "${program}" not found (not on PATH of a non-interactive shell, nor an executable file)`;
+}
+
+async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<string> {
+  const { host } = check;
+  check.transport = await connectHost(host, opts.ssh);
+  const transport = check.transport;
+  check.facts =
+    host.local && opts.simulate !== undefined
+      ? simulatedHostFacts(opts.simulate)
+      : await probeHost((script) => runScript(transport, script).then((r) => ({ stdout: r.stdout, stderr: r.stderr, code: r.code })));
+  if (opts.program) {
+    const missing = await checkProgram(transport, opts.program, opts.programPath);
+    if (missing) throw new NpurunError('unreachable', missing);
+  }
+  const n = check.facts.devices.length;
+  const chip = check.facts.devices[0]?.name ?? '';
+  return `${n} NPU${n === 1 ? '' : 's'}${chip ? ` (${chip})` : ''}${check.facts.simulated ? ', simulated' : ''}`;
+}
+
+function failureText(err: unknown): string {
+  if (isNpurunError(err)) return err.message.replace(/^host [^:]+: /, '') + (err.hint ? ` (${err.hint})` : '');
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Connects to every host at once, probes its devices and checks the program. Either every host passes
+ * and the connections stay open for the launch, or all are closed and one error lists every failing
+ * host (exit 3): nothing is ever started on a partly reachable cluster.
+ */
+export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Promise<PreflightResult> {
+  const checks: HostCheck[] = hosts.map((host) => ({ host }));
+  const runCheck = async (c: HostCheck): Promise<string> => {
+    try {
+      return await checkHost(c, opts);
+    } catch (err) {
+      c.error = failureText(err);
+      throw new Error(`${c.host.name}: ${c.error}`);
+    }
+  };
+  if (opts.progress === 'tty') {
+    await new Listr(
+      checks.map((c) => ({
+        title: `${c.host.name}`,
+        task: async (_ctx: unknown, task: { title: string }) => {
+          task.title = `${c.host.name}: ${await runCheck(c)}`;
+        },
+      })),
+      { concurrent: true, exitOnError: false, collectErrors: false, rendererOptions: { collapseErrors: false } },
+    ).run();
+  } else {
+    await Promise.all(
+      checks.map(async (c) => {
+        try {
+          const summary = await runCheck(c);
+          if (opts.progress === 'lines') process.stderr.write(`preflight: ${c.host.name}: ok, ${summary}\n`);
+        } catch {
+          if (opts.progress === 'lines') process.stderr.write(`preflight: ${c.host.name}: FAILED: ${c.error}\n`);
+        }
+      }),
+    );
+  }
+  const failed = checks.filter((c) => c.error !== undefined);
+  if (failed.length > 0) {
+    await Promise.all(checks.map((c) => c.transport?.close()));
+    throw new NpurunError('unreachable', `preflight failed on ${failed.length} of ${checks.length} host${checks.length === 1 ? '' : 's'}; nothing was started`, {
+      details: failed.map((c) => `${c.host.name} (${c.host.address}): ${c.error}`),
+    });
+  }
+  const transports = new Map<string, HostTransport>();
+  const facts: Record<string, HostFacts> = {};
+  for (const c of checks) {
+    transports.set(c.host.name, c.transport as HostTransport);
+    facts[c.host.name] = c.facts as HostFacts;
+  }
+  return { transports, facts };
+}
