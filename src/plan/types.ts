@@ -69,6 +69,10 @@ export interface JobSpec {
   checkpoint?: CheckpointPolicy;
   /** Seconds the per-host guard waits without a heartbeat before it stops the ranks (cut network). */
   heartbeatTimeoutSeconds: number;
+  /** Job-file `simulate: N`: run on the local host with N simulated NPUs (demo, CI). */
+  simulate?: number;
+  /** Job-file `hosts: FILE`: the inventory to use when --hosts is not given (relative to the job file). */
+  hostsFile?: string;
 }
 
 /** Everything about one process npurun starts. */
