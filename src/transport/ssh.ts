@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { Client, utils, type AnyAuthMethod, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import ssh2, { type AnyAuthMethod, type Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { NpurunError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
 import { GUARD_BOOTSTRAP, guardPreamble, type GuardSpec } from './guard.js';
@@ -8,6 +8,9 @@ import { Heartbeat, guardControl } from './heartbeat.js';
 import { appendKnownHost, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import { sha256 } from './local.js';
 import type { CommandResult, HostTransport, RankEnd, RankProcess } from './types.js';
+
+// ssh2 is CommonJS: under Node's ESM loader only its default export is reliable.
+const { Client: SshClient, utils } = ssh2;
 
 export type SshSettings = NonNullable<HostSpec['ssh']>;
 
@@ -76,7 +79,7 @@ function connectOne(ssh: SshSettings, opts: Required<Omit<SshOptions, 'resolveJu
     );
   }
   return new Promise((resolve, reject) => {
-    const client = new Client();
+    const client = new SshClient();
     let hostKeyProblem: string | undefined;
     const config: ConnectConfig = {
       host: ssh.hostname,
