@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { NpurunError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
 import { GUARD_BOOTSTRAP, guardPreamble, type GuardSpec } from './guard.js';
 import { Heartbeat, guardControl } from './heartbeat.js';
-import type { CommandResult, HostTransport, RankEnd, RankProcess } from './types.js';
+import type { CommandResult, DirEntry, HostTransport, RankEnd, RankProcess } from './types.js';
 
 /** The launching machine itself: processes started with execa, the same guard as on remote hosts. */
 export class LocalTransport implements HostTransport {
@@ -60,6 +60,28 @@ export class LocalTransport implements HostTransport {
     await rename(tmp, path);
     const back = await readFile(path);
     if (!sha256(back).equals(sha256(data))) throw new NpurunError('runtime', `${this.host.name}: ${path} does not match what was written`);
+  }
+
+  async listDir(dir: string): Promise<DirEntry[] | null> {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    const out: DirEntry[] = [];
+    for (const name of names) {
+      const st = await stat(join(dir, name)).catch(() => undefined);
+      if (st?.isFile()) out.push({ name, size: st.size, mtimeMs: st.mtimeMs });
+    }
+    return out;
+  }
+
+  async removeFile(path: string): Promise<void> {
+    await unlink(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
   }
 
   onLost(): void {

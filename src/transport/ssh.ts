@@ -7,7 +7,7 @@ import { GUARD_BOOTSTRAP, guardPreamble, type GuardSpec } from './guard.js';
 import { Heartbeat, guardControl } from './heartbeat.js';
 import { appendKnownHost, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import { sha256 } from './local.js';
-import type { CommandResult, HostTransport, RankEnd, RankProcess } from './types.js';
+import type { CommandResult, DirEntry, HostTransport, RankEnd, RankProcess } from './types.js';
 
 // ssh2 is CommonJS: under Node's ESM loader only its default export is reliable.
 const { Client: SshClient, utils } = ssh2;
@@ -289,6 +289,35 @@ export class SshTransport implements HostTransport {
     if (remote !== sha256(data).toString('hex')) {
       throw new NpurunError('runtime', `host ${this.host.name}: checksum of ${path} is ${remote || 'unknown'} after copying, expected ${sha256(data).toString('hex')}`);
     }
+  }
+
+  async listDir(dir: string): Promise<DirEntry[] | null> {
+    const sftp = await this.sftp();
+    return new Promise((resolve, reject) =>
+      sftp.readdir(dir, (err, list) => {
+        if (err) {
+          // SFTP status 2 = no such file.
+          if ((err as Error & { code?: number }).code === 2) resolve(null);
+          else reject(new NpurunError('runtime', `host ${this.host.name}: cannot list ${dir}: ${err.message}`));
+          return;
+        }
+        resolve(
+          list
+            .filter((e) => e.longname.startsWith('-'))
+            .map((e) => ({ name: e.filename, size: e.attrs.size, mtimeMs: e.attrs.mtime * 1000 })),
+        );
+      }),
+    );
+  }
+
+  async removeFile(path: string): Promise<void> {
+    const sftp = await this.sftp();
+    await new Promise<void>((resolve, reject) =>
+      sftp.unlink(path, (err) => {
+        if (err && (err as Error & { code?: number }).code !== 2) reject(new NpurunError('runtime', `host ${this.host.name}: cannot remove ${path}: ${err.message}`));
+        else resolve();
+      }),
+    );
   }
 
   async close(): Promise<void> {

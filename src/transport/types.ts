@@ -9,6 +9,12 @@ export interface CommandResult {
   signal: string | null;
 }
 
+export interface DirEntry {
+  name: string;
+  size: number;
+  mtimeMs: number;
+}
+
 /** How a rank ended, as far as the launcher can tell. */
 export interface RankEnd {
   code: number | null;
@@ -39,6 +45,10 @@ export interface HostTransport {
   startRank(spec: GuardSpec): Promise<RankProcess>;
   /** Writes a file (creating its directory), then checks its SHA-256 on the host. */
   putFile(path: string, data: Buffer, mode?: number): Promise<void>;
+  /** Files directly in `dir` (size, mtime), or null when the directory does not exist. */
+  listDir(dir: string): Promise<DirEntry[] | null>;
+  /** Removes one file; a file already gone is not an error. */
+  removeFile(path: string): Promise<void>;
   /** Called once if the host becomes unreachable while connected. */
   onLost(listener: (reason: string) => void): void;
   close(): Promise<void>;
