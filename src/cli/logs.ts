@@ -1,0 +1,121 @@
+import { once } from 'node:events';
+import { inputError } from '../errors.js';
+import { mergedPrefix, type MergedLine } from '../sinks/log-format.js';
+import { readRunLog, type LogFilter } from '../sinks/log-reader.js';
+import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
+import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { RUNS_DIR_OPTIONS, runsDirFlag } from './runs.js';
+
+export const LOGS_HELP = `Usage: npurun logs [RUN] [options]
+
+Prints the lines of a run (merged.log: every rank, in arrival order), the newest run by default.
+RUN is a run id from \`npurun runs\` or a unique prefix of one.
+
+  --runs-dir DIR      where run folders are (default ./runs; also --run-dir)
+  --rank L[,L]        only these ranks (labels as in the prefixes: 0, 1, ..., sched); repeatable
+  --host H            only ranks on host H
+  --grep REGEX        only lines whose text matches (JavaScript regular expression)
+  --tail N            only the last N matching lines (with --follow: then everything new)
+  --since WHEN        only lines since a duration ago (30s, 10m, 2h, 1d) or an ISO time
+  -f, --follow        keep printing new lines until the run finishes (or its npurun is gone)
+  --json              one JSON object per line: {time, label, host, device, stream, line}
+  --raw               the ranks' text only, without npurun's prefix
+
+Each line: <ISO time> [<label> <host> dev<id>] text, with " stderr" inside the brackets for stderr.`;
+
+const OPTIONS = {
+  ...RUNS_DIR_OPTIONS,
+  rank: { type: 'string', multiple: true },
+  host: { type: 'string' },
+  grep: { type: 'string' },
+  tail: { type: 'string' },
+  since: { type: 'string' },
+  follow: { type: 'boolean', short: 'f' },
+  json: { type: 'boolean' },
+  raw: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `--since`: "10m" (ago) or an ISO time, as an ISO time. */
+export function parseSince(value: string, now: Date = new Date()): string {
+  const m = DURATION.exec(value.trim());
+  if (m) return new Date(now.getTime() - Number(m[1]) * (UNIT_MS[m[2] as string] as number)).toISOString();
+  const t = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(t)) {
+    throw inputError('--since', `"${value}" is not a duration (30s, 10m, 2h, 1d) or an ISO time (2025-05-01T10:00:00Z)`);
+  }
+  return new Date(t).toISOString();
+}
+
+function filterOf(values: { rank: string[]; host: string | undefined; grep: string | undefined; since: string | undefined }, run: RunInfo): LogFilter {
+  const filter: LogFilter = {};
+  if (values.rank.length > 0) {
+    const labels = values.rank.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+    const known = run.record.ranks.map((r) => r.label);
+    const unknown = labels.filter((l) => !known.includes(l));
+    if (unknown.length > 0) throw inputError('--rank', `no rank ${unknown.join(', ')} in run ${run.runId}; expected labels among ${known.join(', ')}`);
+    filter.labels = labels;
+  }
+  if (values.host !== undefined) {
+    const known = [...new Set(run.record.ranks.map((r) => r.host))];
+    if (!known.includes(values.host)) throw inputError('--host', `no host "${values.host}" in run ${run.runId}; expected one of ${known.join(', ')}`);
+    filter.host = values.host;
+  }
+  if (values.grep !== undefined) {
+    try {
+      filter.grep = new RegExp(values.grep);
+    } catch (err) {
+      throw inputError('--grep', `"${values.grep}" is not a regular expression: ${(err as Error).message}`);
+    }
+  }
+  if (values.since !== undefined) filter.since = parseSince(values.since);
+  return filter;
+}
+
+type Format = 'text' | 'json' | 'raw';
+
+function format(line: MergedLine, how: Format): string {
+  if (how === 'json') return JSON.stringify(line);
+  if (how === 'raw') return line.line;
+  return `${line.time} ${mergedPrefix({ label: line.label, host: line.host, deviceId: line.device }, line.stream)}${line.line}`;
+}
+
+async function print(text: string): Promise<void> {
+  if (!process.stdout.write(text)) await once(process.stdout, 'drain');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseCommandArgs('logs', argv, OPTIONS);
+  if (boolFlag(args, 'help')) {
+    process.stdout.write(LOGS_HELP + '\n');
+    return 0;
+  }
+  if (args.positionals.length > 1) throw inputError('npurun logs', `one run id expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
+  if (boolFlag(args, 'json') && boolFlag(args, 'raw')) throw inputError('npurun logs', '--json and --raw exclude each other; expected one of them');
+  const tailValue = stringFlag(args, 'tail');
+  if (tailValue !== undefined && !/^\d+$/.test(tailValue.trim())) throw inputError('--tail', `"${tailValue}" is not a whole number of lines`);
+  const tail = numberFlag(args, 'tail', 0, Number.MAX_SAFE_INTEGER);
+
+  const runInfo = readRunRecord(runsDirFlag(args), args.positionals[0]);
+  const rankValues = args.values.rank;
+  const filter = filterOf(
+    { rank: Array.isArray(rankValues) ? rankValues : [], host: stringFlag(args, 'host'), grep: stringFlag(args, 'grep'), since: stringFlag(args, 'since') },
+    runInfo,
+  );
+  const how: Format = boolFlag(args, 'json') ? 'json' : boolFlag(args, 'raw') ? 'raw' : 'text';
+
+  // `npurun logs | head` closes the pipe early: that is the reader's choice, not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+  });
+  const end = await readRunLog(runInfo.dir, { filter, follow: boolFlag(args, 'follow'), ...(tail !== undefined ? { tail } : {}) }, (lines) =>
+    print(lines.map((l) => format(l, how) + '\n').join('')),
+  );
+  if (end === 'launcher-gone') {
+    process.stderr.write(`npurun: run ${runInfo.runId}: its npurun (pid ${runInfo.record.launcher_pid}) is gone and the log stopped growing\n`);
+  }
+  return 0;
+}

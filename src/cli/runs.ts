@@ -1,0 +1,89 @@
+import { resolve } from 'node:path';
+import { displayStatus, listRuns, type RunInfo } from '../sinks/run-folder.js';
+import { boolFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
+
+export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]
+
+Lists the runs in the run folder (default ./runs), oldest first, newest last: id, start time, hosts,
+ranks, status, exit code and root-cause rank. A run whose npurun was killed stays "running" in its
+run.json; it shows as "unknown (launcher gone)" here ("running?" when it was launched on another machine).
+
+  --runs-dir DIR   where run folders are (also --run-dir, as for launch)
+  --json           one JSON array with every run`;
+
+/** The run-folder flags every reading command takes (`--run-dir` is launch's spelling). */
+export const RUNS_DIR_OPTIONS = {
+  'runs-dir': { type: 'string' },
+  'run-dir': { type: 'string' },
+} as const;
+
+export function runsDirFlag(args: ParsedArgs): string {
+  return resolve(stringFlag(args, 'runs-dir') ?? stringFlag(args, 'run-dir') ?? 'runs');
+}
+
+const OPTIONS = {
+  ...RUNS_DIR_OPTIONS,
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export interface RunListEntry {
+  runId: string;
+  startedAt: string;
+  endedAt: string | null;
+  hosts: string[];
+  ranks: number;
+  status: string;
+  exitCode: number | null;
+  rootCause: string | null;
+  dir: string;
+}
+
+export function runListEntry(run: RunInfo): RunListEntry {
+  const r = run.record;
+  return {
+    runId: run.runId,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    hosts: (r.inventory ?? []).map((h) => h.name),
+    ranks: (r.ranks ?? []).length,
+    status: displayStatus(r),
+    exitCode: r.exit_code,
+    rootCause: r.root_cause,
+    dir: run.dir,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
+  return rows.map((row) => row.map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseCommandArgs('runs', argv, OPTIONS, false);
+  if (boolFlag(args, 'help')) {
+    process.stdout.write(RUNS_HELP + '\n');
+    return 0;
+  }
+  const runsDir = runsDirFlag(args);
+  const entries = listRuns(runsDir).map(runListEntry);
+  if (boolFlag(args, 'json')) {
+    process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
+    return 0;
+  }
+  if (entries.length === 0) {
+    process.stderr.write(`npurun: no runs in ${runsDir}\n`);
+    return 0;
+  }
+  const rows = entries.map((e) => [
+    e.runId,
+    e.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    e.hosts.join(','),
+    String(e.ranks),
+    e.status,
+    e.exitCode === null ? '-' : String(e.exitCode),
+    e.rootCause === null ? '-' : `rank ${e.rootCause}`,
+  ]);
+  process.stdout.write(table([['RUN', 'STARTED', 'HOSTS', 'RANKS', 'STATUS', 'EXIT', 'ROOT CAUSE'], ...rows]) + '\n');
+  return 0;
+}

@@ -1,0 +1,371 @@
+/**
+ * RunRecorder: everything a run leaves behind in its run folder, and the live console.
+ *
+ *   const recorder = await RunRecorder.create({ runsDir, plan, argv, console: 'rank0', timestamps, color, out });
+ *   proc.stdout.pipe(recorder.stream(label, 'stdout'));   // one Writable per rank and channel
+ *   proc.stderr.pipe(recorder.stream(label, 'stderr'));   // pipe() gives backpressure
+ *   recorder.event('preflight', { host, ok: true });      // events.jsonl (pino JSON lines)
+ *   recorder.rankExited(label, outcome);                  // run.json rewritten at every rank exit
+ *   recorder.lastLines(label, 20);                        // for the failure report
+ *   await recorder.finish({ status, exitCode, rootCause, report });  // flush, close, final run.json
+ *
+ * Lines are whole everywhere (per-rank file, merged.log, console) whatever the chunking; see
+ * line-splitter.ts for `\r`, `\r\n` and lines over 1 MiB, log-format.ts for the file formats.
+ * A rank's Writable calls back only once the files (and the console) have taken its lines below
+ * their high-water marks, so a fast rank is paused instead of filling memory.
+ */
+import { mkdirSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import pino from 'pino';
+import { VERSION } from '../cli/main.js';
+import { NpurunError } from '../errors.js';
+import type { HostSpec, RankSpec, RunPlan } from '../plan/types.js';
+import { remoteDirOf, type RankCause } from '../supervise/supervisor.js';
+import { LineSplitter } from './line-splitter.js';
+import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName } from './log-format.js';
+import { redactArgv, redactEnv, redactFields } from './redact.js';
+import {
+  EVENTS_FILE, MERGED_LOG_FILE, processStartTicks, rankLogPath, writeRankTableCopy, writeRunRecord,
+  type RankRecord, type RunRecord, type RunStatus,
+} from './run-folder.js';
+
+/** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */
+export type ConsoleChoice = 'rank0' | 'all' | 'none' | string[];
+
+/** How a rank ended (the supervisor's RankOutcome fits). */
+export interface RankExit {
+  code: number | null;
+  signal: string | null;
+  cause: RankCause;
+  /** true for the rank whose failure stopped the run. */
+  rootCause?: boolean;
+  /** ISO time; now when absent. */
+  endedAt?: string;
+  message?: string;
+}
+
+export interface RunResult {
+  status: Exclude<RunStatus, 'running'>;
+  exitCode: number;
+  /** Label of the root-cause rank. */
+  rootCause?: string;
+  /** The failure report shown to the user. */
+  report?: string;
+}
+
+export interface RunRecorderOptions {
+  /** Parent of the run folder (default of the CLI: ./runs). */
+  runsDir: string;
+  plan: RunPlan;
+  /** npurun's own command line, recorded with secret-looking KEY=VALUE arguments redacted. */
+  argv: string[];
+  /** Prefix per-rank log lines with their ISO time. */
+  timestamps?: boolean;
+  console: ConsoleChoice;
+  /** Colour console prefixes; default: `out` is a terminal and NO_COLOR is unset. */
+  color?: boolean;
+  /** Console (default process.stdout). */
+  out?: NodeJS.WritableStream;
+}
+
+/** How many of a rank's last lines are kept in memory for the failure report. */
+const LAST_LINES_KEPT = 200;
+/** Per-channel buffer before pipe() pauses the rank's stream. */
+const CHANNEL_HIGH_WATER_MARK = 64 * 1024;
+const FILE_HIGH_WATER_MARK = 256 * 1024;
+
+/** A file or the console, with one shared wait for 'drain' however many channels are waiting on it. */
+class Destination {
+  private drained: Promise<void> | undefined;
+  private failure: Error | undefined;
+  private readonly onError = (err: Error) => {
+    this.failure ??= err;
+  };
+
+  constructor(readonly stream: NodeJS.WritableStream) {
+    stream.on('error', this.onError);
+  }
+
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  get bufferedBytes(): number {
+    return (this.stream as { writableLength?: number }).writableLength ?? 0;
+  }
+
+  /** undefined when the caller may go on; otherwise a promise for the drain. */
+  write(text: string): Promise<void> | undefined {
+    if (this.failure || text === '') return undefined;
+    if (this.stream.write(text)) return undefined;
+    this.drained ??= new Promise<void>((resolve) => {
+      const done = () => {
+        this.stream.off('drain', done);
+        this.stream.off('close', done);
+        this.stream.off('error', done);
+        this.drained = undefined;
+        resolve();
+      };
+      this.stream.on('drain', done);
+      // A stream that fails or closes never drains: stop waiting (the error is recorded).
+      this.stream.on('close', done);
+      this.stream.on('error', done);
+    });
+    return this.drained;
+  }
+
+  detach(): void {
+    this.stream.off('error', this.onError);
+  }
+}
+
+/** The Writable one rank channel is piped into: cuts chunks into lines and hands them on. */
+class RankChannel extends Writable {
+  private readonly splitter = new LineSplitter();
+
+  constructor(private readonly deliver: (lines: string[]) => Promise<void> | undefined) {
+    super({ highWaterMark: CHANNEL_HIGH_WATER_MARK });
+  }
+
+  get pendingChars(): number {
+    return this.splitter.bufferedChars;
+  }
+
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.forward(this.splitter.push(chunk), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.forward(this.splitter.end(), callback);
+  }
+
+  private forward(lines: string[], callback: (error?: Error | null) => void): void {
+    const wait = lines.length > 0 ? this.deliver(lines) : undefined;
+    if (wait) wait.then(() => callback(), callback);
+    else callback();
+  }
+}
+
+interface RankSlot {
+  spec: RankSpec;
+  file: Destination;
+  mergedPrefix: Record<StreamName, string>;
+  consolePrefix: string | undefined;
+  lastLines: string[];
+  channels: RankChannel[];
+}
+
+function consoleRanks(choice: ConsoleChoice, ranks: RankSpec[]): RankSpec[] {
+  if (choice === 'none') return [];
+  if (choice === 'all') return ranks;
+  if (choice === 'rank0') return ranks.filter((r) => r.rank === 0);
+  return ranks.filter((r) => choice.includes(r.label));
+}
+
+/** Hosts as recorded: the fields npurun plans with, copied one by one so nothing secret rides along. */
+function recordedHost(h: HostSpec): HostSpec {
+  const host: HostSpec = { name: h.name, address: h.address, local: h.local, devices: h.devices };
+  if (h.slots !== undefined) host.slots = h.slots;
+  if (h.ssh) {
+    const { hostname: sshHost, port, user, identityFiles, knownHostsFiles, strictHostKeyChecking, proxyJump, useAgent } = h.ssh;
+    host.ssh = { hostname: sshHost, port, user, identityFiles, knownHostsFiles, strictHostKeyChecking, useAgent, ...(proxyJump !== undefined ? { proxyJump } : {}) };
+  }
+  return host;
+}
+
+function recordedRank(r: RankSpec): RankRecord {
+  return {
+    label: r.label, rank: r.rank, local_rank: r.localRank, node_rank: r.nodeRank, role: r.role, host: r.host, address: r.address,
+    device_id: r.deviceId, cpus: r.cpus, cwd: r.cwd, argv: redactArgv(r.argv), env: redactEnv(r.env), exit: null,
+  };
+}
+
+function initialRecord(plan: RunPlan, argv: string[], timestamps: boolean): RunRecord {
+  return {
+    schema_version: 1,
+    run_id: plan.runId,
+    npurun_version: VERSION,
+    argv: redactArgv(argv),
+    cwd: process.cwd(),
+    launcher_host: hostname(),
+    launcher_pid: process.pid,
+    launcher_start_ticks: processStartTicks(process.pid),
+    started_at: new Date().toISOString(),
+    ended_at: null,
+    status: 'running',
+    exit_code: null,
+    root_cause: null,
+    report: null,
+    timestamps,
+    remote_dir: remoteDirOf(plan),
+    rank_table_path: plan.rankTablePath ?? null,
+    world_size: plan.worldSize,
+    master_addr: plan.masterAddr,
+    master_port: plan.masterPort,
+    inventory: plan.hosts.map(recordedHost),
+    job: { ...plan.job, command: redactArgv(plan.job.command), env: redactEnv(plan.job.env) },
+    ranks: plan.ranks.map(recordedRank),
+  };
+}
+
+export class RunRecorder {
+  /** `<runsDir>/<runId>` */
+  readonly dir: string;
+  private readonly record: RunRecord;
+  private readonly slots = new Map<string, RankSlot>();
+  private readonly merged: Destination;
+  private readonly console: Destination | undefined;
+  private readonly timestamps: boolean;
+  private readonly eventsFile: ReturnType<typeof pino.destination>;
+  private readonly events: pino.Logger;
+  private done = false;
+
+  private constructor(dir: string, opts: RunRecorderOptions) {
+    this.dir = dir;
+    this.timestamps = opts.timestamps ?? false;
+    this.record = initialRecord(opts.plan, opts.argv, this.timestamps);
+    writeRunRecord(dir, this.record);
+    if (opts.plan.rankTable) writeRankTableCopy(dir, opts.plan.rankTable);
+
+    this.eventsFile = pino.destination({ dest: join(dir, EVENTS_FILE), sync: true });
+    this.events = pino({ base: { run_id: opts.plan.runId }, timestamp: pino.stdTimeFunctions.isoTime }, this.eventsFile);
+
+    const out = opts.out ?? process.stdout;
+    const shown = consoleRanks(opts.console, opts.plan.ranks);
+    const prefixes = new ConsolePrefixes(shown, opts.color ?? wantsColor(out));
+    this.console = shown.length > 0 ? new Destination(out) : undefined;
+    this.merged = new Destination(createWriteStream(join(dir, MERGED_LOG_FILE), { highWaterMark: FILE_HIGH_WATER_MARK }));
+    for (const spec of opts.plan.ranks) {
+      this.slots.set(spec.label, {
+        spec,
+        file: new Destination(createWriteStream(rankLogPath(dir, spec.label), { highWaterMark: FILE_HIGH_WATER_MARK })),
+        mergedPrefix: { stdout: mergedPrefix(spec, 'stdout'), stderr: mergedPrefix(spec, 'stderr') },
+        consolePrefix: prefixes.of(spec.label),
+        lastLines: [],
+        channels: [],
+      });
+    }
+    this.event('launch', {
+      argv: this.record.argv,
+      cwd: this.record.cwd,
+      hosts: opts.plan.hosts.map((h) => h.name),
+      world_size: opts.plan.worldSize,
+      ranks: opts.plan.ranks.map((r) => ({ label: r.label, host: r.host, device: r.deviceId })),
+    });
+  }
+
+  static async create(opts: RunRecorderOptions): Promise<RunRecorder> {
+    const dir = join(opts.runsDir, opts.plan.runId);
+    try {
+      mkdirSync(opts.runsDir, { recursive: true });
+      mkdirSync(dir);
+      mkdirSync(join(dir, 'logs'));
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'already exists (run ids must be unique)' : (err as Error).message;
+      throw new NpurunError('runtime', `cannot create run folder ${dir}: ${reason}`, { cause: err });
+    }
+    return new RunRecorder(dir, opts);
+  }
+
+  /** The Writable for one rank's stdout or stderr; the supervisor pipes the channel into it. */
+  stream(rankLabel: string, which: StreamName): Writable {
+    const slot = this.slot(rankLabel);
+    const channel = new RankChannel((lines) => this.writeLines(slot, which, lines));
+    // Written to after finish() (a lost host's stream that never ended): nothing more to save.
+    channel.on('error', (err) => this.event('output-error', { label: rankLabel, stream: which, message: err.message }));
+    slot.channels.push(channel);
+    return channel;
+  }
+
+  /** One structured line in events.jsonl; secret-looking fields are redacted. */
+  event(kind: string, fields: Record<string, unknown> = {}): void {
+    if (this.done) return;
+    this.events.info({ ...(redactFields(fields) as Record<string, unknown>), event: kind });
+  }
+
+  rankExited(rankLabel: string, exit: RankExit): void {
+    const rank = this.record.ranks.find((r) => r.label === rankLabel);
+    if (!rank) throw new Error(`RunRecorder: no rank "${rankLabel}" in run ${this.record.run_id}`);
+    rank.exit = {
+      code: exit.code,
+      signal: exit.signal,
+      cause: exit.cause,
+      root_cause: exit.rootCause === true,
+      ended_at: exit.endedAt ?? new Date().toISOString(),
+      ...(exit.message !== undefined ? { message: exit.message } : {}),
+    };
+    if (exit.rootCause) this.record.root_cause = rankLabel;
+    this.event('rank-exited', { label: rankLabel, host: rank.host, ...rank.exit });
+    if (!this.done) writeRunRecord(this.dir, this.record);
+  }
+
+  /** The rank's last `n` lines (stdout and stderr, in arrival order, at most 200 kept). */
+  lastLines(rankLabel: string, n: number): string[] {
+    const lines = this.slot(rankLabel).lastLines;
+    return n <= 0 ? [] : lines.slice(-n);
+  }
+
+  /** Bytes held in memory on their way to the files and the console (for tests and diagnostics). */
+  bufferedBytes(): number {
+    let total = this.merged.bufferedBytes + (this.console?.bufferedBytes ?? 0);
+    for (const slot of this.slots.values()) {
+      total += slot.file.bufferedBytes;
+      for (const c of slot.channels) total += c.writableLength + c.pendingChars;
+    }
+    return total;
+  }
+
+  /** Ends every rank channel still open, flushes and closes the files, writes the final run.json. */
+  async finish(result: RunResult): Promise<void> {
+    if (this.done) return;
+    const channels = [...this.slots.values()].flatMap((s) => s.channels);
+    for (const c of channels) if (!c.writableEnded) c.end();
+    await Promise.all(channels.map((c) => finished(c).catch(() => undefined)));
+    const files = [this.merged, ...[...this.slots.values()].map((s) => s.file)];
+    for (const f of files) f.stream.end();
+    await Promise.all(files.map((f) => finished(f.stream as Writable).catch(() => undefined)));
+    this.console?.detach();
+    const failed = files.filter((f) => f.error).map((f) => f.error?.message);
+    if (failed.length > 0) this.event('log-write-failed', { errors: failed });
+    this.event('finish', { status: result.status, exit_code: result.exitCode, root_cause: result.rootCause ?? null });
+    this.done = true;
+    this.eventsFile.end();
+    Object.assign(this.record, {
+      status: result.status,
+      exit_code: result.exitCode,
+      root_cause: result.rootCause ?? this.record.root_cause,
+      report: result.report ?? null,
+      ended_at: new Date().toISOString(),
+    });
+    writeRunRecord(this.dir, this.record);
+  }
+
+  private slot(label: string): RankSlot {
+    const slot = this.slots.get(label);
+    if (!slot) throw new Error(`RunRecorder: no rank "${label}" in run ${this.record.run_id}`);
+    return slot;
+  }
+
+  /** One chunk's whole lines to every place they go; resolves when all of them can take more. */
+  private writeLines(slot: RankSlot, which: StreamName, lines: string[]): Promise<void> | undefined {
+    const time = new Date().toISOString();
+    const rankTime = this.timestamps ? time : undefined;
+    const merged = `${time} ${slot.mergedPrefix[which]}`;
+    let rankText = '';
+    let mergedText = '';
+    let consoleText = '';
+    for (const line of lines) {
+      rankText += rankLogLine(line, which, rankTime);
+      mergedText += `${merged}${line}\n`;
+      if (slot.consolePrefix !== undefined) consoleText += `${slot.consolePrefix}${line}\n`;
+    }
+    slot.lastLines.push(...lines.slice(-LAST_LINES_KEPT));
+    if (slot.lastLines.length > 2 * LAST_LINES_KEPT) slot.lastLines.splice(0, slot.lastLines.length - LAST_LINES_KEPT);
+    const waits = [slot.file.write(rankText), this.merged.write(mergedText), this.console?.write(consoleText)].filter((w) => w !== undefined);
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  }
+}
