@@ -18,6 +18,8 @@ const COMMANDS: Record<string, CommandEntry> = {
   kill: { summary: 'stop every process of a run on every host, by recorded pids', load: () => import('./kill.js') },
   logs: { summary: 'print or follow the logs of a run', load: () => import('./logs.js') },
   runs: { summary: 'list runs in the run folder', load: () => import('./runs.js') },
+  summary: { summary: 'training and evaluation totals of a run, reduced across ranks and cross-checked', load: () => import('./summary.js') },
+  ckpt: { summary: 'list checkpoints of a run, or the latest step every saving rank completed', load: () => import('./ckpt.js') },
 };
 
 export const VERSION = '0.1.0';

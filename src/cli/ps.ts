@@ -1,0 +1,111 @@
+import { resolve } from 'node:path';
+import { loadInventory, localHost } from '../inventory/inventory.js';
+import { connectHost } from '../launch/preflight.js';
+import { sshJumpResolver } from '../launch/jump.js';
+import type { HostSpec } from '../plan/types.js';
+import { listLeftovers, killLeftovers, type LeftoverRank } from '../supervise/leftovers.js';
+import { readRunRecord } from '../sinks/run-folder.js';
+import { inputError, NpurunError } from '../errors.js';
+import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { sshConfigText } from './launch.js';
+
+const PS_HELP = `Usage: npurun ps [RUN] [--hosts FILE] [--run-dir DIR] [--remote-dir DIR] [--json]
+
+Lists processes that npurun runs left on hosts, found through the pid files their guards recorded
+(never by process name). With RUN, the hosts of that run (from its run folder); with --hosts, those
+hosts; otherwise this machine.`;
+
+const KILL_HELP = `Usage: npurun kill RUN [--hosts FILE] [--run-dir DIR] [--grace SECONDS] [--json]
+
+Stops every process of RUN on every host of the run: SIGTERM to each rank's process group, SIGKILL
+after the grace period (default 5 s). Processes are found by recorded pid and start time only, so
+other jobs on the same hosts are never touched.`;
+
+const OPTIONS = {
+  hosts: { type: 'string' },
+  'run-dir': { type: 'string' },
+  'remote-dir': { type: 'string' },
+  'ssh-config': { type: 'string' },
+  grace: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface Target {
+  hosts: HostSpec[];
+  remoteDir: string;
+  runId?: string;
+}
+
+function targetOf(command: string, runId: string | undefined, hostsFile: string | undefined, runsDir: string, remoteDirFlag: string | undefined, configText: string | undefined): Target {
+  if (runId) {
+    const record = readRunRecord(runsDir, runId);
+    const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : record.hosts;
+    return { hosts, remoteDir: remoteDirFlag ?? record.remoteDir, runId: record.runId };
+  }
+  if (command === 'kill') throw inputError('npurun kill', 'which run? give its id (see `npurun runs`)');
+  const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : [localHost()];
+  return { hosts, remoteDir: remoteDirFlag ?? '/tmp/npurun/{run_id}' };
+}
+
+async function perHost(target: Target, configText: string | undefined, fn: (h: HostSpec, t: Awaited<ReturnType<typeof connectHost>>) => Promise<LeftoverRank[]>) {
+  return Promise.all(
+    target.hosts.map(async (h) => {
+      try {
+        const t = await connectHost(h, { resolveJump: sshJumpResolver(configText) });
+        try {
+          return { host: h.name, ranks: await fn(h, t) };
+        } finally {
+          await t.close();
+        }
+      } catch (err) {
+        return { host: h.name, ranks: [] as LeftoverRank[], error: err instanceof Error ? err.message : String(err) };
+      }
+    }),
+  );
+}
+
+async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<number> {
+  const args = parseCommandArgs(command, argv, OPTIONS);
+  if (boolFlag(args, 'help')) {
+    process.stdout.write((command === 'ps' ? PS_HELP : KILL_HELP) + '\n');
+    return 0;
+  }
+  if (args.positionals.length > 1) throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
+  const configText = sshConfigText(stringFlag(args, 'ssh-config'));
+  const target = targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), resolve(stringFlag(args, 'run-dir') ?? 'runs'), stringFlag(args, 'remote-dir'), configText);
+  const grace = numberFlag(args, 'grace', 0, 600) ?? 5;
+  const results = await perHost(target, configText, (_h, t) =>
+    command === 'kill' ? killLeftovers(t, target.remoteDir, target.runId as string, grace) : listLeftovers(t, target.remoteDir, target.runId),
+  );
+  if (boolFlag(args, 'json')) {
+    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  } else {
+    for (const r of results) {
+      if (r.error) {
+        process.stdout.write(`${r.host}: unreachable: ${r.error}\n`);
+        continue;
+      }
+      const live = r.ranks.filter((x) => x.alive);
+      if (live.length === 0) process.stdout.write(`${r.host}: nothing left${target.runId ? ` by ${target.runId}` : ''}\n`);
+      for (const x of live) {
+        const state = command === 'kill' ? (x.killed ? 'killed' : 'STILL RUNNING') : 'running';
+        process.stdout.write(`${r.host}: run ${x.runId} rank ${x.label} pid ${x.pid}: ${state} (${x.members.length} process${x.members.length === 1 ? '' : 'es'})\n`);
+        if (command === 'ps') for (const m of x.members) process.stdout.write(`    ${m.pid} ${m.cmdline}\n`);
+      }
+    }
+  }
+  const unreachable = results.filter((r) => r.error).length;
+  if (command === 'kill' && results.some((r) => r.ranks.some((x) => x.alive && !x.killed))) {
+    throw new NpurunError('runtime', 'some processes could not be stopped (see above)');
+  }
+  return unreachable > 0 ? 3 : 0;
+}
+
+export function run(argv: string[]): Promise<number> {
+  return runCommand('ps', argv);
+}
+
+export function runKill(argv: string[]): Promise<number> {
+  return runCommand('kill', argv);
+}

@@ -1,0 +1,31 @@
+import { resolve } from 'node:path';
+import { readRunRecord } from '../sinks/run-folder.js';
+import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
+import { renderSummary } from '../summary/summary.js';
+import { inputError } from '../errors.js';
+import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
+
+const HELP = `Usage: npurun summary [RUN] [--run-dir DIR] [--json]
+
+Training and evaluation numbers of a run (the latest by default), read from every rank's output:
+a per-rank table (last epoch, iter, loss, fps; eval counts), totals reduced across ranks (accuracy
+from summed counts, total throughput), and a cross-check that every rank's in-script allreduce
+result agrees and equals the sum of the per-rank counts. Written to summary.json in the run folder.
+Exit code 1 when a cross-check fails.`;
+
+const OPTIONS = { 'run-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseCommandArgs('summary', argv, OPTIONS);
+  if (boolFlag(args, 'help')) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (args.positionals.length > 1) throw inputError('npurun summary', `one run id expected, got ${args.positionals.length}`);
+  const info = readRunRecord(resolve(stringFlag(args, 'run-dir') ?? 'runs'), args.positionals[0]);
+  const summary = await summarizeRunFolder(info.dir, info.record);
+  writeSummary(info.dir, summary);
+  if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+  else process.stdout.write(`run ${info.runId}\n${hasContent(summary) ? renderSummary(summary) : 'no training or evaluation lines recognised in the output'}\n`);
+  return summary.problems.length > 0 ? 1 : 0;
+}

@@ -1,0 +1,173 @@
+import { readFileSync } from 'node:fs';
+import { NpurunError } from '../errors.js';
+import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
+import { describePlan, planRun } from '../plan/plan.js';
+import { newRunId } from '../plan/run-id.js';
+import { serializeRankTable } from '../ranktable/generate.js';
+import { validateRankTable } from '../ranktable/validate.js';
+import type { RankTable } from '../ranktable/types.js';
+import { classifyFailure } from '../sinks/classify.js';
+import { RunRecorder, type ConsoleChoice } from '../sinks/run-recorder.js';
+import { describeEnd, supervise, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
+import type { SshOptions } from '../transport/ssh.js';
+import type { HostTransport } from '../transport/types.js';
+import { preflight } from './preflight.js';
+
+export interface LaunchRequest {
+  job: JobSpec;
+  hosts: HostSpec[];
+  simulate?: number;
+  dryRun: boolean;
+  json: boolean;
+  runsDir: string;
+  console: ConsoleChoice;
+  timestamps: boolean;
+  argv: string[];
+  ssh?: SshOptions;
+  /** Seconds a guard waits before SIGKILL once the launcher is gone. */
+  orphanGraceSeconds: number;
+  out?: NodeJS.WriteStream;
+}
+
+export interface LaunchResult {
+  exitCode: number;
+  plan?: RunPlan;
+  outcome?: RunOutcome;
+  runDir?: string;
+}
+
+function loadGivenRankTable(file: string): RankTable {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new NpurunError('input', `${file}: cannot read rank table: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const result = validateRankTable(json, file);
+  if (!result.table || result.problems.length > 0) {
+    throw new NpurunError('input', `${file}: invalid rank table`, { details: result.problems.map((p) => `${p.path}: ${p.message}`) });
+  }
+  return result.table;
+}
+
+/** The failure report: the root-cause rank, where it ran, how it ended, and its last lines. */
+export function failureReport(outcome: RunOutcome, recorder: Pick<RunRecorder, 'lastLines'>, plan: RunPlan): string | undefined {
+  if (outcome.status === 'interrupted') {
+    const stopped = outcome.ranks.filter((r) => r.cause === 'stopped').length;
+    return `npurun: interrupted by ${outcome.interruptedBy}; stopped ${stopped} rank${stopped === 1 ? '' : 's'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}`;
+  }
+  const rc = outcome.rootCause;
+  if (!rc) return undefined;
+  const lines = recorder.lastLines(rc.label, 20);
+  const kind = classifyFailure(lines, rc.signal ?? undefined);
+  const device = rc.deviceId === null ? '' : `, device ${rc.deviceId}`;
+  const victims = outcome.ranks.filter((r) => r.cause === 'stopped').length;
+  const out = [
+    `npurun: rank ${rc.label} (host ${rc.host}${device}) ${describeEnd(rc)}${kind ? ` [${kind}]` : ''}`,
+    `npurun: stopped the other ${victims} rank${victims === 1 ? '' : 's'}; exit code ${outcome.exitCode}`,
+  ];
+  if (lines.length > 0) out.push(`--- last ${lines.length} lines of rank ${rc.label} ---`, ...lines, '---');
+  return out.join('\n');
+}
+
+function eventLine(e: SupervisorEvent): string | undefined {
+  switch (e.kind) {
+    case 'stopping':
+      return `npurun: stopping all ranks: ${e.reason} (grace ${e.graceSeconds} s)`;
+    case 'host-lost':
+      return `npurun: host ${e.host} lost: ${e.reason}`;
+    case 'escalate':
+      return `npurun: ranks ${e.labels.join(', ')} still running after the grace period: SIGKILL`;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The main job: preflight every host, plan, (dry run stops here), copy the rank table to every host,
+ * start every rank under its guard, supervise, record, report.
+ */
+export async function launch(req: LaunchRequest): Promise<LaunchResult> {
+  const out = req.out ?? process.stdout;
+  const givenTable = req.job.rankTableFile ? loadGivenRankTable(req.job.rankTableFile) : undefined;
+  const progress = req.json ? 'none' : process.stderr.isTTY && process.stdout.isTTY ? 'tty' : 'lines';
+  const program = req.job.command[0];
+  if (!program) throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
+  const { transports, facts } = await preflight(req.hosts, {
+    ...(req.simulate !== undefined ? { simulate: req.simulate } : {}),
+    program,
+    ...(req.job.env.PATH ? { programPath: req.job.env.PATH } : {}),
+    ...(req.ssh ? { ssh: req.ssh } : {}),
+    progress,
+  });
+  const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));
+  let plan: RunPlan;
+  try {
+    plan = planRun({
+      runId: newRunId(new Date(), req.job.name),
+      job: req.job,
+      hosts: req.hosts,
+      facts,
+      ...(givenTable ? { rankTable: givenTable } : {}),
+    });
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  if (req.dryRun) {
+    await closeAll();
+    out.write(req.json ? JSON.stringify(plan, null, 2) + '\n' : describePlan(plan) + '\n');
+    return { exitCode: 0, plan };
+  }
+  return runPlanned(plan, transports, req).finally(closeAll);
+}
+
+async function copyRankTable(plan: RunPlan, transports: Map<string, HostTransport>): Promise<void> {
+  if (!plan.rankTable || !plan.rankTablePath) return;
+  const data = Buffer.from(serializeRankTable(plan.rankTable));
+  const path = plan.rankTablePath;
+  await Promise.all([...transports.values()].map((t) => t.putFile(path, data, 0o644)));
+}
+
+async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>, req: LaunchRequest): Promise<LaunchResult> {
+  const recorder = await RunRecorder.create({
+    runsDir: req.runsDir,
+    plan,
+    argv: req.argv,
+    timestamps: req.timestamps,
+    console: req.console,
+    ...(req.out ? { out: req.out } : {}),
+  });
+  const say = (line: string) => process.stderr.write(line + '\n');
+  say(`npurun: run ${plan.runId}: ${plan.ranks.length} process${plan.ranks.length === 1 ? '' : 'es'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`);
+  try {
+    await copyRankTable(plan, transports);
+    if (plan.rankTablePath) recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
+  } catch (err) {
+    await recorder.finish({ status: 'failed', exitCode: 3, report: err instanceof Error ? err.message : String(err) });
+    throw err;
+  }
+  const outcome = await supervise(plan, transports, {
+    graceSeconds: plan.job.graceSeconds,
+    orphanGraceSeconds: req.orphanGraceSeconds,
+    sink: recorder,
+    handleSignals: true,
+    onEvent: (e) => {
+      const line = eventLine(e);
+      if (line) say(line);
+      if (e.kind === 'rank-ended') recorder.rankExited(e.outcome.label, e.outcome);
+      else recorder.event(e.kind, { ...e });
+    },
+  });
+  const report = failureReport(outcome, recorder, plan);
+  if (report) say(report);
+  else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
+  await recorder.finish({
+    status: outcome.status,
+    exitCode: outcome.exitCode,
+    ...(outcome.rootCause ? { rootCause: outcome.rootCause.label } : {}),
+    ...(report ? { report } : {}),
+  });
+  return { exitCode: outcome.exitCode, plan, outcome, runDir: recorder.dir };
+}
+
