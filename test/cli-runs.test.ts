@@ -1,0 +1,104 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { HostSpec, RunPlan } from '../src/plan/types.js';
+import type { RunListEntry } from '../src/cli/runs.js';
+import type { RunRecord } from '../src/sinks/run-folder.js';
+import { RunRecorder } from '../src/sinks/run-recorder.js';
+import { manualPlan } from './helpers/plan.js';
+import { npurun, requireBuild, startRunWriter, until } from './helpers/run-writer.js';
+
+const hosts: HostSpec[] = [
+  { name: 'server-a', address: '10.213.0.11', local: true, devices: 'auto' },
+  { name: 'server-b', address: '10.213.0.12', local: true, devices: 'auto' },
+];
+function plan(runId: string, perHost: number): RunPlan {
+  const ranks = Array.from({ length: 2 * perHost }, (_, rank) => ({ rank, host: rank < perHost ? 'server-a' : 'server-b', deviceId: rank % perHost, cwd: '/w', argv: ['python', 'train.py'], env: {} }));
+  return manualPlan(runId, hosts, ranks);
+}
+
+const runsDir = mkdtempSync(join(tmpdir(), 'npurun-runs-'));
+const KILLED = '20250501-100003-killed';
+
+function listed(): RunListEntry[] {
+  const r = npurun(['runs', '--runs-dir', runsDir, '--json']);
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as RunListEntry[];
+}
+
+beforeAll(async () => {
+  requireBuild();
+  const ok = await RunRecorder.create({ runsDir, plan: plan('20250501-100001-ok', 4), argv: [], console: 'none' });
+  await ok.finish({ status: 'succeeded', exitCode: 0 });
+  const bad = await RunRecorder.create({ runsDir, plan: plan('20250501-100002-crash', 1), argv: [], console: 'none' });
+  bad.rankExited('1', { code: 7, signal: null, cause: 'exited', rootCause: true });
+  await bad.finish({ status: 'failed', exitCode: 7, rootCause: '1' });
+});
+
+describe('npurun runs (process)', () => {
+  it('lists runs oldest first with hosts, ranks, status, exit code and root cause', () => {
+    const runs = listed();
+    expect(runs.map((r) => [r.runId, r.hosts, r.ranks, r.status, r.exitCode, r.rootCause])).toEqual([
+      ['20250501-100001-ok', ['server-a', 'server-b'], 8, 'succeeded', 0, null],
+      ['20250501-100002-crash', ['server-a', 'server-b'], 2, 'failed', 7, '1'],
+    ]);
+    const text = npurun(['runs', '--run-dir', runsDir]);
+    expect(text.code).toBe(0);
+    const rows = text.stdout.trimEnd().split('\n');
+    expect(rows[0]).toMatch(/^RUN\s+STARTED\s+HOSTS\s+RANKS\s+STATUS\s+EXIT\s+ROOT CAUSE$/);
+    expect(rows[2]).toMatch(/^20250501-100002-crash\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+server-a,server-b\s+2\s+failed\s+7\s+rank 1$/);
+  });
+
+  it('a run whose npurun was SIGKILLed mid-run still reads with `runs` and `logs`', async () => {
+    const writer = await startRunWriter(runsDir, plan(KILLED, 2));
+    for (let i = 0; i < 50; i++) writer.send({ op: 'write', label: String(i % 4), stream: 'stdout', text: `step ${i}\n` });
+    const merged = join(runsDir, KILLED, 'merged.log');
+    await until(() => readFileSync(merged, 'utf8').includes('step 49\n'), 10_000, 'the lines on disk');
+    writer.child.kill('SIGKILL');
+    await writer.exited;
+
+    const record = JSON.parse(readFileSync(join(runsDir, KILLED, 'run.json'), 'utf8')) as RunRecord;
+    expect(record.status).toBe('running');
+    expect(listed().find((r) => r.runId === KILLED)).toMatchObject({ status: 'unknown (launcher gone)', exitCode: null, ranks: 4 });
+    expect(npurun(['runs', '--runs-dir', runsDir]).stdout).toMatch(new RegExp(`${KILLED} .* unknown \\(launcher gone\\)`));
+
+    const logs = npurun(['logs', KILLED, '--runs-dir', runsDir, '--raw']);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toBe(Array.from({ length: 50 }, (_, i) => `step ${i}\n`).join(''));
+    // Following a run nobody writes any more ends by itself once the file stops growing.
+    const started = Date.now();
+    const follow = npurun(['logs', KILLED, '--runs-dir', runsDir, '--follow', '--rank', '3', '--raw']);
+    expect(follow.code).toBe(0);
+    expect(follow.stdout.trimEnd().split('\n')).toHaveLength(12);
+    expect(follow.stderr).toMatch(/is gone and the log stopped growing/);
+    expect(Date.now() - started).toBeLessThan(8000);
+  });
+
+  it('a running record from another machine shows as "running?"', () => {
+    const file = join(runsDir, '20250501-100001-ok', 'run.json');
+    const record = JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+    writeFileSync(join(runsDir, '20250501-100001-ok', 'run.json'), JSON.stringify({ ...record, status: 'running', launcher_host: 'some-other-launcher' }));
+    try {
+      expect(listed().find((r) => r.runId === '20250501-100001-ok')?.status).toBe('running?');
+    } finally {
+      writeFileSync(file, JSON.stringify(record));
+    }
+  });
+
+  it('an empty run folder, bad flags and --help', () => {
+    const empty = npurun(['runs', '--runs-dir', join(runsDir, 'nothing-here')]);
+    expect(empty.code).toBe(0);
+    expect(empty.stderr).toMatch(/no runs in .*nothing-here/);
+    expect(npurun(['runs', '--runs-dir', join(runsDir, 'nothing-here'), '--json']).stdout).toBe('[]\n');
+    const bad = npurun(['runs', '--all']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Unknown option '--all'.*npurun runs --help/);
+    const positional = npurun(['runs', 'some-run']);
+    expect(positional.code).toBe(2);
+    expect(positional.stderr).toMatch(/npurun runs: .*some-run/);
+    const help = npurun(['runs', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: npurun runs/);
+  });
+});
