@@ -8,7 +8,10 @@ import { describe, expect, it } from 'vitest';
 import type { HostSpec, RunPlan } from '../src/plan/types.js';
 import type { RankTable } from '../src/ranktable/types.js';
 import { parseMergedLine } from '../src/sinks/log-format.js';
+import { classifyFailure } from '../src/sinks/classify.js';
 import { RunRecorder } from '../src/sinks/run-recorder.js';
+import { supervise } from '../src/supervise/supervisor.js';
+import { LocalTransport } from '../src/transport/local.js';
 import type { RunRecord } from '../src/sinks/run-folder.js';
 import { manualPlan } from './helpers/plan.js';
 
@@ -216,5 +219,30 @@ describe('RunRecorder', () => {
     const rec = await RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' });
     await rec.finish({ status: 'succeeded', exitCode: 0 });
     await expect(RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' })).rejects.toThrow(/already exists/);
+  });
+
+  it('records real local ranks under the supervisor: whole lines, exits, root cause and its last lines', async () => {
+    const local: HostSpec = { name: 'local', address: '127.0.0.1', local: true, devices: 'auto' };
+    const script = (rank: number) =>
+      rank === 1
+        ? `printf 'epoch[1] loss:2.1\\n'; sleep 0.2; printf 'Traceback (most recent call last):\\n  File "train.py", line 9\\nModuleNotFoundError: No module named mindspore' >&2; exit 1`
+        : `printf 'epoch[1] '; sleep 0.1; printf 'loss:2.0\\n'; sleep 30`;
+    const plan = manualPlan('supervised', [local], [0, 1].map((rank) => ({ rank, host: 'local', deviceId: rank, cwd: join(base, `sup${rank}`), argv: ['sh', '-c', script(rank)], env: {} })));
+    const rec = await RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' });
+    const transport = new LocalTransport(local);
+    const outcome = await supervise(plan, new Map([['local', transport]]), {
+      graceSeconds: 2, orphanGraceSeconds: 1, sink: rec,
+      onEvent: (e) => (e.kind === 'rank-ended' ? rec.rankExited(e.outcome.label, e.outcome) : rec.event(e.kind, { ...e })),
+    });
+    await transport.close();
+    await rec.finish({ status: outcome.status, exitCode: outcome.exitCode, rootCause: outcome.rootCause?.label });
+    expect(outcome.rootCause?.label).toBe('1');
+    expect(readFileSync(join(rec.dir, 'logs', 'rank-0.log'), 'utf8')).toBe('epoch[1] loss:2.0\n');
+    expect(rec.lastLines('1', 2)).toEqual(['  File "train.py", line 9', 'ModuleNotFoundError: No module named mindspore']);
+    expect(classifyFailure(rec.lastLines('1', 20))).toBe('Python module not found: No module named mindspore');
+    const record = readRecord(rec.dir);
+    expectValid(record);
+    expect(record.ranks.map((r) => [r.label, r.exit?.cause, r.exit?.root_cause])).toEqual([['0', 'stopped', false], ['1', 'exited', true]]);
+    expect(record).toMatchObject({ status: 'failed', exit_code: 1, root_cause: '1' });
   });
 });

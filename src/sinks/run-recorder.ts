@@ -14,8 +14,7 @@
  * A rank's Writable calls back only once the files (and the console) have taken its lines below
  * their high-water marks, so a fast rank is paused instead of filling memory.
  */
-import { mkdirSync } from 'node:fs';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
