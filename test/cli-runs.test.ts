@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -54,7 +54,7 @@ describe('npurun runs (process)', () => {
     const writer = await startRunWriter(runsDir, plan(KILLED, 2));
     for (let i = 0; i < 50; i++) writer.send({ op: 'write', label: String(i % 4), stream: 'stdout', text: `step ${i}\n` });
     const merged = join(runsDir, KILLED, 'merged.log');
-    await until(() => readFileSync(merged, 'utf8').includes('step 49\n'), 10_000, 'the lines on disk');
+    await until(() => existsSync(merged) && readFileSync(merged, 'utf8').includes('step 49\n'), 10_000, 'the lines on disk');
     writer.child.kill('SIGKILL');
     await writer.exited;
 

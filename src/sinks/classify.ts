@@ -10,7 +10,7 @@ const HCCL_CODE = /\b(EI000[0-9]|EI00[1-9][0-9])\b/;
 const HCCL_TIMEOUT = /Notify register times out|socket establish timeout|notify wait timeout|\bHCCL\b.*time ?out|time ?out.*\bHCCL\b/i;
 const DEVICE_OOM = /\bout of memory\b|memory isn't enough|Out of Memory!!!|\bOOM\b/i;
 const HOST_OOM = /\bMemoryError\b|^\s*Killed\s*$|oom-kill|Out of memory: Killed process/;
-const PYTHON_EXCEPTION = /^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)|[A-Za-z_][\w.]*Error)(: .*)?$/;
+const PYTHON_EXCEPTION = /^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(: .*)?$/;
 const MODULE_NOT_FOUND = /\b(ModuleNotFoundError|ImportError): (.*)$/;
 const FILE_NOT_FOUND = /\bFileNotFoundError: (.*)$|No such file or directory/;
 
@@ -39,13 +39,12 @@ function clip(text: string, max = 160): string {
 }
 
 export function classifyFailure(lines: string[], signal?: string): string | undefined {
-  const hccl = lastMatching(lines, HCCL_TIMEOUT) ?? (lastMatching(lines, HCCL_CODE) && lastMatching(lines, /time ?out|times out/i));
-  if (hccl) {
-    const code = lastMatching(lines, HCCL_CODE)?.match[1];
+  const code = lastMatching(lines, HCCL_CODE)?.match[1];
+  if (lastMatching(lines, HCCL_TIMEOUT) || (code && lastMatching(lines, /time ?out|times out/i))) {
     return `HCCL timeout${code ? ` (${code})` : ''}: another rank probably failed first or a link is down`;
   }
   if (lastMatching(lines, DEVICE_OOM) && !lastMatching(lines, /\bMemoryError\b/)) return 'out of device memory';
-  if (lastMatching(lines, HOST_OOM) || (signal === 'SIGKILL' && lastMatching(lines, /^\s*Killed\s*$/))) {
+  if (lastMatching(lines, HOST_OOM)) {
     return 'out of host memory (MemoryError or killed by the OOM killer)';
   }
   const module = lastMatching(lines, MODULE_NOT_FOUND);

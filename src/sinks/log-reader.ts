@@ -112,7 +112,8 @@ export async function readRunLog(runDir: string, opts: ReadLogOptions, emit: (li
       await tail.readNew(async (texts) => {
         if (keep === 0) return;
         for (const line of pick(texts)) last.push(line);
-        if (last.length > 2 * keep + READ_CHUNK / 64) last = last.slice(-keep);
+        // Trim now and then, not per batch: memory stays about 2N lines, copying stays rare.
+        if (last.length > 2 * keep + 1024) last = last.slice(-keep);
       });
       if (keep > 0 && last.length > 0) await emit(last.slice(-keep));
     } else {
