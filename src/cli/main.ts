@@ -1,4 +1,5 @@
 import { isNpurunError } from '../errors.js';
+import { VERSION } from '../version.js';
 
 /** A command module: parses its own arguments and calls the library. Returns the exit code. */
 export interface CommandModule {
@@ -22,7 +23,6 @@ const COMMANDS: Record<string, CommandEntry> = {
   ckpt: { summary: 'list checkpoints of a run, or the latest step every saving rank completed', load: () => import('./ckpt.js') },
 };
 
-export const VERSION = '0.1.0';
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

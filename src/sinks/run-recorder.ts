@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import pino from 'pino';
-import { VERSION } from '../cli/main.js';
+import { VERSION } from '../version.js';
 import { NpurunError } from '../errors.js';
 import type { HostSpec, RankSpec, RunPlan } from '../plan/types.js';
 import { remoteDirOf, type RankCause } from '../supervise/supervisor.js';
