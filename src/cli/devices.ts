@@ -1,0 +1,67 @@
+import { resolve } from 'node:path';
+import { probeHost, localShellRunner } from '../devices/probe.js';
+import { simulatedHostFacts } from '../devices/simulate.js';
+import type { HostFacts } from '../devices/types.js';
+import { loadInventory } from '../inventory/inventory.js';
+import { preflight } from '../launch/preflight.js';
+import { sshJumpResolver } from '../launch/jump.js';
+import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { sshConfigText } from './launch.js';
+
+const HELP = `Usage: npurun devices [--hosts FILE] [--simulate N] [--json]
+
+The NPUs of this host (or of every host of --hosts, over SSH): device id, NPU/chip, chip name,
+health, HCCL NIC address and where it came from (/etc/hccn.conf or hccn_tool), bus id, and the
+pids holding a device. Problems (no npu-smi, unhealthy device, device without address, device held
+by another process) are listed under the table.
+Exit code: 0 every device usable; 1 some devices have problems; 3 a host has no usable device or
+cannot be reached.`;
+
+const OPTIONS = {
+  hosts: { type: 'string' },
+  'ssh-config': { type: 'string' },
+  simulate: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export function renderDeviceTable(host: string, facts: HostFacts): string {
+  const rows = [['device', 'npu/chip', 'name', 'health', 'device ip', 'from', 'bus id', 'held by']];
+  for (const d of facts.devices) {
+    rows.push([
+      String(d.deviceId), `${d.npuId}/${d.chipId}`, d.name, d.health, d.deviceIp ?? '-', d.ipSource ?? '-', d.busId ?? '-',
+      d.processes.length ? d.processes.map((p) => `${p.pid}${p.name ? ` ${p.name}` : ''}`).join(', ') : '-',
+    ]);
+  }
+  const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
+  const lines = [`${host}: ${facts.devices.length} NPU${facts.devices.length === 1 ? '' : 's'}${facts.simulated ? ' (simulated)' : ''}${facts.tools.npuSmi ? ` via ${facts.tools.npuSmi}` : ''}`];
+  if (facts.devices.length > 0) lines.push(...rows.map((r) => '  ' + r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()));
+  for (const p of facts.problems) lines.push(`  problem: ${p}`);
+  return lines.join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseCommandArgs('devices', argv, OPTIONS, false);
+  if (boolFlag(args, 'help')) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const simulate = numberFlag(args, 'simulate', 1, 16);
+  const hostsFile = stringFlag(args, 'hosts');
+  let all: Record<string, HostFacts>;
+  if (hostsFile) {
+    const configText = sshConfigText(stringFlag(args, 'ssh-config'));
+    const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
+    const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
+    await Promise.all([...transports.values()].map((t) => t.close()));
+    all = facts;
+  } else {
+    all = { local: simulate !== undefined ? simulatedHostFacts(simulate) : await probeHost(localShellRunner) };
+  }
+  if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify(hostsFile ? all : all.local, null, 2) + '\n');
+  else process.stdout.write(Object.entries(all).map(([h, f]) => renderDeviceTable(h, f)).join('\n\n') + '\n');
+  const facts = Object.values(all);
+  const usable = (f: HostFacts) => f.devices.some((d) => d.health === 'OK' && d.processes.length === 0);
+  if (facts.some((f) => !usable(f))) return 3;
+  return facts.some((f) => f.problems.length > 0) ? 1 : 0;
+}
