@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { NpurunError } from '../errors.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
 import { describePlan, planRun } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
 import { serializeRankTable } from '../ranktable/generate.js';
-import { validateRankTable } from '../ranktable/validate.js';
+import { validateRankTableFile } from '../ranktable/validate.js';
 import type { RankTable } from '../ranktable/types.js';
 import { classifyFailure } from '../sinks/classify.js';
 import { RunRecorder, type ConsoleChoice } from '../sinks/run-recorder.js';
@@ -37,13 +36,7 @@ export interface LaunchResult {
 }
 
 function loadGivenRankTable(file: string): RankTable {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new NpurunError('input', `${file}: cannot read rank table: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const result = validateRankTable(json, file);
+  const result = validateRankTableFile(file);
   if (!result.table || result.problems.length > 0) {
     throw new NpurunError('input', `${file}: invalid rank table`, { details: result.problems.map((p) => `${p.path}: ${p.message}`) });
   }

@@ -1,0 +1,183 @@
+import { readFileSync } from 'node:fs';
+import AjvModule, { type ErrorObject } from 'ajv';
+import { isIPv4 } from '../devices/npu-smi.js';
+import type { RankTable } from './types.js';
+
+export interface Problem {
+  /** JSON path, e.g. `server_list[1].device[3].rank_id`, or `(file)`. */
+  path: string;
+  message: string;
+}
+
+export interface ValidationResult {
+  table?: RankTable;
+  problems: Problem[];
+  warnings: Problem[];
+}
+
+// ajv is CommonJS; its default export is the class under Node ESM and bundlers alike.
+const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
+const schemaUrl = new URL('../../schemas/rank-table.schema.json', import.meta.url);
+let compiled: ReturnType<InstanceType<typeof Ajv>['compile']> | undefined;
+
+function schemaValidator() {
+  compiled ??= new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(schemaUrl, 'utf8')) as object);
+  return compiled;
+}
+
+/** `/server_list/1/device/3/rank_id` -> `server_list[1].device[3].rank_id`. */
+export function jsonPath(pointer: string): string {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
+  return out || '(top level)';
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function valueAt(root: unknown, pointer: string): unknown {
+  let cur: unknown = root;
+  for (const p of pointer.split('/').slice(1)) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+export function describeAjvError(e: ErrorObject, root: unknown): Problem {
+  const at = jsonPath(e.instancePath);
+  const value = valueAt(root, e.instancePath);
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'required':
+      return { path: jsonPath(`${e.instancePath}/${String(params.missingProperty)}`), message: 'missing (required)' };
+    case 'additionalProperties':
+      return { path: at, message: `unknown key "${String(params.additionalProperty)}"` };
+    case 'type':
+      return { path: at, message: `expected ${String(params.type).replace(',', ' or ')}, got ${typeName(value)}` };
+    case 'const':
+      return { path: at, message: `expected ${JSON.stringify(params.allowedValue)}, got ${typeName(value)}` };
+    case 'pattern':
+      return { path: at, message: `expected digits only (e.g. "8"), got ${typeName(value)}` };
+    case 'minItems':
+      return { path: at, message: `expected at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}` };
+    default:
+      return { path: at, message: e.message ?? e.keyword };
+  }
+}
+
+/** 910A servers: 1, 2 or 4 devices inside one group (0-3 or 4-7), or all 8. */
+export function groupingProblem(ids: number[]): string | undefined {
+  const n = ids.length;
+  if (![1, 2, 4, 8].includes(n)) return `${n} devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8`;
+  if (n === 8) return ids.every((id, i) => id === i) ? undefined : `8 devices must be 0-7, got ${ids.join(',')}`;
+  const inOneGroup = ids.every((id) => id < 4) || ids.every((id) => id >= 4 && id < 8);
+  if (!inOneGroup) return `devices ${ids.join(',')} cross the 910 device groups 0-3 and 4-7; use devices within one group, or all 8`;
+  return undefined;
+}
+
+function formatHint(json: Record<string, unknown>): Problem | undefined {
+  const v = json.version;
+  if (typeof v === 'string' && v !== '1.0' && /^\d+\.\d+$/.test(v)) {
+    return {
+      path: 'version',
+      message: `version "${v}" (the Atlas A2/A3 super-pod format) is not supported yet; npurun reads and writes version "1.0"`,
+    };
+  }
+  if (v === undefined && ('group_list' in json || 'board_id' in json)) {
+    return { path: '(top level)', message: 'this is the pre-1.0 rank-table format (board_id, group_list, instance_list); regenerate it with `npurun ranktable generate`' };
+  }
+  return undefined;
+}
+
+/** Schema and semantic checks; every problem with its JSON path and what was expected. */
+export function validateRankTable(json: unknown): ValidationResult {
+  const problems: Problem[] = [];
+  const warnings: Problem[] = [];
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    return { problems: [{ path: '(top level)', message: `expected a JSON object, got ${typeName(json)}` }], warnings };
+  }
+  const hint = formatHint(json as Record<string, unknown>);
+  if (hint) return { problems: [hint], warnings };
+  const validate = schemaValidator();
+  if (!validate(json)) {
+    for (const e of validate.errors ?? []) problems.push(describeAjvError(e, json));
+    return { problems, warnings };
+  }
+  const t = json as RankTable;
+  if (Number(t.server_count) !== t.server_list.length) {
+    problems.push({ path: 'server_count', message: `says ${t.server_count} but server_list has ${t.server_list.length} server${t.server_list.length === 1 ? '' : 's'}` });
+  }
+  const ranks: { rank: number; path: string }[] = [];
+  const ips = new Map<string, string>();
+  const servers = new Map<string, string>();
+  t.server_list.forEach((s, si) => {
+    const sp = `server_list[${si}]`;
+    if (!isIPv4(s.server_id)) problems.push({ path: `${sp}.server_id`, message: `expected the server's IPv4 address, got "${s.server_id}"` });
+    const seenServer = servers.get(s.server_id);
+    if (seenServer) problems.push({ path: `${sp}.server_id`, message: `"${s.server_id}" is also ${seenServer}` });
+    servers.set(s.server_id, `${sp}.server_id`);
+    const ids = new Map<string, string>();
+    s.device.forEach((d, di) => {
+      const dp = `${sp}.device[${di}]`;
+      if (ids.has(d.device_id)) problems.push({ path: `${dp}.device_id`, message: `device ${d.device_id} appears twice on this server (also ${ids.get(d.device_id)})` });
+      ids.set(d.device_id, `${dp}.device_id`);
+      if (!isIPv4(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `expected an IPv4 address, got "${d.device_ip}"` });
+      else if (ips.has(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `${d.device_ip} is also ${ips.get(d.device_ip)}` });
+      else ips.set(d.device_ip, `${dp}.device_ip`);
+      const raw = d.rank_id as unknown;
+      if (typeof raw === 'number') warnings.push({ path: `${dp}.rank_id`, message: `a number (as merge_hccl.py writes it); HCCL's format wants the string "${raw}"` });
+      const rank = typeof raw === 'number' ? raw : /^\d+$/.test(String(raw)) ? Number(raw) : NaN;
+      if (Number.isNaN(rank)) problems.push({ path: `${dp}.rank_id`, message: `expected a rank number like "0", got "${String(raw)}"` });
+      else ranks.push({ rank, path: `${dp}.rank_id` });
+    });
+    const grouping = groupingProblem([...ids.keys()].map(Number).sort((a, b) => a - b));
+    if (grouping) problems.push({ path: `${sp}.device`, message: grouping });
+  });
+  const counts = new Set(t.server_list.map((s) => s.device.length));
+  if (counts.size > 1) {
+    problems.push({ path: 'server_list', message: `servers have different device counts (${t.server_list.map((s) => s.device.length).join(', ')}); every server of a job must use the same number` });
+  }
+  const seen = new Map<number, string>();
+  for (const r of ranks) {
+    if (seen.has(r.rank)) problems.push({ path: r.path, message: `rank ${r.rank} repeated (also ${seen.get(r.rank)})` });
+    else seen.set(r.rank, r.path);
+  }
+  const n = ranks.length;
+  const missing = [...Array(n).keys()].filter((i) => !seen.has(i));
+  if (missing.length > 0) problems.push({ path: 'server_list', message: `rank ids must be 0..${n - 1} without gaps; missing ${missing.join(', ')}` });
+  for (const r of ranks) if (r.rank >= n) problems.push({ path: r.path, message: `rank ${r.rank} is out of range 0..${n - 1}` });
+  if (problems.length > 0) return { problems, warnings };
+  // Normalise merge_hccl's numeric ranks to strings.
+  const table: RankTable = { ...t, server_list: t.server_list.map((s) => ({ ...s, host_nic_ip: s.host_nic_ip ?? 'reserve', device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })) })) };
+  return { table, problems, warnings };
+}
+
+/** Reads and validates a rank-table file; JSON syntax errors get line and column. */
+export function validateRankTableFile(file: string): ValidationResult {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { problems: [{ path: '(file)', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], warnings: [] };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    const pos = /position (\d+)/.exec(msg);
+    let where = '';
+    if (pos) {
+      const before = text.slice(0, Number(pos[1]));
+      const line = before.split('\n').length;
+      where = ` at line ${line}, column ${Number(pos[1]) - before.lastIndexOf('\n')}`;
+    }
+    return { problems: [{ path: '(file)', message: `not valid JSON${where}: ${msg.replace(/ in JSON at position \d+.*$/, '')}` }], warnings: [] };
+  }
+  return validateRankTable(json);
+}

@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseHccnConf } from '../src/devices/npu-smi.js';
+import { generateRankTable, mergeRankTables, rankTableFileName, serializeRankTable } from '../src/ranktable/generate.js';
+import type { RankTable } from '../src/ranktable/types.js';
+import { groupingProblem, validateRankTable } from '../src/ranktable/validate.js';
+
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+
+function server(conf: string, ip: string, ids: number[]) {
+  const c = parseHccnConf(fixture(conf));
+  return { serverId: ip, devices: ids.map((id) => ({ deviceId: id, deviceIp: c.get(id)!.address! })) };
+}
+
+describe('generate: what hccl_tools.py writes, byte for byte', () => {
+  it.each([
+    ['hccl_8p_01234567_10.155.111.140.json', 'hccn.conf.server-a', '10.155.111.140', [0, 1, 2, 3, 4, 5, 6, 7]],
+    ['hccl_8p_01234567_10.155.111.141.json', 'hccn.conf.server-b', '10.155.111.141', [0, 1, 2, 3, 4, 5, 6, 7]],
+    ['hccl_4p_0123_10.155.111.140.json', 'hccn.conf.server-a', '10.155.111.140', [0, 1, 2, 3]],
+  ])('%s', (file, conf, ip, ids) => {
+    const table = generateRankTable([server(conf, ip, ids)]);
+    expect(serializeRankTable(table)).toBe(fixture(file));
+    expect(rankTableFileName(table)).toBe(file);
+  });
+  it('[4,8) numbers ranks from 0 like hccl_tools', () => {
+    expect(serializeRankTable(generateRankTable([server('hccn.conf.server-a', '10.155.111.140', [4, 5, 6, 7])]))).toBe(fixture('hccl_4p_4567_10.155.111.140.json'));
+  });
+});
+
+describe('merge: merge_hccl.py numbering, string ranks', () => {
+  it('equals the merge fixture once its numeric rank ids are read as strings', () => {
+    const a = JSON.parse(fixture('hccl_8p_01234567_10.155.111.140.json')) as RankTable;
+    const b = JSON.parse(fixture('hccl_8p_01234567_10.155.111.141.json')) as RankTable;
+    const merged = mergeRankTables([a, b]);
+    const expected = JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')) as { server_list: { device: { rank_id: number }[] }[] };
+    expect(typeof expected.server_list[0]!.device[0]!.rank_id).toBe('number');
+    for (const s of expected.server_list) for (const d of s.device) (d as unknown as { rank_id: string }).rank_id = String(d.rank_id);
+    expect(merged).toEqual(expected);
+    expect(rankTableFileName(merged)).toBe('hccl_2s_16p.json');
+    expect(validateRankTable(merged).problems).toEqual([]);
+  });
+  it('validate accepts merge_hccl numeric ranks with a warning', () => {
+    const r = validateRankTable(JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')));
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toHaveLength(16);
+    expect(r.warnings[0]!.message).toMatch(/a number \(as merge_hccl.py writes it\)/);
+    expect(r.table!.server_list[1]!.device[0]!.rank_id).toBe('8');
+  });
+});
+
+describe('validate: every problem with its JSON path', () => {
+  const good = () => JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')) as { [k: string]: unknown; server_list: { server_id: string; device: Record<string, unknown>[] }[] };
+  const cases: [string, (t: ReturnType<typeof good>) => unknown, RegExp][] = [
+    ['unknown version', (t) => ({ ...t, version: '2.0' }), /^version: version "2.0" .*not supported yet/],
+    ['missing status', (t) => { delete t.status; return t; }, /^status: missing/],
+    ['server_count mismatch', (t) => ({ ...t, server_count: '3' }), /^server_count: says 3 but server_list has 2 servers/],
+    ['wrong type', (t) => { t.server_list[0]!.device[1]!.device_id = 1; return t; }, /^server_list\[0\]\.device\[1\]\.device_id: expected string, got number 1/],
+    ['duplicate rank', (t) => { t.server_list[1]!.device[0]!.rank_id = '3'; return t; }, /rank 3 repeated/],
+    ['gap', (t) => { t.server_list[1]!.device[7]!.rank_id = '20'; return t; }, /missing 15|out of range/],
+    ['bad IP', (t) => { t.server_list[0]!.device[2]!.device_ip = '192.168.300.1'; return t; }, /^server_list\[0\]\.device\[2\]\.device_ip: expected an IPv4 address, got "192.168.300.1"/],
+    ['hostname server_id', (t) => { t.server_list[0]!.server_id = 'node1'; return t; }, /server_id: expected the server's IPv4 address/],
+    ['duplicate device ip', (t) => { t.server_list[1]!.device[0]!.device_ip = '192.168.100.101'; return t; }, /192.168.100.101 is also server_list\[0\]\.device\[0\]\.device_ip/],
+    ['unknown key', (t) => { t.server_list[0]!.device[0]!.deviceid = '0'; return t; }, /unknown key "deviceid"/],
+    ['pre-1.0 format', () => ({ board_id: '0x0000', group_list: [] }), /pre-1.0 rank-table format/],
+  ];
+  it.each(cases)('%s', (_name, mutate, message) => {
+    const r = validateRankTable(mutate(good()));
+    expect(r.table).toBeUndefined();
+    expect(r.problems.map((p) => `${p.path}: ${p.message}`).join('\n')).toMatch(message);
+  });
+  it('device groupings of 910 servers', () => {
+    expect(groupingProblem([0, 1, 2])).toMatch(/3 devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8/);
+    expect(groupingProblem([3, 4])).toMatch(/cross the 910 device groups/);
+    expect(groupingProblem([4, 5, 6, 7])).toBeUndefined();
+    expect(groupingProblem([0, 1, 2, 3, 4, 5, 6, 7])).toBeUndefined();
+  });
+});
