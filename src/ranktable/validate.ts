@@ -1,73 +1,14 @@
 import { readFileSync } from 'node:fs';
-import AjvModule, { type ErrorObject } from 'ajv';
 import { isIPv4 } from '../devices/npu-smi.js';
+import { schemaProblems, typeName, type Problem } from '../schema.js';
 import type { RankTable } from './types.js';
 
-export interface Problem {
-  /** JSON path, e.g. `server_list[1].device[3].rank_id`, or `(file)`. */
-  path: string;
-  message: string;
-}
+export type { Problem };
 
 export interface ValidationResult {
   table?: RankTable;
   problems: Problem[];
   warnings: Problem[];
-}
-
-// ajv is CommonJS; its default export is the class under Node ESM and bundlers alike.
-const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
-const schemaUrl = new URL('../../schemas/rank-table.schema.json', import.meta.url);
-let compiled: ReturnType<InstanceType<typeof Ajv>['compile']> | undefined;
-
-function schemaValidator() {
-  compiled ??= new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(schemaUrl, 'utf8')) as object);
-  return compiled;
-}
-
-/** `/server_list/1/device/3/rank_id` -> `server_list[1].device[3].rank_id`. */
-export function jsonPath(pointer: string): string {
-  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-  let out = '';
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
-  return out || '(top level)';
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-function valueAt(root: unknown, pointer: string): unknown {
-  let cur: unknown = root;
-  for (const p of pointer.split('/').slice(1)) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[p];
-  }
-  return cur;
-}
-
-export function describeAjvError(e: ErrorObject, root: unknown): Problem {
-  const at = jsonPath(e.instancePath);
-  const value = valueAt(root, e.instancePath);
-  const params = e.params as Record<string, unknown>;
-  switch (e.keyword) {
-    case 'required':
-      return { path: jsonPath(`${e.instancePath}/${String(params.missingProperty)}`), message: 'missing (required)' };
-    case 'additionalProperties':
-      return { path: at, message: `unknown key "${String(params.additionalProperty)}"` };
-    case 'type':
-      return { path: at, message: `expected ${String(params.type).replace(',', ' or ')}, got ${typeName(value)}` };
-    case 'const':
-      return { path: at, message: `expected ${JSON.stringify(params.allowedValue)}, got ${typeName(value)}` };
-    case 'pattern':
-      return { path: at, message: `expected digits only (e.g. "8"), got ${typeName(value)}` };
-    case 'minItems':
-      return { path: at, message: `expected at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}` };
-    default:
-      return { path: at, message: e.message ?? e.keyword };
-  }
 }
 
 /** 910A servers: 1, 2 or 4 devices inside one group (0-3 or 4-7), or all 8. */
@@ -103,11 +44,8 @@ export function validateRankTable(json: unknown): ValidationResult {
   }
   const hint = formatHint(json as Record<string, unknown>);
   if (hint) return { problems: [hint], warnings };
-  const validate = schemaValidator();
-  if (!validate(json)) {
-    for (const e of validate.errors ?? []) problems.push(describeAjvError(e, json));
-    return { problems, warnings };
-  }
+  const schema = schemaProblems('rank-table.schema.json', json);
+  if (schema.length > 0) return { problems: schema, warnings };
   const t = json as RankTable;
   if (Number(t.server_count) !== t.server_list.length) {
     problems.push({ path: 'server_count', message: `says ${t.server_count} but server_list has ${t.server_list.length} server${t.server_list.length === 1 ? '' : 's'}` });

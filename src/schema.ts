@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { parseDocument } from 'yaml';
+import { NpurunError } from './errors.js';
+
+/**
+ * JSON schemas in schemas/ are the single source of truth of every file format npurun reads
+ * (rank tables, hosts files, job files, run.json); this module compiles them and turns ajv's
+ * errors into "path: what was expected" lines a person can act on.
+ */
+const ajv = new Ajv({ allErrors: true });
+const compiled = new Map<string, ValidateFunction>();
+
+/** schemas/<name>, resolved from src/ (vitest) and dist/ (built CLI) alike: both sit one level below the root. */
+export function schemaValidator(name: string): ValidateFunction {
+  const cached = compiled.get(name);
+  if (cached) return cached;
+  const v = ajv.compile(JSON.parse(readFileSync(new URL(`../schemas/${name}`, import.meta.url), 'utf8')) as object);
+  compiled.set(name, v);
+  return v;
+}
+
+export interface Problem {
+  /** JSON path, e.g. `server_list[1].device[3].rank_id`. */
+  path: string;
+  message: string;
+}
+
+/** `/server_list/1/device/3/rank_id` -> `server_list[1].device[3].rank_id`. */
+export function jsonPath(pointer: string): string {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
+  return out || '(top level)';
+}
+
+export function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function valueAt(root: unknown, pointer: string): unknown {
+  let cur: unknown = root;
+  for (const p of pointer.split('/').slice(1)) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+export function describeAjvError(e: ErrorObject, root: unknown): Problem {
+  const at = jsonPath(e.instancePath);
+  const value = valueAt(root, e.instancePath);
+  const params = e.params as Record<string, unknown>;
+  const desc = (e.parentSchema as { description?: string } | undefined)?.description;
+  const expected = desc ? ` (${desc})` : '';
+  switch (e.keyword) {
+    case 'required':
+      return { path: jsonPath(`${e.instancePath}/${String(params.missingProperty)}`), message: 'missing (required)' };
+    case 'additionalProperties':
+      return { path: at, message: `unknown key "${String(params.additionalProperty)}"` };
+    case 'type':
+      return { path: at, message: `expected ${String(params.type).replace(/,/g, ' or ')}, got ${typeName(value)}${expected}` };
+    case 'const':
+      return { path: at, message: `expected ${JSON.stringify(params.allowedValue)}, got ${typeName(value)}` };
+    case 'enum':
+      return { path: at, message: `expected one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${typeName(value)}` };
+    case 'pattern':
+      return { path: at, message: `got ${typeName(value)}, expected ${desc ?? `a value matching ${String(params.pattern)}`}` };
+    case 'minimum':
+    case 'maximum':
+      return { path: at, message: `expected a number ${e.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}, got ${typeName(value)}` };
+    case 'minItems':
+      return { path: at, message: `expected at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}` };
+    default:
+      return { path: at, message: `${e.message ?? e.keyword}${expected}` };
+  }
+}
+
+/** Validates `value` against schemas/<schema>; returns readable problems, deduplicated (anyOf repeats). */
+export function schemaProblems(schema: string, value: unknown): Problem[] {
+  const v = schemaValidator(schema);
+  if (v(value)) return [];
+  const seen = new Set<string>();
+  const out: Problem[] = [];
+  for (const e of v.errors ?? []) {
+    const p = describeAjvError(e, value);
+    const key = `${p.path}: ${p.message}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(p);
+    }
+  }
+  return out;
+}
+
+/** Reads a YAML file, validates it against a schema; any problem is an input error naming file, field and expectation. */
+export function loadYamlFile(file: string, schema: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new NpurunError('input', `${file}: cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0] as { linePos?: { line: number; col: number }[]; message: string };
+    const pos = e.linePos?.[0];
+    throw new NpurunError('input', `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const value = doc.toJS() as unknown;
+  const problems = schemaProblems(schema, value);
+  if (problems.length > 0) {
+    throw new NpurunError('input', `${file}: invalid ${what}: ${problems[0]!.path}: ${problems[0]!.message}`, {
+      details: problems.slice(1).map((p) => `${file}: ${p.path}: ${p.message}`),
+    });
+  }
+  return value;
+}
