@@ -8,7 +8,7 @@ import { NpurunError } from './errors.js';
  * (rank tables, hosts files, job files, run.json); this module compiles them and turns ajv's
  * errors into "path: what was expected" lines a person can act on.
  */
-const ajv = new Ajv({ allErrors: true });
+const ajv = new Ajv({ allErrors: true, allowUnionTypes: true });
 const compiled = new Map<string, ValidateFunction>();
 
 /** schemas/<name>, resolved from src/ (vitest) and dist/ (built CLI) alike: both sit one level below the root. */

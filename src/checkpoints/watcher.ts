@@ -56,19 +56,23 @@ export class CheckpointWatcher {
     this.timer.unref();
   }
 
-  /** Stops watching after one last pass, so the final checkpoints are recorded. */
+  /**
+   * Stops watching after one last pass, so the final checkpoints are recorded. Every rank has ended by
+   * then, so nothing is being written any more: one listing is final (a save cut short by a crash is
+   * still told apart by its size).
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.pass;
-    await this.tick();
+    await this.tick(true);
   }
 
   latest(): CompleteStep | undefined {
     return latestCompleteStep(Object.fromEntries(this.observed), this.ranks.map((r) => r.label));
   }
 
-  async tick(): Promise<void> {
+  async tick(writersGone = false): Promise<void> {
     const pattern = this.opts.pattern ?? DEFAULT_PATTERN;
     await Promise.all(
       this.ranks.map(async (r) => {
@@ -76,7 +80,7 @@ export class CheckpointWatcher {
         if (!t) return;
         try {
           const now = (await t.listDir(r.dir)) ?? [];
-          const obs = observe(this.previous.get(r.label) ?? [], now, pattern);
+          const obs = observe(writersGone ? now : (this.previous.get(r.label) ?? []), now, pattern);
           this.previous.set(r.label, now);
           this.observed.set(r.label, obs);
         } catch (err) {

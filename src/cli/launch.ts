@@ -7,6 +7,9 @@ import { launch } from '../launch/launch.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import { loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../sinks/run-recorder.js';
+import { readRunRecord } from '../sinks/run-folder.js';
+import { resumePaths } from '../checkpoints/scan.js';
+import { scanRun } from './ckpt.js';
 import { boolFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 
 export const LAUNCH_HELP = `Usage: npurun launch [options] -- <command> [args...]
@@ -26,6 +29,9 @@ What:
   --env K=V               extra environment for every rank (repeatable; value kept byte for byte)
   --rank-table FILE       use this rank table (validated) instead of generating one
   --name NAME             job name, part of the run id
+  --resume RUN            start from the latest checkpoint every saving rank of RUN completed:
+                          each rank gets NPURUN_RESUME_CKPT (its own file, else rank 0's), and the
+                          job file's resume_arg (e.g. "--pre_trained={path}") is appended
 How:
   --workdir DIR           base directory on every host (default: the current directory)
   --rank-dir PATTERN      per-rank working dir under workdir (default train_parallel{rank});
@@ -56,6 +62,7 @@ const OPTIONS = {
   env: { type: 'string', multiple: true },
   'rank-table': { type: 'string' },
   name: { type: 'string' },
+  resume: { type: 'string' },
   workdir: { type: 'string' },
   'rank-dir': { type: 'string' },
   'bind-cores': { type: 'boolean' },
@@ -105,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   ];
   for (const [key, flag] of str) {
     const v = stringFlag(args, flag);
-    if (v !== undefined) (flags as Record<string, unknown>)[key] = v;
+    if (v !== undefined) (flags as unknown as Record<string, unknown>)[key] = v;
   }
   const nproc = numberFlag(args, 'nproc-per-node', 1, 64);
   if (nproc !== undefined) flags.nprocPerNode = nproc;
@@ -123,7 +130,21 @@ export async function run(argv: string[]): Promise<number> {
   const hosts = hostsFile ? loadInventory(resolve(hostsFile), { ...(configText !== undefined ? { sshConfigText: configText } : {}) }) : [localHost()];
   if (simulate !== undefined && hosts.some((h) => !h.local)) throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
 
+  const resumeRun = stringFlag(args, 'resume');
+  const resume = resumeRun
+    ? {
+        runId: resumeRun,
+        scan: async (runsDir: string, id: string) => {
+          const info = readRunRecord(runsDir, id);
+          const scan = await scanRun(info, configText);
+          if (!scan.latest) throw inputError('--resume', `run ${info.runId} has no checkpoint step that every saving rank completed (see \`npurun ckpt list ${info.runId}\`)`);
+          process.stderr.write(`npurun: resuming from run ${info.runId}, epoch ${scan.latest.epoch}, step ${scan.latest.step}\n`);
+          return { ...resumePaths(scan, scan.latest), epoch: scan.latest.epoch, step: scan.latest.step };
+        },
+      }
+    : undefined;
   const result = await launch({
+    ...(resume ? { resume } : {}),
     job,
     hosts,
     ...(simulate !== undefined ? { simulate } : {}),

@@ -1,6 +1,6 @@
 import { NpurunError } from '../errors.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
-import { describePlan, planRun } from '../plan/plan.js';
+import { describePlan, planRun, type PlanInput } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
 import { serializeRankTable } from '../ranktable/generate.js';
 import { validateRankTableFile } from '../ranktable/validate.js';
@@ -11,6 +11,9 @@ import { describeEnd, supervise, type RunOutcome, type SupervisorEvent } from '.
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
 import { preflight } from './preflight.js';
+import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
+import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
+import { renderSummary } from '../summary/summary.js';
 
 export interface LaunchRequest {
   job: JobSpec;
@@ -25,6 +28,8 @@ export interface LaunchRequest {
   ssh?: SshOptions;
   /** Seconds a guard waits before SIGKILL once the launcher is gone. */
   orphanGraceSeconds: number;
+  /** Resume from the latest checkpoint every saving rank of this earlier run completed. */
+  resume?: { runId: string; scan: (runsDir: string, runId: string) => Promise<PlanInput['resume']> };
   out?: NodeJS.WriteStream;
 }
 
@@ -96,12 +101,14 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));
   let plan: RunPlan;
   try {
+    const resume = req.resume ? await req.resume.scan(req.runsDir, req.resume.runId) : undefined;
     plan = planRun({
       runId: newRunId(new Date(), req.job.name),
       job: req.job,
       hosts: req.hosts,
       facts,
       ...(givenTable ? { rankTable: givenTable } : {}),
+      ...(resume ? { resume } : {}),
     });
   } catch (err) {
     await closeAll();
@@ -140,6 +147,15 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     await recorder.finish({ status: 'failed', exitCode: 3, report: err instanceof Error ? err.message : String(err) });
     throw err;
   }
+  const checkpoint = plan.job.checkpoint;
+  const watcher = checkpoint
+    ? new CheckpointWatcher(savingRanks(plan), transports, {
+        keepMax: checkpoint.keepMax ?? 5,
+        ...(checkpoint.pattern ? { pattern: checkpoint.pattern } : {}),
+        onEvent: (e) => recorder.event(e.kind, { ...e }),
+      })
+    : undefined;
+  watcher?.start();
   const outcome = await supervise(plan, transports, {
     graceSeconds: plan.job.graceSeconds,
     orphanGraceSeconds: req.orphanGraceSeconds,
@@ -152,6 +168,9 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
       else recorder.event(e.kind, { ...e });
     },
   });
+  await watcher?.stop();
+  const latest = watcher?.latest();
+  if (latest) recorder.event('ckpt-latest', { ...latest });
   const report = failureReport(outcome, recorder, plan);
   if (report) say(report);
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
@@ -161,6 +180,10 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     ...(outcome.rootCause ? { rootCause: outcome.rootCause.label } : {}),
     ...(report ? { report } : {}),
   });
+  const summary = await summarizeRunFolder(recorder.dir, plan);
+  writeSummary(recorder.dir, summary);
+  if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
+  if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);
   return { exitCode: outcome.exitCode, plan, outcome, runDir: recorder.dir };
 }
 

@@ -71,6 +71,8 @@ export interface JobSpec {
   heartbeatTimeoutSeconds: number;
   /** Job-file `simulate: N`: run on the local host with N simulated NPUs (demo, CI). */
   simulate?: number;
+  /** Argument appended on `--resume`, `{path}` replaced by the checkpoint (e.g. "--pre_trained={path}"). */
+  resumeArg?: string;
   /** Job-file `hosts: FILE`: the inventory to use when --hosts is not given (relative to the job file). */
   hostsFile?: string;
 }

@@ -2,14 +2,14 @@ import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseMergedLine } from '../sinks/log-format.js';
-import { MERGED_LOG_FILE, writeFileAtomic, type RunRecord } from '../sinks/run-folder.js';
+import { MERGED_LOG_FILE, writeFileAtomic } from '../sinks/run-folder.js';
 import { emptyRankMetrics, foldMetric, parseMetricLine, type RankMetrics } from './metrics.js';
 import { summarize, type RunSummary } from './summary.js';
 
 export const SUMMARY_FILE = 'summary.json';
 
 /** Reads a run's merged log once and reduces what every rank reported (ranks in rank order). */
-export async function summarizeRunFolder(runDir: string, record: Pick<RunRecord, 'ranks'>): Promise<RunSummary> {
+export async function summarizeRunFolder(runDir: string, record: { ranks: { label: string; role: string }[] }): Promise<RunSummary> {
   const byLabel = new Map<string, RankMetrics>();
   const workers = record.ranks.filter((r) => r.role !== 'scheduler');
   for (const r of workers) byLabel.set(r.label, emptyRankMetrics(r.label));

@@ -1,0 +1,192 @@
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDeviceList } from '../devices/device-list.js';
+import { inputError } from '../errors.js';
+import { loadYamlFile } from '../schema.js';
+import type { CheckpointPolicy, JobSpec, ProfileName } from './types.js';
+
+/** A job file as written (snake_case, schemas/job.schema.json), with the file it came from. */
+export interface JobFile {
+  file: string;
+  name?: string;
+  profile?: ProfileName;
+  command?: string[] | string;
+  hosts?: string;
+  simulate?: number;
+  devices?: string;
+  nproc_per_node?: number;
+  env?: Record<string, string>;
+  vars?: Record<string, string | number | boolean>;
+  workdir?: string;
+  rank_dir?: string;
+  bind_cores?: boolean;
+  grace?: number;
+  master_port?: number;
+  rank_table?: string;
+  remote_dir?: string;
+  heartbeat_timeout?: number;
+  resume_arg?: string;
+  checkpoint?: { interval?: number; unit?: 'epoch' | 'step'; keep_max?: number; master_only?: boolean; dir?: string; pattern?: string };
+}
+
+/** What `npurun launch` flags can set; every field optional (unset = the job file's value or the default). */
+export interface JobFlags {
+  command: string[];
+  /** `--env K=V`, as given. */
+  env: string[];
+  profile?: string;
+  devices?: string;
+  nprocPerNode?: number;
+  rankTable?: string;
+  name?: string;
+  workdir?: string;
+  rankDir?: string;
+  remoteDir?: string;
+  bindCores?: boolean | undefined;
+  graceSeconds?: number;
+  masterPort?: number;
+  heartbeatTimeoutSeconds?: number;
+}
+
+export const PROFILES: readonly ProfileName[] = ['mindspore', 'msrun', 'tensorflow', 'torch'];
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function loadJobFile(file: string): JobFile {
+  return { ...(loadYamlFile(file, 'job.schema.json', 'job file') as Omit<JobFile, 'file'>), file };
+}
+
+/** Splits a command string into words like a POSIX shell would (quotes, backslashes), without running one. */
+export function splitCommand(text: string, where: string): string[] {
+  const words: string[] = [];
+  let cur = '';
+  let inWord = false;
+  let quote: '"' | "'" | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (quote === "'") {
+      if (c === "'") quote = undefined;
+      else cur += c;
+    } else if (quote === '"') {
+      if (c === '"') quote = undefined;
+      else if (c === '\\' && i + 1 < text.length && '"\\$`'.includes(text[i + 1] as string)) cur += text[++i];
+      else cur += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      inWord = true;
+    } else if (c === '\\' && i + 1 < text.length) {
+      cur += text[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (quote) throw inputError(where, `unterminated ${quote} quote in "${text}"`);
+  if (inWord) words.push(cur);
+  return words;
+}
+
+function parseEnvFlag(kv: string): [string, string] {
+  const eq = kv.indexOf('=');
+  const key = eq === -1 ? kv : kv.slice(0, eq);
+  if (eq === -1 || !ENV_NAME.test(key)) throw inputError('--env', `"${kv}" is not NAME=VALUE with NAME of letters, digits and _ (not starting with a digit)`);
+  return [key, kv.slice(eq + 1)];
+}
+
+/** torch_npu stops parsing ASCEND_RT_VISIBLE_DEVICES at the first bad character ("1, 2,3" = device 1 only). */
+export function checkVisibleDevices(value: string, where: string): void {
+  if (!/^\d+(,\d+)*$/.test(value)) throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must be ascending ids joined by commas without spaces, e.g. "0,1,2,3"`);
+  const ids = value.split(',').map(Number);
+  if (ids.some((id, i) => i > 0 && id <= (ids[i - 1] as number))) throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must list ids in ascending order`);
+}
+
+function substitute(arg: string, values: Record<string, string>, where: string): string {
+  return arg.replace(/\{((?:ckpt|vars)\.[A-Za-z0-9_]+|job_dir)\}/g, (_, key: string) => {
+    const v = values[key];
+    if (v === undefined) throw inputError(where, `placeholder {${key}} has no value (set checkpoint: or vars: in the job file)`);
+    return v;
+  });
+}
+
+export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: string): JobSpec {
+  const f: Partial<JobFile> = file ?? {};
+  const base = file ? dirname(file.file) : cwd;
+  const where = file ? file.file : 'flags';
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+
+  const profileRaw = flags.profile ?? f.profile ?? 'mindspore';
+  if (!(PROFILES as readonly string[]).includes(profileRaw)) throw inputError(flags.profile ? '--profile' : `${where}: profile`, `"${profileRaw}" is not one of ${PROFILES.join(', ')}`);
+  const profile = profileRaw as ProfileName;
+
+  const env: Record<string, string> = { ...(f.env ?? {}) };
+  for (const kv of flags.env) {
+    const [k, v] = parseEnvFlag(kv);
+    env[k] = v;
+  }
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('NPURUN_')) throw inputError(`env ${key}`, 'NPURUN_* variables are set by npurun itself; choose another name');
+  }
+  if (env.ASCEND_RT_VISIBLE_DEVICES !== undefined) checkVisibleDevices(env.ASCEND_RT_VISIBLE_DEVICES, 'env ASCEND_RT_VISIBLE_DEVICES');
+
+  let checkpoint: CheckpointPolicy | undefined;
+  if (f.checkpoint) {
+    const c = f.checkpoint;
+    checkpoint = {
+      ...(c.interval !== undefined ? { interval: c.interval } : {}),
+      unit: c.unit ?? 'epoch',
+      keepMax: c.keep_max ?? 5,
+      masterOnly: c.master_only ?? false,
+      dir: c.dir ?? 'ckpt_{rank}',
+      pattern: c.pattern ?? '{prefix}-{epoch}_{step}.ckpt',
+    };
+  }
+  const values: Record<string, string> = {};
+  if (checkpoint) {
+    if (checkpoint.interval !== undefined) values['ckpt.interval'] = String(checkpoint.interval);
+    values['ckpt.keep_max'] = String(checkpoint.keepMax);
+    values['ckpt.master_only'] = checkpoint.masterOnly ? '1' : '0';
+    values['ckpt.dir'] = checkpoint.dir as string;
+  }
+  for (const [k, v] of Object.entries(f.vars ?? {})) values[`vars.${k}`] = String(v);
+  // {job_dir}: the job file's own directory, so a job can name scripts that travel with it.
+  if (file) values.job_dir = base;
+
+  let command: string[];
+  if (flags.command.length > 0) command = flags.command;
+  else if (Array.isArray(f.command)) command = f.command.map((a) => substitute(a, values, `${where}: command`));
+  else if (typeof f.command === 'string') command = splitCommand(f.command, `${where}: command`).map((a) => substitute(a, values, `${where}: command`));
+  else throw inputError('npurun launch', 'no command to run: give it after `--` or as `command:` in the job file');
+
+  const devicesText = flags.devices ?? f.devices;
+  const job: JobSpec = {
+    source: where,
+    profile,
+    command,
+    env,
+    workdir: flags.workdir ? resolve(cwd, flags.workdir) : f.workdir ? rel(f.workdir) : cwd,
+    rankDir: flags.rankDir ?? f.rank_dir ?? 'train_parallel{rank}',
+    bindCores: flags.bindCores ?? f.bind_cores ?? false,
+    graceSeconds: flags.graceSeconds ?? f.grace ?? 10,
+    masterPort: flags.masterPort ?? f.master_port ?? (profile === 'msrun' ? 8118 : 29500),
+    remoteDir: flags.remoteDir ?? f.remote_dir ?? '/tmp/npurun/{run_id}',
+    heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
+  };
+  const name = flags.name ?? f.name;
+  if (name !== undefined) {
+    if (!/^[A-Za-z0-9_.-]{1,40}$/.test(name)) throw inputError('--name', `"${name}" must be 1-40 letters, digits, '.', '_' or '-'`);
+    job.name = name;
+  }
+  if (devicesText !== undefined) job.devices = parseDeviceList(devicesText, flags.devices !== undefined ? '--devices' : `${where}: devices`);
+  const nproc = flags.nprocPerNode ?? f.nproc_per_node;
+  if (nproc !== undefined) job.nprocPerNode = nproc;
+  const table = flags.rankTable !== undefined ? resolve(cwd, flags.rankTable) : f.rank_table !== undefined ? rel(f.rank_table) : undefined;
+  if (table) job.rankTableFile = table;
+  if (checkpoint) job.checkpoint = checkpoint;
+  if (f.simulate !== undefined) job.simulate = f.simulate;
+  if (f.hosts !== undefined) job.hostsFile = rel(f.hosts);
+  if (f.resume_arg !== undefined) job.resumeArg = f.resume_arg;
+  return job;
+}

@@ -1,0 +1,291 @@
+import { posix } from 'node:path';
+import { deviceUsable } from '../devices/probe.js';
+import type { HostFacts } from '../devices/types.js';
+import { inputError, NpurunError } from '../errors.js';
+import { isIPv4 } from '../devices/npu-smi.js';
+import { generateRankTable } from '../ranktable/generate.js';
+import type { RankTable } from '../ranktable/types.js';
+import { groupingProblem } from '../ranktable/validate.js';
+import { splitCpus } from './cpus.js';
+import type { HostSpec, JobSpec, RankSpec, RunPlan } from './types.js';
+
+export interface PlanInput {
+  runId: string;
+  job: JobSpec;
+  hosts: HostSpec[];
+  facts: Record<string, HostFacts>;
+  /** A rank table the user gave (already validated): ranks and devices come from it. */
+  rankTable?: RankTable;
+  /** Checkpoint to resume from, per rank label, with a fallback for ranks that did not save. */
+  resume?: { byLabel: Record<string, string>; fallback: string; epoch: number; step: number };
+}
+
+const NEEDS_RANK_TABLE = new Set(['mindspore', 'tensorflow']);
+
+function fill(pattern: string, values: Record<string, string | number>): string {
+  return pattern.replace(/\{(\w+)\}/g, (m, k: string) => (values[k] !== undefined ? String(values[k]) : m));
+}
+
+/** The interface holding `address` on a host: the one gloo/HCCL must use instead of the hostname's. */
+function interfaceFor(facts: HostFacts, address: string): string | undefined {
+  return facts.interfaces.find((i) => i.addresses.includes(address))?.name;
+}
+
+interface HostDevices {
+  host: HostSpec;
+  facts: HostFacts;
+  /** Physical device ids, or nulls for CPU-only ranks. */
+  devices: (number | null)[];
+}
+
+function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: boolean): HostDevices {
+  const requested = job.devices ?? (host.devices === 'auto' ? undefined : host.devices);
+  const count = job.nprocPerNode ?? host.slots;
+  if (facts.devices.length === 0) {
+    // CPU-only hosts (e.g. torch with gloo): allowed when the number of ranks is given.
+    if (job.profile === 'torch' && count !== undefined && requested === undefined) return { host, facts, devices: Array(count).fill(null) };
+    throw new NpurunError('unreachable', `host ${host.name}: no NPUs found (${facts.problems.join('; ') || 'npu-smi listed none'})`, {
+      hint: job.profile === 'torch' ? 'for a CPU-only run give --nproc-per-node' : 'check the driver with `npurun devices` on that host',
+    });
+  }
+  let ids: number[];
+  if (requested) {
+    for (const id of requested) {
+      const d = facts.devices.find((x) => x.deviceId === id);
+      if (!d) throw new NpurunError('unreachable', `host ${host.name}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ')})`);
+      const why = deviceUsable(d, needIp);
+      if (why) throw new NpurunError('unreachable', `host ${host.name}: device ${id} ${why}`);
+    }
+    ids = requested;
+  } else {
+    ids = facts.devices.filter((d) => !deviceUsable(d, needIp)).map((d) => d.deviceId);
+    if (ids.length === 0) throw new NpurunError('unreachable', `host ${host.name}: no usable device (${facts.problems.join('; ')})`);
+  }
+  if (count !== undefined) {
+    if (count > ids.length) throw new NpurunError('unreachable', `host ${host.name}: ${count} ranks asked, but only ${ids.length} usable device${ids.length === 1 ? '' : 's'} (${ids.join(', ')})`);
+    ids = ids.slice(0, count);
+  }
+  return { host, facts, devices: ids };
+}
+
+function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Record<string, string> {
+  const env: Record<string, string> = { NPURUN_RUN_ID: plan.runId, NPURUN_WORLD_SIZE: String(plan.worldSize), NPURUN_PROFILE: job.profile };
+  const c = job.checkpoint;
+  if (c) {
+    if (c.interval !== undefined) env.NPURUN_CKPT_INTERVAL = String(c.interval);
+    env.NPURUN_CKPT_UNIT = c.unit ?? 'epoch';
+    env.NPURUN_CKPT_KEEP_MAX = String(c.keepMax ?? 5);
+    env.NPURUN_CKPT_MASTER_ONLY = c.masterOnly ? '1' : '0';
+    env.NPURUN_CKPT_PATTERN = c.pattern ?? '{prefix}-{epoch}_{step}.ckpt';
+  }
+  return env;
+}
+
+/**
+ * Pure: inventory + what preflight found + the job -> one RankSpec per process. Ranks are numbered
+ * host by host in inventory order, device order within a host (as merge_hccl.py numbers them).
+ */
+export function planRun(input: PlanInput): RunPlan {
+  const { job, hosts, facts, runId } = input;
+  const needIp = NEEDS_RANK_TABLE.has(job.profile);
+  let chosen: HostDevices[];
+  if (input.rankTable) {
+    chosen = hosts.map((host) => {
+      const entry = input.rankTable?.server_list.find((s) => s.server_id === host.address);
+      if (!entry) throw inputError(job.rankTableFile ?? 'rank table', `has no server_id ${host.address} for host ${host.name}`);
+      const f = facts[host.name] as HostFacts;
+      for (const d of entry.device) {
+        const found = f.devices.find((x) => x.deviceId === Number(d.device_id));
+        if (!found) throw new NpurunError('unreachable', `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list`);
+        if (found.deviceIp && found.deviceIp !== d.device_ip) {
+          throw inputError(job.rankTableFile ?? 'rank table', `host ${host.name} device ${d.device_id}: device_ip ${d.device_ip}, but the host reports ${found.deviceIp}`);
+        }
+      }
+      return { host, facts: f, devices: entry.device.map((d) => Number(d.device_id)) };
+    });
+    if (input.rankTable.server_list.length !== hosts.length) {
+      throw inputError(job.rankTableFile ?? 'rank table', `has ${input.rankTable.server_list.length} servers, the inventory ${hosts.length}`);
+    }
+  } else {
+    chosen = hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
+  }
+  const counts = new Set(chosen.map((c) => c.devices.length));
+  if (counts.size > 1) {
+    throw inputError('devices', `hosts would run different numbers of ranks (${chosen.map((c) => `${c.host.name}: ${c.devices.length}`).join(', ')}); every server of a job must use the same number (set --devices or --nproc-per-node)`);
+  }
+  let rankTable: RankTable | undefined = input.rankTable;
+  if (needIp && !rankTable) {
+    for (const c of chosen) {
+      if (!isIPv4(c.host.address)) throw inputError(`host ${c.host.name}`, `address "${c.host.address}" is not an IPv4 address; the rank table's server_id must be the server's IP: put it in the hosts file`);
+      const bad = groupingProblem((c.devices as number[]).slice().sort((a, b) => a - b));
+      if (bad) throw inputError(`host ${c.host.name}`, bad);
+    }
+    rankTable = generateRankTable(
+      chosen.map((c) => ({
+        serverId: c.host.address,
+        devices: (c.devices as number[]).map((id) => ({ deviceId: id, deviceIp: c.facts.devices.find((d) => d.deviceId === id)?.deviceIp as string })),
+      })),
+    );
+  }
+  const remoteDir = job.remoteDir.replace(/\{run_id\}/g, runId);
+  const rankTablePath = rankTable ? posix.join(remoteDir, 'rank_table.json') : undefined;
+  const perHost = chosen[0]?.devices.length ?? 0;
+  const worldSize = perHost * chosen.length;
+  const first = chosen[0] as HostDevices;
+  const masterAddr = first.host.address;
+  const masterPort = job.masterPort;
+  const base = commonEnv(job, { runId, worldSize });
+  const ranks: RankSpec[] = [];
+  const rankOf = (nodeRank: number, local: number): number => {
+    if (!input.rankTable) return nodeRank * perHost + local;
+    const server = input.rankTable.server_list.find((s) => s.server_id === chosen[nodeRank]?.host.address);
+    return Number(server?.device[local]?.rank_id);
+  };
+
+  chosen.forEach((c, nodeRank) => {
+    const f = c.facts;
+    const iface = interfaceFor(f, c.host.address) ?? (c.host.local ? interfaceFor(f, '127.0.0.1') ?? 'lo' : undefined);
+    const userSet = (k: string) => job.env[k] !== undefined;
+    if (!iface && !(userSet('GLOO_SOCKET_IFNAME') && userSet('HCCL_SOCKET_IFNAME'))) {
+      throw new NpurunError('unreachable', `host ${c.host.name}: its inventory address ${c.host.address} is on none of its interfaces (${f.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`).join('; ')})`, {
+        hint: 'list each host by an address it owns, or set GLOO_SOCKET_IFNAME and HCCL_SOCKET_IFNAME with --env',
+      });
+    }
+    const cpuSets = job.bindCores ? splitCpus(f.cpus, f.numaNodes, c.devices.length) : c.devices.map(() => []);
+    const roles: { role: RankSpec['role']; local: number }[] = c.devices.map((_, local) => ({ role: 'rank', local }));
+    if (job.profile === 'msrun' && nodeRank === 0) roles.unshift({ role: 'scheduler', local: -1 });
+    for (const { role, local } of roles) {
+      const deviceId = role === 'scheduler' ? null : (c.devices[local] as number | null);
+      const rank = role === 'scheduler' ? -1 : rankOf(nodeRank, local);
+      const label = role === 'scheduler' ? 'sched' : String(rank);
+      const cwd = posix.join(job.workdir, fill(job.rankDir, { rank: role === 'scheduler' ? 'sched' : rank, local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name }));
+      const env: Record<string, string> = {
+        ...base,
+        NPURUN_RANK: String(rank),
+        NPURUN_LOCAL_RANK: String(local),
+        NPURUN_NODE_RANK: String(nodeRank),
+        NPURUN_HOST: c.host.name,
+        NPURUN_DEVICE_ID: deviceId === null ? '' : String(deviceId),
+      };
+      if (iface) {
+        env.GLOO_SOCKET_IFNAME = iface;
+        env.HCCL_SOCKET_IFNAME = iface;
+        env.HCCL_IF_IP = c.host.address === '127.0.0.1' || isIPv4(c.host.address) ? c.host.address : '';
+        if (env.HCCL_IF_IP === '') delete env.HCCL_IF_IP;
+      }
+      if (job.checkpoint && role === 'rank') {
+        const saves = !job.checkpoint.masterOnly || rank === 0;
+        env.NPURUN_CKPT_SAVE = saves ? '1' : '0';
+        env.NPURUN_CKPT_DIR = fill(job.checkpoint.dir ?? 'ckpt_{rank}', { rank, local_rank: local, device: deviceId ?? 'none' });
+      }
+      Object.assign(env, profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId }));
+      let argv = job.command;
+      if (input.resume && role === 'rank') {
+        const path = input.resume.byLabel[label] ?? input.resume.fallback;
+        env.NPURUN_RESUME_CKPT = path;
+        env.NPURUN_RESUME_EPOCH = String(input.resume.epoch);
+        env.NPURUN_RESUME_STEP = String(input.resume.step);
+        if (job.resumeArg) argv = [...argv, job.resumeArg.replace(/\{path\}/g, path)];
+      }
+      // The user's environment comes last and wins (NPURUN_* were refused when the job was read).
+      Object.assign(env, job.env);
+      ranks.push({ rank, label, localRank: local, nodeRank, role, host: c.host.name, address: c.host.address, deviceId, cpus: role === 'scheduler' ? [] : (cpuSets[local] ?? []), cwd, argv, env });
+    }
+  });
+  const plan: RunPlan = { runId, job, hosts, facts, ranks, worldSize, masterAddr, masterPort };
+  if (rankTable) plan.rankTable = rankTable;
+  if (rankTablePath) plan.rankTablePath = rankTablePath;
+  return plan;
+}
+
+interface RankContext {
+  rank: number;
+  local: number;
+  nodeRank: number;
+  deviceId: number | null;
+  perHost: number;
+  worldSize: number;
+  role: RankSpec['role'];
+  rankTablePath: string | undefined;
+  masterAddr: string;
+  masterPort: number;
+  runId: string;
+}
+
+/** The variables each framework reads (names from the MindSpore, ModelZoo-TensorFlow and torch_npu launchers). */
+export function profileEnv(job: JobSpec, r: RankContext): Record<string, string> {
+  const dev = r.deviceId === null ? '' : String(r.deviceId);
+  switch (job.profile) {
+    case 'mindspore':
+      return {
+        RANK_TABLE_FILE: r.rankTablePath as string,
+        MINDSPORE_HCCL_CONFIG_PATH: r.rankTablePath as string,
+        RANK_SIZE: String(r.worldSize),
+        RANK_ID: String(r.rank),
+        DEVICE_ID: dev,
+        DEVICE_NUM: String(r.perHost),
+        SERVER_ID: String(r.nodeRank),
+      };
+    case 'tensorflow':
+      return {
+        ASCEND_DEVICE_ID: dev,
+        DEVICE_ID: dev,
+        RANK_TABLE_FILE: r.rankTablePath as string,
+        RANK_ID: String(r.rank),
+        RANK_SIZE: String(r.worldSize),
+        JOB_ID: r.runId.replace(/\D/g, '').slice(0, 15),
+      };
+    case 'msrun':
+      return {
+        MS_ROLE: r.role === 'scheduler' ? 'MS_SCHED' : 'MS_WORKER',
+        MS_SCHED_HOST: r.masterAddr,
+        MS_SCHED_PORT: String(r.masterPort),
+        MS_WORKER_NUM: String(r.worldSize),
+        ...(r.role === 'scheduler' ? {} : { MS_NODE_ID: String(r.rank), DEVICE_ID: String(r.local) }),
+        RANK_SIZE: String(r.worldSize),
+      };
+    case 'torch':
+      return {
+        MASTER_ADDR: r.masterAddr,
+        MASTER_PORT: String(r.masterPort),
+        RANK: String(r.rank),
+        WORLD_SIZE: String(r.worldSize),
+        LOCAL_RANK: String(r.local),
+        LOCAL_WORLD_SIZE: String(r.perHost),
+        NODE_RANK: String(r.nodeRank),
+      };
+  }
+}
+
+function quoteForDisplay(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The --dry-run plan for people: per host, per rank, everything that will be run. */
+export function describePlan(plan: RunPlan): string {
+  const out = [
+    `run ${plan.runId}: profile ${plan.job.profile}, ${plan.ranks.filter((r) => r.role === 'rank').length} ranks on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}, master ${plan.masterAddr}:${plan.masterPort}`,
+  ];
+  if (plan.rankTablePath) out.push(`rank table: ${plan.rankTablePath} (copied to every host)`);
+  for (const h of plan.hosts) {
+    out.push('', `host ${h.name} (${h.local ? 'local' : `${h.ssh?.user}@${h.ssh?.hostname}:${h.ssh?.port}`}), address ${h.address}`);
+    for (const r of plan.ranks.filter((x) => x.host === h.name)) {
+      out.push(`  rank ${r.label}: device ${r.deviceId ?? '-'}, cpus ${r.cpus.length ? compactCpus(r.cpus) : 'any'}, cwd ${r.cwd}`);
+      out.push(`    command: ${r.argv.map(quoteForDisplay).join(' ')}`);
+      for (const k of Object.keys(r.env).sort()) out.push(`    ${k}=${quoteForDisplay(r.env[k] as string)}`);
+    }
+  }
+  return out.join('\n');
+}
+
+export function compactCpus(cpus: number[]): string {
+  const parts: string[] = [];
+  let i = 0;
+  while (i < cpus.length) {
+    let j = i;
+    while (j + 1 < cpus.length && (cpus[j + 1] as number) === (cpus[j] as number) + 1) j++;
+    parts.push(i === j ? String(cpus[i]) : `${cpus[i]}-${cpus[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
