@@ -7,8 +7,8 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { describeCluster, startCluster, type Cluster } from './sim/index.js';
 
 const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
-const PROBE = fileURLToPath(new URL('./programs/rank_probe.py', import.meta.url));
-const ALLREDUCE = fileURLToPath(new URL('./programs/allreduce.py', import.meta.url));
+let PROBE = fileURLToPath(new URL('./programs/rank_probe.py', import.meta.url));
+let ALLREDUCE = fileURLToPath(new URL('./programs/allreduce.py', import.meta.url));
 const runs = mkdtempSync(join(tmpdir(), 'npurun-cluster-runs-'));
 
 function npurun(args: string[]): ResultPromise<{ reject: false; all: true }> {
@@ -39,6 +39,8 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
   beforeAll(async () => {
     c = await startCluster(5, ['5:wrongkey']);
     hosts4 = c.hostsFile(c.hosts.slice(0, 4));
+    PROBE = c.share(PROBE);
+    ALLREDUCE = c.share(ALLREDUCE);
   });
   afterAll(async () => c?.stop());
   afterEach(async () => {
@@ -183,6 +185,12 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     expect(r.stderr).toMatch(/ghost \(10\.213\.0\.99\): /);
     expect(await c.leftovers()).toEqual([]);
   }, 30_000);
+
+  it('a script missing on a host fails preflight (exit 3) before anything starts', async () => {
+    const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', '/usr/bin/python3', '/tmp/only-here.py']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toMatch(/h1 \(10\.213\.0\.11\): script \/tmp\/only-here\.py not found on this host/);
+  });
 
   it('a bad inventory exits 2 naming the file and field, and starts nothing', async () => {
     const bad = c.hostsFile([c.hosts[0]!], '  - { name: h9, adress: 10.213.0.12 }\n');

@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { describeCluster, startCluster, type Cluster } from './sim/index.js';
 
 const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
-const program = (name: string) => fileURLToPath(new URL(`./programs/${name}`, import.meta.url));
+let c: Cluster;
+const program = (name: string) => c.share(fileURLToPath(new URL(`./programs/${name}`, import.meta.url)));
 const runs = mkdtempSync(join(tmpdir(), 'npurun-run-cluster-'));
 
 const npurun = (args: string[]) => execa('node', [BIN, ...args], { reject: false, all: true, env: { NO_COLOR: '1' } });
@@ -24,7 +25,6 @@ async function countLines(file: string, each?: (line: string) => void): Promise<
 }
 
 describeCluster('run folders, checkpoints and summaries on the simulated cluster', () => {
-  let c: Cluster;
   let hosts: string;
   beforeAll(async () => {
     c = await startCluster(4);

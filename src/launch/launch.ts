@@ -10,7 +10,7 @@ import { RunRecorder, type ConsoleChoice } from '../sinks/run-recorder.js';
 import { describeEnd, supervise, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
-import { preflight } from './preflight.js';
+import { preflight, scriptOf } from './preflight.js';
 import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
@@ -94,6 +94,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   const { transports, facts } = await preflight(req.hosts, {
     ...(req.simulate !== undefined ? { simulate: req.simulate } : {}),
     program,
+    ...(scriptOf(req.job.command) ? { script: scriptOf(req.job.command) as string } : {}),
     ...(req.job.env.PATH ? { programPath: req.job.env.PATH } : {}),
     ...(req.ssh ? { ssh: req.ssh } : {}),
     progress,

@@ -13,6 +13,8 @@ export interface PreflightOptions {
   simulate?: number;
   /** The program every rank runs (argv[0]); checked on every host. */
   program?: string;
+  /** For an interpreter (python, bash...), its script when given by absolute path; checked too. */
+  script?: string;
   /** PATH the ranks will use, when the job sets one. */
   programPath?: string;
   ssh?: SshOptions;
@@ -23,6 +25,15 @@ export interface PreflightOptions {
 export interface PreflightResult {
   transports: Map<string, HostTransport>;
   facts: Record<string, HostFacts>;
+}
+
+const INTERPRETER = /(^|\/)(python[\d.]*|bash|sh|perl|ruby|node)$/;
+
+/** The script an interpreter command runs, when it is named by absolute path (the one case preflight can check). */
+export function scriptOf(argv: string[]): string | undefined {
+  const [program, first] = argv;
+  if (!program || !first || !INTERPRETER.test(program)) return undefined;
+  return first.startsWith('/') ? first : undefined;
 }
 
 /** What preflight learned about one host, or why it failed. */
@@ -51,6 +62,10 @@ async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<stri
   if (opts.program) {
     const missing = await checkProgram(transport, opts.program, opts.programPath);
     if (missing) throw new NpurunError('unreachable', missing);
+  }
+  if (opts.script) {
+    const r = await runScript(transport, `[ -r ${shellQuote(opts.script)} ]`);
+    if (r.code !== 0) throw new NpurunError('unreachable', `script ${opts.script} not found on this host (is it on storage every host shares?)`);
   }
   const n = check.facts.devices.length;
   const chip = check.facts.devices[0]?.name ?? '';

@@ -12,7 +12,8 @@
  * where a missing prerequisite fails.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, it } from 'vitest';
@@ -45,6 +46,11 @@ export interface Cluster {
   hostSpec(h: SimHost): HostSpec;
   /** Writes a YAML inventory of these hosts (default: all) and returns its path. */
   hostsFile(hosts?: SimHost[], extra?: string): string;
+  /**
+   * Copies a file where every host sees it and returns that path: hosts share the filesystem like a
+   * cluster with shared storage, except their private /tmp, where a checkout (CI's clone) may live.
+   */
+  share(file: string): string;
   /** Runs a command inside a host's network and mount namespaces. */
   exec(h: SimHost, cmd: string[]): Promise<{ stdout: string; stderr: string; code: number }>;
   /** Every process in any host's namespace that is not sshd. */
@@ -119,6 +125,12 @@ export async function startCluster(n: number, opts: string[] = []): Promise<Clus
       ];
       writeFileSync(path, lines.join('\n') + '\n' + extra);
       return path;
+    },
+    share: (file) => {
+      mkdirSync(`${dir}/shared`, { recursive: true });
+      const target = `${dir}/shared/${basename(file)}`;
+      copyFileSync(file, target);
+      return target;
     },
     exec: async (h, cmd) => {
       const res = await execa(CLUSTER_SH, ['exec', String(h.index), ...cmd], { reject: false });
