@@ -1,4 +1,4 @@
-import { asciiJson, GUARD_BOOTSTRAP } from '../transport/guard.js';
+import { asciiJson, GUARD_BOOTSTRAP, PY_START_TICKS } from '../transport/guard.js';
 import type { HostTransport } from '../transport/types.js';
 
 /**
@@ -10,13 +10,7 @@ const LEFTOVERS_SOURCE = String.raw`
 import glob, json, os, signal, sys, time
 args = json.loads(sys.stdin.readline())
 
-def start_ticks(p):
-    try:
-        with open("/proc/%d/stat" % p) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
+${PY_START_TICKS}
 def cmdline(p):
     try:
         with open("/proc/%d/cmdline" % p, "rb") as f:

@@ -19,6 +19,16 @@
  *    for hours with stock TCP keepalive settings),
  *  - the rank itself exited (its children, e.g. dataloader workers, must not outlive it).
  */
+/** Python: a process's start time in clock ticks since boot, which tells a reused pid apart. */
+export const PY_START_TICKS = String.raw`
+def start_ticks(p):
+    try:
+        with open("/proc/%d/stat" % p) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+`;
+
 export const GUARD_SOURCE = String.raw`
 import json, os, signal, sys, threading, time
 
@@ -79,13 +89,7 @@ if failure:
     say("cannot start %s: %s" % (argv[0], failure.decode("utf-8", "replace")))
     sys.exit(127)
 
-def start_ticks(p):
-    try:
-        with open("/proc/%d/stat" % p) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
+${PY_START_TICKS}
 pidfile = spec.get("pidfile")
 if pidfile:
     try:
