@@ -19,7 +19,7 @@ import { execa } from 'execa';
 const HELP = `Usage: npurun ranktable generate [--devices "[0,8)"|0-7|0,1,2,3] [--server-ip IP] [--visible-devices LIST]
                                   [--hosts FILE] [--simulate N] [--out PATH]
        npurun ranktable merge A.json B.json ... [--out FILE]
-       npurun ranktable validate FILE [--json]
+       npurun ranktable validate FILE [--hosts FILE] [--json]
        npurun ranktable show FILE [--json]
 
 generate  the HCCL rank table of this server (as hccl_tools.py writes it: hccl_<n>p_<ids>_<ip>.json),
@@ -30,7 +30,8 @@ generate  the HCCL rank table of this server (as hccl_tools.py writes it: hccl_<
           not the hostname lookup of hccl_tools, which often gives 127.0.x.x).
           --out: a directory gets the hccl_tools file name; a file path is used as is (default rank-tables/).
 merge     merge_hccl.py: servers in argument order, ranks renumbered (ids kept as strings).
-validate  schema and semantic checks; every problem with its JSON path. Exit 2 when invalid.
+validate  schema and semantic checks; every problem with its JSON path. With --hosts, also each
+          server's devices and device IPs against the live hosts. Exit 2 when invalid.
 show      server, device, device ip and rank as a table.`;
 
 const OPTIONS = {
@@ -175,6 +176,11 @@ export async function run(argv: string[]): Promise<number> {
         return 2;
       }
       const ranks = r.table.server_list.reduce((n, s) => n + s.device.length, 0);
+      if (sub === 'validate' && stringFlag(args, 'hosts')) {
+        const live = await crossCheckHosts(r.table, stringFlag(args, 'hosts') as string, stringFlag(args, 'ssh-config'));
+        for (const p of live) process.stderr.write(`${file}: ${p.path}: ${p.message}\n`);
+        if (live.length > 0) return 2;
+      }
       if (boolFlag(args, 'json')) {
         process.stdout.write(JSON.stringify(sub === 'show' ? r.table : { file, valid: true, servers: r.table.server_list.length, ranks, warnings: r.warnings }, null, 2) + '\n');
       } else if (sub === 'validate') {
@@ -185,6 +191,29 @@ export async function run(argv: string[]): Promise<number> {
     default:
       throw inputError('npurun ranktable', `unknown subcommand "${sub}"; expected generate, merge, validate or show`);
   }
+}
+
+/** Each server of the table against the live host with that address: its devices and their NIC addresses. */
+async function crossCheckHosts(table: RankTable, hostsFile: string, sshConfigFlag: string | undefined): Promise<Problem[]> {
+  const configText = sshConfigText(sshConfigFlag);
+  const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
+  const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
+  await Promise.all([...transports.values()].map((t) => t.close()));
+  const problems: Problem[] = [];
+  table.server_list.forEach((s, si) => {
+    const host = hosts.find((h) => h.address === s.server_id);
+    if (!host) {
+      problems.push({ path: `server_list[${si}].server_id`, message: `${s.server_id} is none of the hosts in ${hostsFile}` });
+      return;
+    }
+    const f = facts[host.name] as HostFacts;
+    s.device.forEach((d, di) => {
+      const dev = f.devices.find((x) => String(x.deviceId) === d.device_id);
+      if (!dev) problems.push({ path: `server_list[${si}].device[${di}].device_id`, message: `host ${host.name} has no device ${d.device_id} (npu-smi lists ${f.devices.map((x) => x.deviceId).join(', ') || 'none'})` });
+      else if (dev.deviceIp !== d.device_ip) problems.push({ path: `server_list[${si}].device[${di}].device_ip`, message: `${d.device_ip}, but host ${host.name} reports ${dev.deviceIp ?? 'no address'} for device ${d.device_id}` });
+    });
+  });
+  return problems;
 }
 
 function validateMerged(table: RankTable): string[] {

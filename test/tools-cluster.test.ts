@@ -1,0 +1,96 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { describeCluster, startCluster, type Cluster } from './sim/index.js';
+
+const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'npurun-tools-'));
+const npurun = (args: string[]) => execa('node', [BIN, ...args], { reject: false, all: true, env: { NO_COLOR: '1' }, cwd: work });
+
+describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across real hosts', () => {
+  let c: Cluster;
+  let two: string;
+  beforeAll(async () => {
+    c = await startCluster(3, ['2:held=5', '3:devices=4']);
+    two = c.hostsFile(c.hosts.slice(0, 2));
+  });
+  afterAll(async () => c?.stop());
+  afterEach(async () => {
+    expect(await c.waitNoLeftovers(5000)).toEqual([]);
+  });
+
+  it('devices --hosts probes every host over SSH and reports the held device', async () => {
+    const r = await npurun(['devices', '--hosts', two]);
+    expect(r.exitCode, r.all).toBe(1);
+    expect(r.stdout).toMatch(/h1: 8 NPUs via \/usr\/local\/Ascend\/driver\/tools\/npu-smi/);
+    expect(r.stdout).toMatch(/problem: device 5 is held by pid 271828 \(python3\)/);
+    const json = JSON.parse((await npurun(['devices', '--hosts', two, '--json'])).stdout) as Record<string, { devices: { deviceIp: string }[] }>;
+    expect(json.h2?.devices[3]?.deviceIp).toBe('192.168.103.12');
+  });
+
+  it('ranktable generate --hosts writes one merged table numbered server by server; validate --hosts cross-checks it live', async () => {
+    const out = join(work, 'tables');
+    const g = await npurun(['ranktable', 'generate', '--hosts', two, '--devices', '0-3', '--out', out + '/']);
+    expect(g.exitCode, g.all).toBe(0);
+    const file = g.stdout.trim();
+    expect(file).toBe(join(out, 'hccl_2s_8p.json'));
+    const table = JSON.parse(readFileSync(file, 'utf8')) as { server_list: { server_id: string; device: { device_ip: string; rank_id: string }[] }[] };
+    expect(table.server_list.map((s) => s.server_id)).toEqual(['10.213.0.11', '10.213.0.12']);
+    expect(table.server_list[1]!.device.map((d) => d.rank_id)).toEqual(['4', '5', '6', '7']);
+    expect((await npurun(['ranktable', 'validate', file, '--hosts', two])).exitCode).toBe(0);
+    table.server_list[1]!.device[2]!.device_ip = '192.168.102.99';
+    writeFileSync(file, JSON.stringify(table, null, 4));
+    const bad = await npurun(['ranktable', 'validate', file, '--hosts', two]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/server_list\[1\]\.device\[2\]\.device_ip: 192\.168\.102\.99, but host h2 reports 192\.168\.102\.12 for device 2/);
+  });
+
+  it('--dry-run prints the whole plan and starts nothing; a held device fails preflight with exit 3', async () => {
+    const r = await npurun(['launch', '--hosts', two, '--devices', '0-3', '--dry-run', '--json', '--', 'python3', 'train.py']);
+    expect(r.exitCode, r.all).toBe(0);
+    const plan = JSON.parse(r.stdout) as { ranks: { label: string; host: string; deviceId: number; env: Record<string, string>; argv: string[] }[]; rankTable: unknown };
+    expect(plan.ranks.map((x) => `${x.label}@${x.host}:${x.deviceId}`)).toEqual(['0@h1:0', '1@h1:1', '2@h1:2', '3@h1:3', '4@h2:0', '5@h2:1', '6@h2:2', '7@h2:3']);
+    expect(plan.ranks[5]!.env.RANK_TABLE_FILE).toMatch(/^\/tmp\/npurun\/.+\/rank_table\.json$/);
+    expect(plan.rankTable).toBeDefined();
+    const held = await npurun(['launch', '--hosts', two, '--devices', '4-7', '--', 'python3', 'train.py']);
+    expect(held.exitCode).toBe(3);
+    expect(held.stderr).toMatch(/host h2: device 5 held by pid 271828/);
+  });
+
+  it('ps lists a live run on every host and kill stops it by recorded pids', async () => {
+    const runs = join(work, 'runs');
+    const p = npurun(['launch', '--hosts', two, '--profile', 'torch', '--nproc-per-node', '2', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', 'sh', '-c', 'echo started; sleep 60']);
+    let seen = 0;
+    p.stdout?.on('data', (d: Buffer) => (seen += (d.toString().match(/started/g) ?? []).length));
+    while (seen < 4) await new Promise((res) => setTimeout(res, 50));
+    // Without a run id, ps looks at this machine only, where the run has nothing.
+    const local = await npurun(['ps', '--run-dir', runs]);
+    expect(local.exitCode).toBe(0);
+    expect(local.stdout).toMatch(/: nothing left/);
+    const runId = (await execa('ls', [runs])).stdout.trim();
+    const listed = await npurun(['ps', runId, '--run-dir', runs]);
+    expect(listed.exitCode, listed.all).toBe(0);
+    expect(listed.stdout.match(/: running \(/g)).toHaveLength(4);
+    expect(listed.stdout).toMatch(/h2: run \S+ rank 3 pid \d+: running/);
+    const killed = await npurun(['kill', runId, '--run-dir', runs, '--grace', '2']);
+    expect(killed.exitCode, killed.all).toBe(0);
+    expect(killed.stdout.match(/: killed \(/g)).toHaveLength(4);
+    const r = await p;
+    expect(r.exitCode).toBe(143);
+    expect(r.stderr).toMatch(/was killed by SIGTERM/);
+  });
+
+  it('ProxyJump from ~/.ssh/config: a host reached through another one', async () => {
+    const config = join(work, 'ssh_config');
+    writeFileSync(config, `Host h3\n  ProxyJump h1\n\n${readFileSync(c.sshConfigPath, 'utf8')}`);
+    const inv = join(work, 'jump.yaml');
+    writeFileSync(inv, 'hosts:\n  - { address: h3 }\n');
+    const r = await npurun(['launch', '--hosts', inv, '--ssh-config', config, '--profile', 'torch', '--nproc-per-node', '1', '--console', 'all', '--workdir', '/tmp/w', '--run-dir', join(work, 'runs'), '--', 'sh', '-c', 'echo "via $SSH_CLIENT"']);
+    expect(r.exitCode, r.all).toBe(0);
+    // sshd on h3 saw the connection come from h1's address: it went through the jump host.
+    expect(r.stdout).toMatch(/via 10\.213\.0\.11 /);
+  });
+});
