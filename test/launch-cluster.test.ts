@@ -16,6 +16,7 @@ function npurun(args: string[]): ResultPromise<{ reject: false; all: true }> {
 }
 
 interface Probe {
+  cpus: number[];
   env: Record<string, string>;
   argv: string[];
   cwd: string;
@@ -53,8 +54,8 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     '--console', 'all', '--run-dir', runs, ...extra, '--', '/usr/bin/python3', PROBE,
   ];
 
-  it('mindspore: 4 hosts x 2 ranks, rank table copied to every host, each rank finds its own entry', async () => {
-    const r = await npurun(base('mindspore'));
+  it('mindspore: 4 hosts x 2 ranks, rank table copied to every host, each rank finds its own entry, pinned to its cores', async () => {
+    const r = await npurun(base('mindspore', ['--bind-cores']));
     expect(r.exitCode, r.all).toBe(0);
     const ps = probes(r.stdout);
     expect(ps).toHaveLength(8);
@@ -67,7 +68,13 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
       expect(p.env.GLOO_SOCKET_IFNAME).toBe('eth0');
       expect(p.env.HCCL_IF_IP).toBe(`10.213.0.${11 + Number(p.env.NPURUN_NODE_RANK)}`);
       expect(p.cwd).toBe(`/tmp/w/train_parallel${p.env.RANK_ID}`);
+      // --bind-cores: each local rank gets its own share of the host's CPUs.
+      const cores = (await import('node:os')).cpus().length;
+      expect(p.cpus).toHaveLength(Math.max(1, Math.floor(cores / 2)));
     }
+    const byHost = new Map<string, number[][]>();
+    for (const p of ps) byHost.set(p.env.NPURUN_HOST as string, [...(byHost.get(p.env.NPURUN_HOST as string) ?? []), p.cpus]);
+    for (const sets of byHost.values()) expect(new Set(sets.flat()).size).toBe(sets.flat().length);
     expect(ps.map((p) => Number(p.env.RANK_ID)).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
