@@ -83,6 +83,27 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     expect(r.stderr).toMatch(/was killed by SIGTERM/);
   });
 
+  it('a "host slots=N" hostfile of ssh_config aliases, authenticated through ssh-agent only', async () => {
+    const agent = await execa('ssh-agent', ['-s']);
+    const sock = (/SSH_AUTH_SOCK=([^;]+);/.exec(agent.stdout) as RegExpExecArray)[1] as string;
+    const agentPid = (/SSH_AGENT_PID=(\d+);/.exec(agent.stdout) as RegExpExecArray)[1] as string;
+    try {
+      await execa('ssh-add', [c.keyPath], { env: { SSH_AUTH_SOCK: sock } });
+      // The config names no identity file: only the agent holds the key.
+      const config = join(work, 'agent_config');
+      writeFileSync(config, readFileSync(c.sshConfigPath, 'utf8').replace(/^\s*IdentityFile .*$/gm, '  IdentityFile /nonexistent/key'));
+      const hostfile = join(work, 'hostfile');
+      writeFileSync(hostfile, '# DeepSpeed-style\nh1 slots=2\nh2 slots=2\n');
+      const r = await execa('node', [BIN, 'launch', '--hosts', hostfile, '--ssh-config', config, '--profile', 'torch', '--console', 'all', '--workdir', '/tmp/w', '--run-dir', join(work, 'runs'), '--', 'sh', '-c', 'echo "rank $RANK on $MASTER_ADDR"'], {
+        reject: false, all: true, env: { NO_COLOR: '1', SSH_AUTH_SOCK: sock },
+      });
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stdout.match(/rank \d on 10\.213\.0\.11/g)).toHaveLength(4);
+    } finally {
+      process.kill(Number(agentPid));
+    }
+  });
+
   it('ProxyJump from ~/.ssh/config: a host reached through another one', async () => {
     const config = join(work, 'ssh_config');
     writeFileSync(config, `Host h3\n  ProxyJump h1\n\n${readFileSync(c.sshConfigPath, 'utf8')}`);
