@@ -61,13 +61,29 @@ describe('validate: every problem with its JSON path', () => {
     ['hostname server_id', (t) => { t.server_list[0]!.server_id = 'node1'; return t; }, /server_id: expected the server's IPv4 address/],
     ['duplicate device ip', (t) => { t.server_list[1]!.device[0]!.device_ip = '192.168.100.101'; return t; }, /192.168.100.101 is also server_list\[0\]\.device\[0\]\.device_ip/],
     ['unknown key', (t) => { t.server_list[0]!.device[0]!.deviceid = '0'; return t; }, /unknown key "deviceid"/],
-    ['pre-1.0 format', () => ({ board_id: '0x0000', group_list: [] }), /pre-1.0 rank-table format/],
+    ['pre-1.0 format of another shape', () => ({ board_id: '0x0000', group_list: [] }), /^group_list: pre-1.0 rank table/],
   ];
   it.each(cases)('%s', (_name, mutate, message) => {
     const r = validateRankTable(mutate(good()));
     expect(r.table).toBeUndefined();
     expect(r.problems.map((p) => `${p.path}: ${p.message}`).join('\n')).toMatch(message);
   });
+  it('reads the pre-1.0 format (group_list / instance_list) as version 1.0, with a warning', () => {
+    const pre = {
+      status: 'completed', board_id: '0x0000', chip_info: '910', deploy_mode: 'lab', group_count: '1',
+      group_list: [{ group_name: '', device_num: '2', server_num: '1', instance_count: '2', instance_list: [
+        { rank_id: '0', server_id: '10.0.0.10', devices: [{ device_id: '0', device_ip: '192.168.0.12' }] },
+        { rank_id: '1', server_id: '10.0.0.10', devices: [{ device_id: '1', device_ip: '192.168.1.12' }] },
+      ] }],
+    };
+    const r = validateRankTable(pre);
+    expect(r.problems).toEqual([]);
+    expect(r.warnings[0]!.message).toMatch(/pre-1.0 rank-table format/);
+    expect(r.table).toEqual({ version: '1.0', server_count: '1', status: 'completed', server_list: [{ server_id: '10.0.0.10', host_nic_ip: 'reserve', device: [
+      { device_id: '0', device_ip: '192.168.0.12', rank_id: '0' }, { device_id: '1', device_ip: '192.168.1.12', rank_id: '1' },
+    ] }] });
+  });
+
   it('device groupings of 910 servers', () => {
     expect(groupingProblem([0, 1, 2])).toMatch(/3 devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8/);
     expect(groupingProblem([3, 4])).toMatch(/cross the 910 device groups/);

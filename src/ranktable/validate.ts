@@ -29,10 +29,34 @@ function formatHint(json: Record<string, unknown>): Problem | undefined {
       message: `version "${v}" (the Atlas A2/A3 super-pod format) is not supported yet; npurun reads and writes version "1.0"`,
     };
   }
-  if (v === undefined && ('group_list' in json || 'board_id' in json)) {
-    return { path: '(top level)', message: 'this is the pre-1.0 rank-table format (board_id, group_list, instance_list); regenerate it with `npurun ranktable generate`' };
-  }
   return undefined;
+}
+
+interface Pre10Instance {
+  rank_id?: unknown;
+  server_id?: unknown;
+  devices?: { device_id?: unknown; device_ip?: unknown }[];
+}
+
+/**
+ * The pre-1.0 format (board_id, group_list[].instance_list[]: one rank per instance with its server
+ * and device) as a version 1.0 table, servers in order of first appearance. Undefined when the shape
+ * is not that one.
+ */
+export function convertPre10(json: Record<string, unknown>): RankTable | undefined {
+  const groups = json.group_list;
+  if (!Array.isArray(groups) || groups.length !== 1) return undefined;
+  const instances = (groups[0] as { instance_list?: Pre10Instance[] }).instance_list;
+  if (!Array.isArray(instances) || instances.length === 0) return undefined;
+  const servers = new Map<string, RankTable['server_list'][number]>();
+  for (const inst of instances) {
+    const dev = Array.isArray(inst.devices) && inst.devices.length === 1 ? inst.devices[0] : undefined;
+    if (typeof inst.server_id !== 'string' || typeof inst.rank_id !== 'string' || !dev || typeof dev.device_id !== 'string' || typeof dev.device_ip !== 'string') return undefined;
+    const server = servers.get(inst.server_id) ?? { server_id: inst.server_id, device: [], host_nic_ip: 'reserve' };
+    server.device.push({ device_id: dev.device_id, device_ip: dev.device_ip, rank_id: inst.rank_id });
+    servers.set(inst.server_id, server);
+  }
+  return { version: '1.0', server_count: String(servers.size), server_list: [...servers.values()], status: 'completed' };
 }
 
 /** Schema and semantic checks; every problem with its JSON path and what was expected. */
@@ -44,6 +68,15 @@ export function validateRankTable(json: unknown): ValidationResult {
   }
   const hint = formatHint(json as Record<string, unknown>);
   if (hint) return { problems: [hint], warnings };
+  const obj = json as Record<string, unknown>;
+  if (obj.version === undefined && ('group_list' in obj || 'board_id' in obj)) {
+    const converted = convertPre10(obj);
+    if (!converted) {
+      return { problems: [{ path: 'group_list', message: 'pre-1.0 rank table (board_id, group_list) whose instance_list is not one device per rank with string server_id/rank_id/device_id/device_ip; regenerate it with `npurun ranktable generate`' }], warnings };
+    }
+    const inner = validateRankTable(converted);
+    return { ...inner, warnings: [{ path: '(top level)', message: 'pre-1.0 rank-table format (group_list/instance_list), read as version 1.0' }, ...inner.warnings] };
+  }
   const schema = schemaProblems('rank-table.schema.json', json);
   if (schema.length > 0) return { problems: schema, warnings };
   const t = json as RankTable;
