@@ -8,7 +8,8 @@ import { NpurunError } from './errors.js';
  * (rank tables, hosts files, job files, run.json); this module compiles them and turns ajv's
  * errors into "path: what was expected" lines a person can act on.
  */
-const ajv = new Ajv({ allErrors: true, allowUnionTypes: true });
+// verbose: errors carry their schema, whose description says what was expected.
+const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, verbose: true });
 const compiled = new Map<string, ValidateFunction>();
 
 /** schemas/<name>, resolved from src/ (vitest) and dist/ (built CLI) alike: both sit one level below the root. */
@@ -59,8 +60,12 @@ export function describeAjvError(e: ErrorObject, root: unknown): Problem {
   switch (e.keyword) {
     case 'required':
       return { path: jsonPath(`${e.instancePath}/${String(params.missingProperty)}`), message: 'missing (required)' };
-    case 'additionalProperties':
-      return { path: at, message: `unknown key "${String(params.additionalProperty)}"` };
+    case 'additionalProperties': {
+      const key = String(params.additionalProperty);
+      const known = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      const near = known.find((k) => editDistance(k, key) <= 2);
+      return { path: at, message: `unknown key "${key}"${near ? ` (did you mean "${near}"?)` : known.length ? `; expected one of ${known.join(', ')}` : ''}` };
+    }
     case 'type':
       return { path: at, message: `expected ${String(params.type).replace(/,/g, ' or ')}, got ${typeName(value)}${expected}` };
     case 'const':
@@ -79,13 +84,28 @@ export function describeAjvError(e: ErrorObject, root: unknown): Problem {
   }
 }
 
+/** Levenshtein distance, for "did you mean" on misspelt keys. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] as number;
+}
+
 /** Validates `value` against schemas/<schema>; returns readable problems, deduplicated (anyOf repeats). */
 export function schemaProblems(schema: string, value: unknown): Problem[] {
   const v = schemaValidator(schema);
   if (v(value)) return [];
   const seen = new Set<string>();
   const out: Problem[] = [];
-  for (const e of v.errors ?? []) {
+  // A misspelt key is the cause of the "missing" that comes with it: report it first.
+  const errors = [...(v.errors ?? [])].sort((x, y) => Number(y.keyword === 'additionalProperties') - Number(x.keyword === 'additionalProperties'));
+  for (const e of errors) {
     const p = describeAjvError(e, value);
     const key = `${p.path}: ${p.message}`;
     if (!seen.has(key)) {

@@ -106,10 +106,11 @@ export function loadInventory(file: string, opts: InventoryOptions = {}): HostSp
     throw new NpurunError('input', `${file}: cannot read hosts file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
   let parsed: unknown;
+  let yamlBroken = false;
   try {
     parsed = parseYaml(text);
   } catch {
-    parsed = undefined;
+    yamlBroken = true;
   }
   let entries: HostsFile['hosts'];
   let defaults: HostSettings = {};
@@ -119,6 +120,8 @@ export function loadInventory(file: string, opts: InventoryOptions = {}): HostSp
     defaults = inv.defaults ?? {};
   } else {
     const lines = parseHostfile(text, file);
+    // Not a hostfile and not parseable YAML: report the YAML error with its line and column.
+    if (!lines && yamlBroken) loadYamlFile(file, 'hosts.schema.json', 'hosts file');
     if (!lines) {
       throw inputError(file, 'not a hosts file: expected YAML with a `hosts:` list (see hosts/two-servers.yaml) or "host slots=N" lines');
     }
