@@ -30,7 +30,7 @@ def start_ticks(p):
 `;
 
 export const GUARD_SOURCE = String.raw`
-import json, os, signal, sys, threading, time
+import json, os, queue, signal, sys, threading, time
 
 spec = json.loads(sys.stdin.readline())
 label = spec["label"]
@@ -102,25 +102,33 @@ if pidfile:
     except OSError as e:
         say("cannot write pid file %s: %s" % (pidfile, e))
 
-events = []
-lock = threading.Lock()
-last_seen = [time.monotonic()]
+# No polling: one thread waits for the rank, one reads the launcher's lines, and the main thread
+# sleeps on the queue until one of them speaks or a deadline (heartbeat, SIGKILL) comes.
+events = queue.Queue()
 
 def reader():
     while True:
         line = sys.stdin.readline()
-        with lock:
-            if not line:
-                events.append(("EOF", 0.0))
-                return
-            last_seen[0] = time.monotonic()
-            parts = line.split()
-            if parts and parts[0] == "TERM":
-                events.append(("TERM", float(parts[1]) if len(parts) > 1 else 10.0))
-            elif parts and parts[0] == "KILL":
-                events.append(("KILL", 0.0))
+        if not line:
+            events.put(("EOF", 0.0))
+            return
+        parts = line.split()
+        if parts and parts[0] == "TERM":
+            events.put(("TERM", float(parts[1]) if len(parts) > 1 else 10.0))
+        elif parts and parts[0] == "KILL":
+            events.put(("KILL", 0.0))
+        else:
+            events.put(("H", 0.0))
+
+def waiter():
+    try:
+        st = os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        st = 0
+    events.put(("EXIT", st))
 
 threading.Thread(target=reader, daemon=True).start()
+threading.Thread(target=waiter, daemon=True).start()
 
 def group_alive():
     try:
@@ -138,48 +146,57 @@ def signal_group(sig):
         pass
 
 # The guard itself must not die of the signals that stop the rank (a Ctrl-C on a local terminal
-# reaches the whole foreground group): it stops the rank and reports it instead.
+# reaches the whole foreground group): it stops the rank and reports it instead. The handler only
+# records the signal (taking the queue's lock in a handler could deadlock); the loop acts on it.
+signalled = []
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(s, lambda signum, frame: events.append(("TERM", spec.get("orphan_grace", 2.0))))
+    signal.signal(s, lambda signum, frame: signalled.append(signum))
 signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 hb_timeout = float(spec.get("heartbeat_timeout", 0))
 orphan_grace = float(spec.get("orphan_grace", 2.0))
+last_seen = time.monotonic()
 kill_at = None
+stopping_for = None
 status = None
+
+def stop(grace, why=None):
+    global kill_at, stopping_for
+    if why and stopping_for is None:
+        say(why)
+        stopping_for = why
+    signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    kill_at = deadline if kill_at is None else min(kill_at, deadline)
+
 while status is None:
+    timeout = 0.5
+    if kill_at is not None:
+        timeout = max(0.0, min(timeout, kill_at - time.monotonic()))
     try:
-        wpid, st = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        wpid, st = pid, 0
-    if wpid == pid:
-        status = st
-        break
+        kind, value = events.get(timeout=timeout)
+    except queue.Empty:
+        kind, value = None, 0.0
     now = time.monotonic()
-    with lock:
-        pending = events[:]
-        del events[:len(pending)]
-        silent = now - last_seen[0]
-    for kind, grace in pending:
-        if kind == "KILL":
-            signal_group(signal.SIGKILL)
-        elif kind == "TERM":
-            signal_group(signal.SIGTERM)
-            deadline = now + grace
-            kill_at = deadline if kill_at is None else min(kill_at, deadline)
-        elif kind == "EOF":
-            say("launcher gone (input closed): stopping the rank")
-            signal_group(signal.SIGTERM)
-            deadline = now + orphan_grace
-            kill_at = deadline if kill_at is None else min(kill_at, deadline)
-    if hb_timeout > 0 and silent > hb_timeout and kill_at is None:
-        say("no heartbeat from the launcher for %.1fs: stopping the rank" % silent)
-        signal_group(signal.SIGTERM)
-        kill_at = now + orphan_grace
+    if kind == "EXIT":
+        status = value
+        break
+    if kind in ("H", "TERM", "KILL"):
+        last_seen = now
+    if kind == "KILL":
+        signal_group(signal.SIGKILL)
+    elif kind == "TERM":
+        stop(value)
+    elif kind == "EOF":
+        stop(orphan_grace, "launcher gone (input closed): stopping the rank")
+    if signalled:
+        del signalled[:]
+        stop(orphan_grace)
+    if hb_timeout > 0 and now - last_seen > hb_timeout and stopping_for is None:
+        stop(orphan_grace, "no heartbeat from the launcher for %.1fs: stopping the rank" % (now - last_seen))
     if kill_at is not None and now >= kill_at:
         signal_group(signal.SIGKILL)
         kill_at = now + 3600
-    time.sleep(0.02)
 
 # The rank is gone; whatever it left in its group goes too, quickly.
 if group_alive():
