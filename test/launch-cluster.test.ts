@@ -197,6 +197,10 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', '/usr/bin/python3', '/tmp/only-here.py']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/h1 \(10\.213\.0\.11\): script \/tmp\/only-here\.py not found on this host/);
+    const prog = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', 'no-such-trainer', '--epochs', '1']);
+    expect(prog.exitCode).toBe(3);
+    expect(prog.stderr).toMatch(/preflight failed on 4 of 4 hosts/);
+    expect(prog.stderr).toMatch(/h3 \(10\.213\.0\.13\): program "no-such-trainer" not found/);
   });
 
   it('a bad inventory exits 2 naming the file and field, and starts nothing', async () => {

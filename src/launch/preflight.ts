@@ -43,30 +43,42 @@ export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise
   return host.local ? new LocalTransport(host) : SshTransport.connect(host, ssh);
 }
 
-async function checkProgram(t: HostTransport, program: string, path: string | undefined): Promise<string | undefined> {
+/**
+ * Shell lines appended to the probe, so checking the program (and an interpreter's script) costs no
+ * extra round trip: every SSH exec starts the user's login shell, which can be slow (conda or pyenv
+ * initialisation in ~/.bashrc).
+ */
+export function programChecks(program: string | undefined, path: string | undefined, script: string | undefined): string {
+  const lines: string[] = [];
   // A relative path with a slash is resolved in the rank's own working dir, which does not exist yet.
-  if (program.includes('/') && !program.startsWith('/')) return undefined;
-  const setPath = path ? `PATH=${shellQuote(path)}; export PATH; ` : '';
-  const r = await runScript(t, `${setPath}command -v -- ${shellQuote(program)} >/dev/null 2>&1 || [ -x ${shellQuote(program)} ]`);
-  return r.code === 0 ? undefined : `program "${program}" not found (not on PATH of a non-interactive shell, nor an executable file)`;
+  if (program && !(program.includes('/') && !program.startsWith('/'))) {
+    const setPath = path ? `PATH=${shellQuote(path)} ` : '';
+    lines.push(`echo "@@npurun:program@@"; if ${setPath}sh -c 'command -v -- "$1"' sh ${shellQuote(program)} >/dev/null 2>&1 || [ -x ${shellQuote(program)} ]; then echo ok; fi`);
+  }
+  if (script) lines.push(`echo "@@npurun:script@@"; [ -r ${shellQuote(script)} ] && echo ok`);
+  return lines.join('\n');
 }
 
 async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<string> {
   const { host } = check;
   check.transport = await connectHost(host, opts.ssh);
   const transport = check.transport;
+  const checks = programChecks(opts.program, opts.programPath, opts.script);
+  let output = '';
   check.facts =
     host.local && opts.simulate !== undefined
       ? simulatedHostFacts(opts.simulate)
-      : await probeHost((script) => runScript(transport, script).then((r) => ({ stdout: r.stdout, stderr: r.stderr, code: r.code })));
-  if (opts.program) {
-    const missing = await checkProgram(transport, opts.program, opts.programPath);
-    if (missing) throw new NpurunError('unreachable', missing);
+      : await probeHost(async (script) => {
+          const r = await runScript(transport, `${script}\n${checks}\n`);
+          output = r.stdout;
+          return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+        });
+  if (checks && output === '') output = (await runScript(transport, `${checks}\n`)).stdout;
+  const said = (section: string) => new RegExp(`@@npurun:${section}@@\\nok\\n`).test(output);
+  if (checks.includes('@@npurun:program@@') && !said('program')) {
+    throw new NpurunError('unreachable', `program "${opts.program}" not found (not on PATH of a non-interactive shell, nor an executable file)`);
   }
-  if (opts.script) {
-    const r = await runScript(transport, `[ -r ${shellQuote(opts.script)} ]`);
-    if (r.code !== 0) throw new NpurunError('unreachable', `script ${opts.script} not found on this host (is it on storage every host shares?)`);
-  }
+  if (opts.script && !said('script')) throw new NpurunError('unreachable', `script ${opts.script} not found on this host (is it on storage every host shares?)`);
   const n = check.facts.devices.length;
   const chip = check.facts.devices[0]?.name ?? '';
   return `${n} NPU${n === 1 ? '' : 's'}${chip ? ` (${chip})` : ''}${check.facts.simulated ? ', simulated' : ''}`;

@@ -276,18 +276,25 @@ export class SshTransport implements HostTransport {
     return this.sftpSession;
   }
 
+  /** Everything over SFTP (no shell started): create the directory, write, read back and compare SHA-256. */
   async putFile(path: string, data: Buffer, mode = 0o644): Promise<void> {
-    const dir = path.slice(0, path.lastIndexOf('/')) || '/';
-    const mk = await this.exec(`mkdir -p -m 700 ${shellQuote(dir)}`);
-    if (mk.code !== 0) throw new NpurunError('runtime', `host ${this.host.name}: cannot create ${dir}: ${mk.stderr.trim()}`);
     const sftp = await this.sftp();
-    await new Promise<void>((resolve, reject) =>
-      sftp.writeFile(path, data, { mode }, (err) => (err ? reject(new NpurunError('runtime', `host ${this.host.name}: cannot write ${path}: ${err.message}`)) : resolve())),
-    );
-    const sum = await this.exec(`sha256sum -- ${shellQuote(path)}`);
-    const remote = sum.stdout.split(/\s+/)[0] ?? '';
-    if (remote !== sha256(data).toString('hex')) {
-      throw new NpurunError('runtime', `host ${this.host.name}: checksum of ${path} is ${remote || 'unknown'} after copying, expected ${sha256(data).toString('hex')}`);
+    const fail = (what: string, err: Error) => new NpurunError('runtime', `host ${this.host.name}: cannot ${what}: ${err.message}`);
+    const parts = path.split('/').slice(1, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = '/' + parts.slice(0, i).join('/');
+      await new Promise<void>((resolve, reject) =>
+        sftp.mkdir(dir, { mode: 0o700 }, (err) => {
+          // Status 4 (failure) is what OpenSSH answers for an existing directory: check it is one.
+          if (!err) return resolve();
+          sftp.stat(dir, (statErr, st) => (!statErr && st.isDirectory() ? resolve() : reject(fail(`create ${dir}`, err))));
+        }),
+      );
+    }
+    await new Promise<void>((resolve, reject) => sftp.writeFile(path, data, { mode }, (err) => (err ? reject(fail(`write ${path}`, err)) : resolve())));
+    const back = await new Promise<Buffer>((resolve, reject) => sftp.readFile(path, (err, buf) => (err ? reject(fail(`read back ${path}`, err)) : resolve(buf))));
+    if (!sha256(back).equals(sha256(data))) {
+      throw new NpurunError('runtime', `host ${this.host.name}: ${path} has SHA-256 ${sha256(back).toString('hex')} after copying, expected ${sha256(data).toString('hex')}`);
     }
   }
 
