@@ -10,8 +10,9 @@
 #
 # Host I is network namespace npr-hI on bridge npr-br (10.213.0.1/24), address 10.213.0.(10+I), with a
 # private mount namespace in which /etc/hccn.conf, /usr/local/Ascend/driver/tools (npu-smi and hccn_tool
-# stand-ins printing the real 910B formats) and /tmp are its own (overlays and a bind mount: nothing is
-# written to the real /etc or /usr/local). Each host runs a real OpenSSH sshd on its own address only,
+# stand-ins printing the real 910B formats), /tmp and root's home (a plain .bashrc: the machine's own
+# may initialise pyenv or conda, whose locks make concurrent shells queue) are its own (overlays, a
+# bind mount and a tmpfs: nothing is written to the real /etc, /usr/local or /root). Each host runs a real OpenSSH sshd on its own address only,
 # key auth only, stock limits (MaxSessions 10, MaxStartups 10:30:100), its own host key.
 #
 # Per-host options (--opt "I:KEY[=VALUE]"):
@@ -165,6 +166,9 @@ EOF
       mount -t overlay overlay -o lowerdir=/etc,upperdir=$host_dir/etc-up,workdir=$host_dir/etc-work /etc &&
       mount -t overlay overlay -o lowerdir=/usr/local,upperdir=$host_dir/local-up,workdir=$host_dir/local-work /usr/local &&
       mount --bind $host_dir/tmp /tmp &&
+      mount -t tmpfs -o mode=700 tmpfs /root &&
+      printf '# simulated host: its own home, a plain login environment\\n' > /root/.bashrc &&
+      cp /root/.bashrc /root/.profile &&
       exec /usr/sbin/sshd -f $host_dir/sshd_config -E $host_dir/sshd.log" \
       || die "host $h: sshd did not start (see $host_dir/sshd.log)"
   fi
