@@ -9,6 +9,7 @@ import type { HostSpec } from '../plan/types.js';
 import { loadYamlFile } from '../schema.js';
 import { parseSshConfig, resolveSshHost, type ResolvedSsh, type SshConfig } from './ssh-config.js';
 
+/** Per-host settings of a YAML hosts file (schemas/hosts.schema.json, the single source of the format). */
 interface HostSettings {
   user?: string;
   port?: number;
@@ -19,9 +20,15 @@ interface HostSettings {
   devices?: string | number[];
 }
 
+interface HostEntry extends HostSettings {
+  address: string;
+  name?: string;
+  slots?: number;
+}
+
 interface HostsFile {
   defaults?: HostSettings;
-  hosts: (HostSettings & { address: string; name?: string; slots?: number })[];
+  hosts: HostEntry[];
 }
 
 export interface InventoryOptions {
@@ -48,24 +55,24 @@ function devicesOf(value: string | number[] | undefined, where: string): HostSpe
   return parseDeviceList(value, where);
 }
 
-function toHost(
-  entry: { address: string; name?: string; slots?: number } & HostSettings,
-  index: number,
-  file: string,
-  config: SshConfig | undefined,
-  home: string,
-): HostSpec {
-  const where = `${file}: hosts[${index}]`;
+/** `where` names the entry in messages: "file: hosts[1]" (YAML) or "file:3" (hostfile line). */
+function toHost(entry: HostEntry, where: string, file: string, config: SshConfig | undefined, home: string): HostSpec {
   const base = dirname(file);
   const local = LOCAL.test(entry.address);
   const explicit: Partial<ResolvedSsh> = {};
-  if (entry.user) explicit.user = entry.user;
-  if (entry.port) explicit.port = entry.port;
-  if (entry.identity_file) explicit.identityFiles = [expandHome(entry.identity_file, home, base)];
-  if (entry.known_hosts) explicit.knownHostsFiles = [expandHome(entry.known_hosts, home, base)];
-  if (entry.strict_host_key_checking) explicit.strictHostKeyChecking = entry.strict_host_key_checking;
-  if (entry.proxy_jump) explicit.proxyJump = entry.proxy_jump;
-  const ssh = resolveSshHost(entry.address, config, explicit, home);
+  if (entry.user !== undefined) explicit.user = entry.user;
+  if (entry.port !== undefined) explicit.port = entry.port;
+  if (entry.identity_file !== undefined) explicit.identityFiles = [expandHome(entry.identity_file, home, base)];
+  if (entry.known_hosts !== undefined) explicit.knownHostsFiles = [expandHome(entry.known_hosts, home, base)];
+  if (entry.strict_host_key_checking !== undefined) explicit.strictHostKeyChecking = entry.strict_host_key_checking;
+  if (entry.proxy_jump !== undefined) explicit.proxyJump = entry.proxy_jump;
+  let ssh: ResolvedSsh;
+  try {
+    ssh = resolveSshHost(entry.address, config, explicit, home);
+  } catch (err) {
+    if (err instanceof NpurunError) throw inputError(where, err.message);
+    throw err;
+  }
   // An ssh_config alias stands for its HostName: that address is the server's identity in the rank table.
   const address = !isIPv4(entry.address) && isIPv4(ssh.hostname) ? ssh.hostname : entry.address;
   const host: HostSpec = {
@@ -79,23 +86,51 @@ function toHost(
   return host;
 }
 
-/** DeepSpeed/MPI hostfile: `host slots=N` lines, `#` comments. Undefined when the text is not one. */
-export function parseHostfile(text: string, file: string): { address: string; slots?: number }[] | undefined {
-  const out: { address: string; slots?: number }[] = [];
+export interface HostfileLine {
+  address: string;
+  slots?: number;
+  /** 1-based line number, for messages. */
+  line: number;
+}
+
+/**
+ * DeepSpeed/MPI hostfile: one `host [slots=N]` per line, `#` comments, blank lines. Any other line is
+ * an error naming its number: a mistyped line must never silently drop a host.
+ */
+export function parseHostfile(text: string, file: string): HostfileLine[] {
+  const out: HostfileLine[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] as string).replace(/#.*$/, '').trim();
     if (line === '') continue;
-    const m = /^(\S+)(?:\s+slots\s*=\s*(\S+))?$/.exec(line);
-    if (!m || (m[1] as string).includes(':') || (m[1] as string).endsWith('-')) return undefined;
-    if (m[2] !== undefined && !/^\d+$/.test(m[2])) throw inputError(`${file}:${i + 1}`, `slots=${m[2]} is not a whole number; expected "host slots=N"`);
-    const slots = m[2] === undefined ? undefined : Number(m[2]);
-    if (slots !== undefined && (slots < 1 || slots > 16)) throw inputError(`${file}:${i + 1}`, `slots=${slots} is out of range; expected 1 to 16 ranks per host`);
-    out.push(slots === undefined ? { address: m[1] as string } : { address: m[1] as string, slots });
+    const where = `${file}:${i + 1}`;
+    const [address, ...rest] = line.split(/\s+/) as [string, ...string[]];
+    if (!/^[A-Za-z0-9_.-]+$/.test(address) || address.startsWith('-')) {
+      throw inputError(where, `"${address}" is not a host name or IPv4 address; expected "host slots=N"`);
+    }
+    let slots: number | undefined;
+    for (const token of rest) {
+      const m = /^slots=(.*)$/.exec(token);
+      if (!m) throw inputError(where, `unexpected "${token}" after ${address}; expected "host slots=N"`);
+      if (slots !== undefined) throw inputError(where, `slots given twice; expected "host slots=N"`);
+      if (!/^\d+$/.test(m[1] as string)) throw inputError(where, `slots=${m[1]} is not a whole number; expected "host slots=N"`);
+      slots = Number(m[1]);
+      if (slots < 1 || slots > 16) throw inputError(where, `slots=${slots} is out of range; expected 1 to 16 ranks per host`);
+    }
+    out.push(slots === undefined ? { address, line: i + 1 } : { address, slots, line: i + 1 });
   }
   return out;
 }
 
+/** YAML's shape, not just its syntax: a mapping key or a list item at the start of some line. */
+function looksLikeYaml(text: string): boolean {
+  return text.split(/\r?\n/).some((l) => /^\s*([A-Za-z_][\w-]*\s*:(\s|$)|-\s|\{)/.test(l.replace(/#.*$/, '')));
+}
+
+/**
+ * Reads a hosts file: YAML (a mapping with `hosts:`, validated against schemas/hosts.schema.json) or
+ * a DeepSpeed/MPI hostfile (`host slots=N` lines). Values in the file win over ssh_config.
+ */
 export function loadInventory(file: string, opts: InventoryOptions = {}): HostSpec[] {
   const home = opts.home ?? homedir();
   const config = opts.sshConfigText !== undefined ? parseSshConfig(opts.sshConfigText, home) : undefined;
@@ -112,33 +147,32 @@ export function loadInventory(file: string, opts: InventoryOptions = {}): HostSp
   } catch {
     yamlBroken = true;
   }
-  let entries: HostsFile['hosts'];
-  let defaults: HostSettings = {};
+  // `label` names an entry inside the file: "hosts[1]" (YAML) or "line 3" (hostfile).
+  let entries: { entry: HostEntry; where: string; label: string }[];
   if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
     const inv = loadYamlFile(file, 'hosts.schema.json', 'hosts file') as HostsFile;
-    entries = inv.hosts;
-    defaults = inv.defaults ?? {};
+    entries = inv.hosts.map((e, i) => ({ entry: { ...inv.defaults, ...e }, where: `${file}: hosts[${i}]`, label: `hosts[${i}]` }));
+  } else if (Array.isArray(parsed) || (yamlBroken && looksLikeYaml(text))) {
+    // Broken YAML: report its line and column; a YAML list: say what the top level must be.
+    if (yamlBroken) loadYamlFile(file, 'hosts.schema.json', 'hosts file');
+    throw inputError(file, 'not a hosts file: expected a YAML mapping with a `hosts:` list (see hosts/two-servers.yaml) or "host slots=N" lines');
   } else {
-    const lines = parseHostfile(text, file);
-    // Not a hostfile and not parseable YAML: report the YAML error with its line and column.
-    if (!lines && yamlBroken) loadYamlFile(file, 'hosts.schema.json', 'hosts file');
-    if (!lines) {
-      throw inputError(file, 'not a hosts file: expected YAML with a `hosts:` list (see hosts/two-servers.yaml) or "host slots=N" lines');
-    }
-    entries = lines;
+    entries = parseHostfile(text, file).map(({ line, ...entry }) => ({ entry, where: `${file}:${line}`, label: `line ${line}` }));
   }
-  if (entries.length === 0) throw inputError(file, 'no hosts listed; expected at least one');
-  const hosts = entries.map((e, i) => toHost({ ...defaults, ...e }, i, file, config, home));
+  if (entries.length === 0) throw inputError(file, 'no hosts listed; expected at least one host');
+  const hosts = entries.map(({ entry, where }) => toHost(entry, where, file, config, home));
   const seen = new Map<string, number>();
   hosts.forEach((h, i) => {
-    for (const key of [h.address, h.name]) {
+    for (const key of new Set([h.address, h.name])) {
       const prev = seen.get(key);
-      if (prev !== undefined && prev !== i) throw inputError(`${file}: hosts[${i}]`, `"${key}" is listed twice (also hosts[${prev}]); each server once`);
+      if (prev !== undefined) {
+        throw inputError(entries[i]?.where as string, `"${key}" is listed twice (also ${entries[prev]?.label}); expected each server once`);
+      }
       seen.set(key, i);
     }
   });
   if (hosts.some((h) => h.local) && hosts.length > 1) {
-    throw inputError(file, 'mixes localhost with remote hosts: the remote ranks could not reach 127.0.0.1; list this machine by its network address');
+    throw inputError(file, 'mixes localhost with remote hosts: the remote ranks could not reach 127.0.0.1; expected this machine listed by its network address');
   }
   return hosts;
 }

@@ -1,17 +1,22 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
-import { dirname, join, isAbsolute } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
+import { inputError } from '../errors.js';
 
 /**
  * A small, honest reader of OpenSSH client configuration (ssh_config(5)) for the keywords a launcher
- * needs: Host blocks with patterns (`*`, `?`, `!negation`, several per line), first obtained value
- * wins, HostName (%h), User, Port, IdentityFile (several; ~ and %d %u %h %r %%), UserKnownHostsFile,
- * StrictHostKeyChecking, ProxyJump, IdentityAgent, Include (relative to ~/.ssh, globs in the last
- * component). `Match` blocks are skipped (reported in `warnings`).
+ * needs. Supported: `Host` blocks with patterns (`*`, `?`, `!negation`, several per line, matched
+ * case-insensitively as ssh does), first obtained value wins, `HostName` (%h), `User`, `Port`,
+ * `IdentityFile` (several; `~` and %d %u %h %r %%), `UserKnownHostsFile` (several per line),
+ * `StrictHostKeyChecking` (yes/no/accept-new; ask and unknown values mean yes), `ProxyJump`,
+ * `IdentityAgent` (none turns the agent off), `Include` (relative to ~/.ssh, globs in the last
+ * component), quoted arguments and trailing `#` comments. `Match` blocks are skipped and reported in
+ * `warnings`; every other keyword is ignored.
  */
 export interface SshConfigBlock {
   patterns: string[];
-  options: [string, string][];
+  /** Keyword (lower case) and its arguments, quotes removed. */
+  options: [string, string[]][];
 }
 
 export interface SshConfig {
@@ -30,17 +35,21 @@ export interface ResolvedSsh {
   useAgent: boolean;
 }
 
-function splitArgs(rest: string): string[] {
+/** Arguments of one config line: whitespace-separated, "double quotes" group, an unquoted # starts a comment. */
+export function splitConfigArgs(rest: string): string[] {
   const out: string[] = [];
   const re = /"([^"]*)"|(\S+)/g;
   let m: RegExpExecArray | null;
-  while ((m = re.exec(rest)) !== null) out.push(m[1] ?? (m[2] as string));
+  while ((m = re.exec(rest)) !== null) {
+    if (m[2]?.startsWith('#')) break;
+    out.push(m[1] ?? (m[2] as string));
+  }
   return out;
 }
 
 function globMatch(glob: string, name: string): boolean {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`).test(name);
+  return new RegExp(`^${body}$`, 'i').test(name);
 }
 
 function expandInclude(pattern: string, home: string): string[] {
@@ -62,9 +71,9 @@ export function parseSshConfig(text: string, home = homedir(), depth = 0): SshCo
     const m = /^(\S+?)(?:\s*=\s*|\s+)(.*)$/.exec(line);
     if (!m) continue;
     const key = (m[1] as string).toLowerCase();
-    const value = (m[2] as string).trim();
+    const args = splitConfigArgs(m[2] as string);
     if (key === 'host') {
-      current = { patterns: splitArgs(value), options: [] };
+      current = { patterns: args, options: [] };
       config.blocks.push(current);
       skipping = false;
     } else if (key === 'match') {
@@ -72,23 +81,31 @@ export function parseSshConfig(text: string, home = homedir(), depth = 0): SshCo
       skipping = true;
     } else if (skipping) {
       continue;
-    } else if (key === 'include' && depth < 8) {
-      for (const pattern of splitArgs(value)) {
+    } else if (key === 'include') {
+      if (depth >= 8) {
+        config.warnings.push(`Include nested more than 8 deep was skipped: "${line}"`);
+        continue;
+      }
+      for (const pattern of args) {
         for (const file of expandInclude(pattern, home)) {
           const inner = parseSshConfig(readFileSync(file, 'utf8'), home, depth + 1);
-          // Included top-level options belong to the block that included them.
+          // An included file's top-level lines belong to the block that included it.
           current.options.push(...(inner.blocks[0] as SshConfigBlock).options);
           config.blocks.push(...inner.blocks.slice(1));
           config.warnings.push(...inner.warnings);
         }
       }
-    } else {
-      current.options.push([key, value]);
+      // Lines after the Include still belong to the including block, but come after what the file added.
+      current = { patterns: current.patterns, options: [] };
+      config.blocks.push(current);
+    } else if (args.length > 0) {
+      current.options.push([key, args]);
     }
   }
   return config;
 }
 
+/** ssh_config(5) Host matching: some positive pattern matches and no negated one does. */
 export function hostMatches(patterns: string[], name: string): boolean {
   let matched = false;
   for (const p of patterns) {
@@ -99,9 +116,9 @@ export function hostMatches(patterns: string[], name: string): boolean {
   return matched;
 }
 
-/** Every option that applies to `alias`, in file order (first obtained value wins, like ssh). */
-function optionsFor(config: SshConfig, alias: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+/** Every occurrence of every option that applies to `alias`, in file order (the first one wins, like ssh). */
+function optionsFor(config: SshConfig, alias: string): Map<string, string[][]> {
+  const out = new Map<string, string[][]>();
   for (const block of config.blocks) {
     if (!hostMatches(block.patterns, alias)) continue;
     for (const [k, v] of block.options) {
@@ -113,36 +130,56 @@ function optionsFor(config: SshConfig, alias: string): Map<string, string[]> {
   return out;
 }
 
-function expandTokens(s: string, ctx: { home: string; user: string; host: string; remoteUser: string }): string {
-  let out = s.startsWith('~/') || s === '~' ? ctx.home + s.slice(1) : s;
-  out = out.replace(/%(.)/g, (_, c: string) => ({ d: ctx.home, u: ctx.user, h: ctx.host, r: ctx.remoteUser, '%': '%' })[c] ?? `%${c}`);
-  return out;
+interface TokenContext {
+  home: string;
+  localUser: string;
+  host: string;
+  remoteUser: string;
+}
+
+function expandTokens(s: string, ctx: TokenContext): string {
+  const out = s === '~' || s.startsWith('~/') ? ctx.home + s.slice(1) : s;
+  return out.replace(/%(.)/g, (_, c: string) => ({ d: ctx.home, u: ctx.localUser, h: ctx.host, r: ctx.remoteUser, '%': '%' })[c] ?? `%${c}`);
+}
+
+function strictness(value: string | undefined): ResolvedSsh['strictHostKeyChecking'] {
+  const v = (value ?? 'yes').toLowerCase();
+  if (v === 'no' || v === 'off') return 'no';
+  if (v === 'accept-new') return 'accept-new';
+  // "ask" cannot prompt in a launcher: it means the strict answer.
+  return 'yes';
 }
 
 /**
  * What ssh would use to reach `alias`. `explicit` holds values given in the inventory: they win over
- * ssh_config, which wins over the defaults.
+ * ssh_config, which wins over ssh's defaults (login name, port 22, ~/.ssh/id_*, ~/.ssh/known_hosts,
+ * strict host-key checking, the agent).
  */
 export function resolveSshHost(alias: string, config: SshConfig | undefined, explicit: Partial<ResolvedSsh> = {}, home = homedir()): ResolvedSsh {
-  const opts = config ? optionsFor(config, alias) : new Map<string, string[]>();
-  const first = (k: string) => opts.get(k)?.[0];
+  const opts = config ? optionsFor(config, alias) : new Map<string, string[][]>();
+  const first = (k: string): string | undefined => opts.get(k)?.[0]?.[0];
   const localUser = userInfo().username;
   const hostname = explicit.hostname ?? (first('hostname') ?? alias).replace(/%h/g, alias);
   const user = explicit.user ?? first('user') ?? localUser;
-  const ctx = { home, user: localUser, host: hostname, remoteUser: user };
-  const port = explicit.port ?? (first('port') ? Number(first('port')) : 22);
+  const ctx: TokenContext = { home, localUser, host: hostname, remoteUser: user };
+  const portText = first('port');
+  if (explicit.port === undefined && portText !== undefined && !(/^\d+$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)) {
+    throw inputError('ssh_config', `Port "${portText}" for host ${alias} is not a port number; expected 1 to 65535`);
+  }
+  const port = explicit.port ?? (portText !== undefined ? Number(portText) : 22);
   const identityFiles =
     explicit.identityFiles ??
-    (opts.get('identityfile')?.map((f) => expandTokens(f, ctx)) ??
-      ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(home, '.ssh', f)));
+    opts.get('identityfile')?.map((args) => expandTokens(args[0] as string, ctx)) ??
+    ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(home, '.ssh', f));
   const knownHostsFiles =
     explicit.knownHostsFiles ??
-    (opts.get('userknownhostsfile')?.flatMap((v) => splitArgs(v)).map((f) => expandTokens(f, ctx)) ?? [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')]);
-  const strictRaw = (first('stricthostkeychecking') ?? 'yes').toLowerCase();
-  const strictHostKeyChecking = explicit.strictHostKeyChecking ?? (strictRaw === 'no' || strictRaw === 'off' ? 'no' : strictRaw === 'accept-new' ? 'accept-new' : 'yes');
+    opts.get('userknownhostsfile')?.[0]?.map((f) => expandTokens(f, ctx)) ??
+    [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')];
+  const strictHostKeyChecking = explicit.strictHostKeyChecking ?? strictness(first('stricthostkeychecking'));
   const proxyJump = explicit.proxyJump ?? first('proxyjump');
   const agent = first('identityagent');
-  const useAgent = explicit.useAgent ?? (agent ? agent.toLowerCase() !== 'none' : true);
+  // IdentityAgent none turns the agent off; SSH_AUTH_SOCK or a socket path keeps it on.
+  const useAgent = explicit.useAgent ?? (agent === undefined || agent.toLowerCase() !== 'none');
   return {
     hostname,
     user,
@@ -158,7 +195,7 @@ export function resolveSshHost(alias: string, config: SshConfig | undefined, exp
 /** A ProxyJump hop "[user@]host[:port]" resolved through ssh_config like any host. */
 export function resolveJumpSpec(spec: string, config: SshConfig | undefined, home = homedir()): ResolvedSsh {
   const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec.trim());
-  if (!m) throw new Error(`ProxyJump "${spec}" is not [user@]host[:port]`);
+  if (!m) throw inputError('ProxyJump', `"${spec}" is not [user@]host[:port]`);
   const host = (m[2] as string).replace(/^\[|\]$/g, '');
   const explicit: Partial<ResolvedSsh> = {};
   if (m[1]) explicit.user = m[1];
