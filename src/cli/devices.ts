@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { probeHost, localShellRunner } from '../devices/probe.js';
+import { deviceUsable, localShellRunner, probeHost } from '../devices/probe.js';
 import { simulatedHostFacts } from '../devices/simulate.js';
 import type { HostFacts } from '../devices/types.js';
 import { loadInventory } from '../inventory/inventory.js';
@@ -14,8 +14,12 @@ The NPUs of this host (or of every host of --hosts, over SSH): device id, NPU/ch
 health, HCCL NIC address and where it came from (/etc/hccn.conf or hccn_tool), bus id, and the
 pids holding a device. Problems (no npu-smi, unhealthy device, device without address, device held
 by another process) are listed under the table.
-Exit code: 0 every device usable; 1 some devices have problems; 3 a host has no usable device or
-cannot be reached.`;
+  --simulate N  N simulated devices (1-16) instead of probing this host
+  --json        the facts as JSON (one object; with --hosts one per host name)
+Exit code: 0 every device healthy, free and addressed; 1 some devices have problems (the others are
+usable); 3 a host has no usable (healthy and free) device, or cannot be reached.
+Tools are searched on PATH and in /usr/local/Ascend/driver/tools, /usr/local/sbin, /usr/local/bin and
+/usr/local/dcmi; NPURUN_HCCN_CONF names another file than /etc/hccn.conf (tests).`;
 
 const OPTIONS = {
   hosts: { type: 'string' },
@@ -34,7 +38,7 @@ export function renderDeviceTable(host: string, facts: HostFacts): string {
     ]);
   }
   const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
-  const lines = [`${host}: ${facts.devices.length} NPU${facts.devices.length === 1 ? '' : 's'}${facts.simulated ? ' (simulated)' : ''}${facts.tools.npuSmi ? ` via ${facts.tools.npuSmi}` : ''}`];
+  const lines = [`${host}: ${facts.devices.length === 0 ? 'no NPUs found' : `${facts.devices.length} NPU${facts.devices.length === 1 ? '' : 's'}`}${facts.simulated ? ' (simulated)' : ''}${facts.tools.npuSmi ? ` via ${facts.tools.npuSmi}` : ''}`];
   if (facts.devices.length > 0) lines.push(...rows.map((r) => '  ' + r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()));
   for (const p of facts.problems) lines.push(`  problem: ${p}`);
   return lines.join('\n');
@@ -56,12 +60,13 @@ export async function run(argv: string[]): Promise<number> {
     await Promise.all([...transports.values()].map((t) => t.close()));
     all = facts;
   } else {
-    all = { local: simulate !== undefined ? simulatedHostFacts(simulate) : await probeHost(localShellRunner) };
+    const local = simulate !== undefined ? simulatedHostFacts(simulate) : await probeHost(localShellRunner);
+    all = { [local.hostname || 'this host']: local };
   }
-  if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify(hostsFile ? all : all.local, null, 2) + '\n');
+  if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify(hostsFile ? all : Object.values(all)[0], null, 2) + '\n');
   else process.stdout.write(Object.entries(all).map(([h, f]) => renderDeviceTable(h, f)).join('\n\n') + '\n');
   const facts = Object.values(all);
-  const usable = (f: HostFacts) => f.devices.some((d) => d.health === 'OK' && d.processes.length === 0);
+  const usable = (f: HostFacts) => f.devices.some((d) => deviceUsable(d, false) === undefined);
   if (facts.some((f) => !usable(f))) return 3;
   return facts.some((f) => f.problems.length > 0) ? 1 : 0;
 }

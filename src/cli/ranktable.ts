@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseDeviceList } from '../devices/device-list.js';
-import { isIPv4 } from '../devices/npu-smi.js';
-import { localShellRunner, probeHost } from '../devices/probe.js';
+import { detectHostIp } from '../devices/host-ip.js';
+import { isIPv4, parseHccnConf } from '../devices/npu-smi.js';
+import { deviceUsable, localShellRunner, probeHost } from '../devices/probe.js';
 import { simulatedHostFacts } from '../devices/simulate.js';
 import type { HostFacts } from '../devices/types.js';
 import { inputError, NpurunError } from '../errors.js';
@@ -10,34 +11,68 @@ import { loadInventory } from '../inventory/inventory.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import { preflight } from '../launch/preflight.js';
 import { generateRankTable, mergeRankTables, rankTableFileName, serializeRankTable } from '../ranktable/generate.js';
+import type { SuperPodRankTable } from '../ranktable/super-pod.js';
 import type { RankTable, RankTableServerInput } from '../ranktable/types.js';
-import { groupingProblem, validateRankTableFile, type Problem } from '../ranktable/validate.js';
+import { groupingProblem, validateRankTable, validateRankTableFile, type Problem } from '../ranktable/validate.js';
 import { boolFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
 import { sshConfigText } from './launch.js';
-import { execa } from 'execa';
 
-const HELP = `Usage: npurun ranktable generate [--devices "[0,8)"|0-7|0,1,2,3] [--server-ip IP] [--visible-devices LIST]
-                                  [--hosts FILE] [--simulate N] [--out PATH]
-       npurun ranktable merge A.json B.json ... [--out FILE]
-       npurun ranktable validate FILE [--hosts FILE] [--json]
-       npurun ranktable show FILE [--json]
+const HELP: Record<string, string> = {
+  generate: `Usage: npurun ranktable generate [--devices "[0,8)"|0-7|0,1,2,3] [--server-ip IP] [--visible-devices LIST]
+                                  [--device-ip-file FILE] [--hosts FILE] [--simulate N] [--out PATH]
 
-generate  the HCCL rank table of this server (as hccl_tools.py writes it: hccl_<n>p_<ids>_<ip>.json),
-          or with --hosts one merged table of every server, ranks numbered server by server.
-          --devices uses hccl_tools' logical ids ("[0,4)", "[4,8)", "[0,8)"; also 0-3 or 0,1,2,3);
-          --visible-devices maps logical to physical ids inside containers (default 0,1,...,7);
-          --server-ip overrides host-IP detection (npurun uses the address of the default route,
-          not the hostname lookup of hccl_tools, which often gives 127.0.x.x).
-          --out: a directory gets the hccl_tools file name; a file path is used as is (default rank-tables/).
-merge     merge_hccl.py: servers in argument order, ranks renumbered (ids kept as strings).
-validate  schema and semantic checks; every problem with its JSON path. With --hosts, also each
-          server's devices and device IPs against the live hosts. Exit 2 when invalid.
-show      server, device, device ip and rank as a table.`;
+The HCCL rank table of this server, as hccl_tools.py writes it (hccl_<n>p_<ids>_<ip>.json, byte for
+byte), or with --hosts one table of every server, ranks numbered server by server.
+  --devices          hccl_tools' logical ids: "[0,4)", "[4,8)", "[0,8)"; also 0-3 or 0,1,2,3.
+                     Default: every device found (or every --visible-devices entry). On 910 servers
+                     1, 2 or 4 devices inside 0-3 or 4-7, or all 8; other groupings are refused.
+  --visible-devices  logical -> physical ids inside containers, as hccl_tools: "4,5,6,7" makes
+                     logical 0 physical device 4 (default: logical = physical).
+  --server-ip        the server_id; default: the address of this host's default route (not the
+                     hostname lookup of hccl_tools, which often gives 127.0.x.x).
+  --device-ip-file   take device addresses from this hccn.conf-style file (address_N=IP) instead
+                     of /etc/hccn.conf or hccn_tool.
+  --simulate N       N simulated devices (addresses as on Atlas 800 servers) instead of probing.
+  --out              a directory (existing, or ending in /) gets the hccl_tools file name; any
+                     other path is the file itself. Default: rank-tables/ in the current directory.
+Prints the written path. Devices that are unhealthy or held by a process are written with a warning.`,
+  merge: `Usage: npurun ranktable merge A.json B.json ... [--out FILE]
+
+merge_hccl.py: servers in argument order, ranks renumbered 0..N-1 server by server; rank ids stay
+strings (merge_hccl.py writes numbers). Default output: rank-tables/hccl_<S>s_<N>p.json.`,
+  validate: `Usage: npurun ranktable validate FILE [--hosts FILE] [--json]
+
+Schema and semantic checks of a version 1.0 table (also pre-1.0 group_list files) or a version 1.2
+(Atlas A3 SuperPoD) table. Prints "FILE: valid rank table, S servers, N ranks", or every problem as
+"FILE: <json path>: <what was expected>" on stderr and exits 2. With --hosts, also each server's
+devices and device IPs against the live hosts.`,
+  show: `Usage: npurun ranktable show FILE [--json]
+
+Server, device, device ip and rank of every entry, as a table (--json: the table, rank ids as strings).`,
+};
+
+const USAGE = `Usage: npurun ranktable generate|merge|validate|show ... [--help]
+
+generate  the rank table of this server (or of every --hosts server), as hccl_tools.py writes it
+merge     several tables into one, as merge_hccl.py (ranks renumbered server by server)
+validate  schema and semantic checks, every problem with its JSON path; exit 2 when invalid
+show      server, device, device ip and rank as a table
+
+Run \`npurun ranktable <subcommand> --help\` for its options.`;
+
+/** Flags each subcommand takes (an unknown one is a usage error, exit 2). */
+const FLAGS: Record<string, string[]> = {
+  generate: ['devices', 'server-ip', 'visible-devices', 'device-ip-file', 'hosts', 'ssh-config', 'simulate', 'out'],
+  merge: ['out'],
+  validate: ['hosts', 'ssh-config', 'json'],
+  show: ['json'],
+};
 
 const OPTIONS = {
   devices: { type: 'string' },
   'server-ip': { type: 'string' },
   'visible-devices': { type: 'string' },
+  'device-ip-file': { type: 'string' },
   hosts: { type: 'string' },
   'ssh-config': { type: 'string' },
   simulate: { type: 'string' },
@@ -45,17 +80,6 @@ const OPTIONS = {
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
-
-/** The address of the interface holding the default route (no packet is sent), else the first non-loopback IPv4. */
-export async function detectHostIp(facts: HostFacts): Promise<string> {
-  const r = await execa('ip', ['-o', '-4', 'route', 'show', 'default'], { reject: false });
-  const dev = /\bdev\s+(\S+)/.exec(r.stdout ?? '')?.[1];
-  const viaRoute = facts.interfaces.find((i) => i.name === dev)?.addresses[0];
-  if (viaRoute) return viaRoute;
-  const other = facts.interfaces.flatMap((i) => i.addresses).find((a) => !a.startsWith('127.'));
-  if (other) return other;
-  throw new NpurunError('input', 'cannot detect this server\'s IP (no default route, no non-loopback address); give --server-ip');
-}
 
 function writeTable(table: RankTable, out: string | undefined, logicalName?: string): string {
   const name = logicalName ?? rankTableFileName(table);
@@ -67,17 +91,64 @@ function writeTable(table: RankTable, out: string | undefined, logicalName?: str
   return file;
 }
 
-function serverFromFacts(serverId: string, facts: HostFacts, logical: number[] | undefined, visible: number[] | undefined, where: string): RankTableServerInput {
-  const physical = (logical ?? facts.devices.map((d) => d.deviceId)).map((l) => {
+/** hccl_tools' --visible_devices: physical ids by position, position = logical id. */
+function parseVisible(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const ids = text.split(',').map((v) => {
+    if (!/^\s*\d+\s*$/.test(v) || Number(v) > 15) throw inputError('--visible-devices', `"${text}" is not a comma-separated list of device ids 0-15`);
+    return Number(v);
+  });
+  if (new Set(ids).size !== ids.length) throw inputError('--visible-devices', `"${text}" lists a device twice`);
+  return ids;
+}
+
+interface Selection {
+  /** hccl_tools' logical ids (what --devices names, and what the file name carries). */
+  logical: number[];
+  physical: number[];
+}
+
+/** Logical ids (default: every visible or detected device) mapped to physical ids; refuses groupings HCCL refuses. */
+function selectDevices(facts: HostFacts, logicalFlag: number[] | undefined, visible: number[] | undefined): Selection {
+  const logical = logicalFlag ?? (visible ? visible.map((_, i) => i) : facts.devices.map((d) => d.deviceId));
+  const physical = logical.map((l) => {
     if (!visible) return l;
     const p = visible[l];
-    if (p === undefined) throw inputError('--devices', `logical device ${l} is beyond --visible-devices (${visible.length} visible)`);
+    if (p === undefined) throw inputError('--devices', `logical device ${l} is beyond --visible-devices (${visible.length} visible: logical ids 0-${visible.length - 1})`);
     return p;
   });
+  const bad = groupingProblem([...physical].sort((a, b) => a - b));
+  if (bad) throw inputError(visible ? '--visible-devices' : '--devices', visible ? `${bad} (physical ids ${physical.join(',')})` : bad);
+  return { logical, physical };
+}
+
+/** --device-ip-file: an hccn.conf-style file is the only source of device addresses. */
+function withDeviceIpFile(facts: HostFacts, file: string): HostFacts {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw inputError(file, `cannot read the --device-ip-file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const conf = parseHccnConf(text);
+  return {
+    ...facts,
+    devices: facts.devices.map((d) => {
+      const { deviceIp: _ip, ipSource: _source, ...rest } = d;
+      const address = conf.get(d.deviceId)?.address;
+      if (address !== undefined && !isIPv4(address)) throw inputError(file, `address_${d.deviceId}: expected an IPv4 address, got "${address}"`);
+      return address ? { ...rest, deviceIp: address, ipSource: 'given' as const } : rest;
+    }),
+  };
+}
+
+function serverFromFacts(serverId: string, facts: HostFacts, physical: number[], where: string, ipSource: string): RankTableServerInput {
   const devices = physical.map((id) => {
     const d = facts.devices.find((x) => x.deviceId === id);
-    if (!d) throw new NpurunError('unreachable', `${where}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
-    if (!d.deviceIp) throw new NpurunError('unreachable', `${where}: device ${id} has no device IP (no address_${id} in /etc/hccn.conf, hccn_tool gave none)`);
+    if (!d) throw inputError('--devices', `${where}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
+    if (!d.deviceIp) throw new NpurunError('unreachable', `${where}: device ${id} has no device IP (no address_${id} in ${ipSource})`, { hint: 'give the addresses with --device-ip-file FILE (address_N=IP lines)' });
+    const unusable = deviceUsable(d, false);
+    if (unusable) process.stderr.write(`npurun: warning: ${where}: device ${id} ${unusable}; written into the rank table anyway (as hccl_tools does)\n`);
     return { deviceId: id, deviceIp: d.deviceIp };
   });
   return { serverId, devices };
@@ -85,46 +156,49 @@ function serverFromFacts(serverId: string, facts: HostFacts, logical: number[] |
 
 async function generate(args: ParsedArgs): Promise<number> {
   const devicesFlag = stringFlag(args, 'devices');
-  const logical = devicesFlag !== undefined ? parseDeviceList(devicesFlag, '--devices') : undefined;
-  if (logical) {
-    const bad = groupingProblem(logical);
-    if (bad) throw inputError('--devices', bad);
-  }
-  const visibleFlag = stringFlag(args, 'visible-devices');
-  const visible = visibleFlag !== undefined ? visibleFlag.split(',').map((v) => {
-    if (!/^\s*\d+\s*$/.test(v)) throw inputError('--visible-devices', `"${visibleFlag}" is not a comma-separated list of device ids`);
-    return Number(v);
-  }) : undefined;
+  const logicalFlag = devicesFlag !== undefined ? parseDeviceList(devicesFlag, '--devices') : undefined;
+  const visible = parseVisible(stringFlag(args, 'visible-devices'));
   const serverIp = stringFlag(args, 'server-ip');
   if (serverIp !== undefined && !isIPv4(serverIp)) throw inputError('--server-ip', `"${serverIp}" is not an IPv4 address`);
+  const ipFile = stringFlag(args, 'device-ip-file');
+  const ipSource = ipFile ?? '/etc/hccn.conf, and hccn_tool gave none';
   const hostsFile = stringFlag(args, 'hosts');
   let table: RankTable;
-  let logicalName: string | undefined;
+  let name: string | undefined;
   if (hostsFile) {
     if (serverIp) throw inputError('--server-ip', 'not with --hosts: each server_id is that host\'s address in the inventory');
+    if (ipFile) throw inputError('--device-ip-file', 'not with --hosts: each host\'s addresses come from its own /etc/hccn.conf or hccn_tool');
     const configText = sshConfigText(stringFlag(args, 'ssh-config'));
     const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
     for (const h of hosts) if (!isIPv4(h.address)) throw inputError(hostsFile, `host ${h.name}: address "${h.address}" is not an IPv4 address; server_id must be the server's IP`);
     const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
     await Promise.all([...transports.values()].map((t) => t.close()));
-    table = generateRankTable(hosts.map((h) => serverFromFacts(h.address, facts[h.name] as HostFacts, logical, visible, h.name)));
+    table = generateRankTable(
+      hosts.map((h) => {
+        const f = facts[h.name] as HostFacts;
+        return serverFromFacts(h.address, f, selectDevices(f, logicalFlag, visible).physical, `host ${h.name}`, ipSource);
+      }),
+    );
   } else {
     const simulate = numberFlag(args, 'simulate', 1, 16);
-    const facts = simulate !== undefined ? simulatedHostFacts(simulate) : await probeHost(localShellRunner);
-    if (facts.devices.length === 0) throw new NpurunError('unreachable', `no NPUs on this host: ${facts.problems.join('; ')}`);
+    const probed = simulate !== undefined ? simulatedHostFacts(simulate) : await probeHost(localShellRunner);
+    if (probed.devices.length === 0) throw new NpurunError('unreachable', `no NPUs on this host: ${probed.problems.join('; ') || 'npu-smi listed none'}`);
+    const facts = ipFile ? withDeviceIpFile(probed, ipFile) : probed;
+    const { logical, physical } = selectDevices(facts, logicalFlag, visible);
     const id = serverIp ?? (await detectHostIp(facts));
-    table = generateRankTable([serverFromFacts(id, facts, logical, visible, 'this host')]);
-    // hccl_tools names the file by the logical ids of --device_num.
-    if (logical) logicalName = `hccl_${logical.length}p_${logical.join('')}_${id}.json`;
+    table = generateRankTable([serverFromFacts(id, facts, physical, 'this host', ipSource)]);
+    // hccl_tools names the file by the logical ids of --device_num, whatever --visible_devices maps them to.
+    name = `hccl_${logical.length}p_${logical.join('')}_${id}.json`;
   }
-  const file = writeTable(table, stringFlag(args, 'out'), logicalName);
+  const file = writeTable(table, stringFlag(args, 'out'), name);
   process.stdout.write(`${file}\n`);
   return 0;
 }
 
 function readTable(file: string): { table: RankTable; warnings: Problem[] } {
   const r = validateRankTableFile(file);
-  if (!r.table) throw new NpurunError('input', `${file}: invalid rank table`, { details: r.problems.map((p) => `${p.path}: ${p.message}`) });
+  if (r.superPod) throw inputError(file, 'a version 1.2 (Atlas A3 SuperPoD) rank table; merge works on version 1.0 tables');
+  if (!r.table) throw new NpurunError('input', `${file}: invalid rank table`, { details: r.problems.map((p) => `${file}: ${p.path}: ${p.message}`) });
   return { table: r.table, warnings: r.warnings };
 }
 
@@ -132,21 +206,71 @@ function printWarnings(file: string, warnings: Problem[]): void {
   for (const w of warnings) process.stderr.write(`${file}: warning: ${w.path}: ${w.message}\n`);
 }
 
-export function renderRankTable(table: RankTable): string {
-  const rows = [['server', 'device', 'device ip', 'rank']];
-  for (const s of table.server_list) for (const d of s.device) rows.push([s.server_id, d.device_id, d.device_ip, d.rank_id]);
+/** One line per rank: server, device, device ip, rank (and super device, SuperPoD for version 1.2). */
+export function renderRankTable(table: RankTable | SuperPodRankTable): string {
+  const pods = new Map<string, string>();
+  if (table.version === '1.2') for (const p of table.super_pod_list ?? []) for (const s of p.server_list) pods.set(s.server_id, p.super_pod_id);
+  const superPod = table.version === '1.2';
+  const rows = [['server', 'device', 'device ip', 'rank', ...(superPod ? ['super device', 'super pod'] : [])]];
+  for (const s of table.server_list) {
+    for (const d of s.device) {
+      const extra = superPod ? [('super_device_id' in d && d.super_device_id) || '-', pods.get(s.server_id) ?? '-'] : [];
+      rows.push([s.server_id, d.device_id, d.device_ip ?? '-', String(d.rank_id), ...extra]);
+    }
+  }
   const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
   const ranks = rows.length - 1;
-  return [...rows.map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()), `${table.server_list.length} server${table.server_list.length === 1 ? '' : 's'}, ${ranks} rank${ranks === 1 ? '' : 's'}`].join('\n');
+  const n = table.server_list.length;
+  const summary = `${n} server${n === 1 ? '' : 's'}, ${ranks} rank${ranks === 1 ? '' : 's'}${superPod ? ` (version 1.2, ${pods.size ? `${new Set(pods.values()).size} SuperPoD(s)` : 'no super_pod_list'})` : ''}`;
+  return [...rows.map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()), summary].join('\n');
+}
+
+async function validateOrShow(sub: 'validate' | 'show', files: string[], args: ParsedArgs): Promise<number> {
+  if (files.length !== 1) throw inputError(`npurun ranktable ${sub}`, `expected one rank-table file, got ${files.length}`);
+  const file = files[0] as string;
+  const json = boolFlag(args, 'json');
+  const r = validateRankTableFile(file);
+  printWarnings(file, r.warnings);
+  const valid = r.table ?? r.superPod;
+  if (!valid) {
+    if (json) process.stdout.write(JSON.stringify({ file, valid: false, problems: r.problems, warnings: r.warnings }, null, 2) + '\n');
+    for (const p of r.problems) process.stderr.write(`${file}: ${p.path}: ${p.message}\n`);
+    return 2;
+  }
+  const ranks = valid.server_list.reduce((n, s) => n + s.device.length, 0);
+  const hostsFile = stringFlag(args, 'hosts');
+  if (hostsFile) {
+    if (!r.table) throw inputError('--hosts', 'live cross-checks work on version 1.0 tables, whose server_id is the host\'s IP');
+    const live = await crossCheckHosts(r.table, hostsFile, stringFlag(args, 'ssh-config'));
+    for (const p of live) process.stderr.write(`${file}: ${p.path}: ${p.message}\n`);
+    if (live.length > 0) return 2;
+  }
+  const servers = valid.server_list.length;
+  if (json) {
+    process.stdout.write(JSON.stringify(sub === 'show' ? valid : { file, valid: true, version: valid.version, servers, ranks, warnings: r.warnings }, null, 2) + '\n');
+  } else if (sub === 'validate') {
+    const version = r.superPod ? ' (version 1.2, Atlas A3 SuperPoD)' : '';
+    process.stdout.write(`${file}: valid rank table${version}, ${servers} server${servers === 1 ? '' : 's'}, ${ranks} rank${ranks === 1 ? '' : 's'}\n`);
+  } else process.stdout.write(renderRankTable(valid) + '\n');
+  return 0;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('ranktable', argv, OPTIONS);
   const [sub, ...files] = args.positionals;
-  if (boolFlag(args, 'help') || sub === undefined) {
-    process.stdout.write(HELP + '\n');
-    return sub === undefined && !boolFlag(args, 'help') ? 2 : 0;
+  const help = boolFlag(args, 'help');
+  if (sub === undefined) {
+    (help ? process.stdout : process.stderr).write(USAGE + '\n');
+    return help ? 0 : 2;
   }
+  const allowed = FLAGS[sub];
+  if (!allowed) throw inputError('npurun ranktable', `unknown subcommand "${sub}"; expected generate, merge, validate or show`);
+  if (help) {
+    process.stdout.write(`${HELP[sub]}\n`);
+    return 0;
+  }
+  const stray = Object.keys(args.values).find((k) => args.values[k] !== undefined && !allowed.includes(k));
+  if (stray) throw inputError(`npurun ranktable ${sub}`, `--${stray} is not an option of ${sub}; see \`npurun ranktable ${sub} --help\``);
   switch (sub) {
     case 'generate':
       if (files.length > 0) throw inputError('npurun ranktable generate', `unexpected argument "${files[0]}"`);
@@ -159,37 +283,14 @@ export async function run(argv: string[]): Promise<number> {
         return table;
       });
       const merged = mergeRankTables(tables);
-      const problems = validateMerged(merged);
+      // Servers that clash (same host twice, same device IPs, different device counts) show up only once merged.
+      const problems = validateRankTable(merged).problems.map((p) => `merged ${p.path}: ${p.message}`);
       if (problems.length > 0) throw new NpurunError('input', 'the merged rank table would be invalid', { details: problems });
       process.stdout.write(`${writeTable(merged, stringFlag(args, 'out'))}\n`);
       return 0;
     }
-    case 'validate':
-    case 'show': {
-      if (files.length !== 1) throw inputError(`npurun ranktable ${sub}`, `expected one rank-table file, got ${files.length}`);
-      const file = files[0] as string;
-      const r = validateRankTableFile(file);
-      printWarnings(file, r.warnings);
-      if (!r.table) {
-        if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify({ file, valid: false, problems: r.problems, warnings: r.warnings }, null, 2) + '\n');
-        for (const p of r.problems) process.stderr.write(`${file}: ${p.path}: ${p.message}\n`);
-        return 2;
-      }
-      const ranks = r.table.server_list.reduce((n, s) => n + s.device.length, 0);
-      if (sub === 'validate' && stringFlag(args, 'hosts')) {
-        const live = await crossCheckHosts(r.table, stringFlag(args, 'hosts') as string, stringFlag(args, 'ssh-config'));
-        for (const p of live) process.stderr.write(`${file}: ${p.path}: ${p.message}\n`);
-        if (live.length > 0) return 2;
-      }
-      if (boolFlag(args, 'json')) {
-        process.stdout.write(JSON.stringify(sub === 'show' ? r.table : { file, valid: true, servers: r.table.server_list.length, ranks, warnings: r.warnings }, null, 2) + '\n');
-      } else if (sub === 'validate') {
-        process.stdout.write(`${file}: valid rank table, ${r.table.server_list.length} server${r.table.server_list.length === 1 ? '' : 's'}, ${ranks} rank${ranks === 1 ? '' : 's'}\n`);
-      } else process.stdout.write(renderRankTable(r.table) + '\n');
-      return 0;
-    }
     default:
-      throw inputError('npurun ranktable', `unknown subcommand "${sub}"; expected generate, merge, validate or show`);
+      return validateOrShow(sub as 'validate' | 'show', files, args);
   }
 }
 
@@ -216,18 +317,4 @@ async function crossCheckHosts(table: RankTable, hostsFile: string, sshConfigFla
   return problems;
 }
 
-function validateMerged(table: RankTable): string[] {
-  const ips = new Map<string, string>();
-  const out: string[] = [];
-  for (const s of table.server_list) {
-    for (const d of s.device) {
-      const prev = ips.get(d.device_ip);
-      if (prev) out.push(`device ip ${d.device_ip} of ${s.server_id} device ${d.device_id} is also ${prev}`);
-      ips.set(d.device_ip, `${s.server_id} device ${d.device_id}`);
-    }
-  }
-  const counts = new Set(table.server_list.map((s) => s.device.length));
-  if (counts.size > 1) out.push(`servers have different device counts (${table.server_list.map((s) => s.device.length).join(', ')})`);
-  return out;
-}
 

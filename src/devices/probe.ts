@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { NpurunError } from '../errors.js';
 import { isIPv4, parseHccnConf, parseHccnToolIp, parseNpuSmiInfo } from './npu-smi.js';
 import type { HostFacts, NetInterface, NumaNode, ShellRunner } from './types.js';
 
@@ -19,18 +20,26 @@ find_tool() {
 }
 echo "@@npurun:hostname@@"; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
 NPUSMI=$(find_tool npu-smi); HCCN=$(find_tool hccn_tool); CONF=\${NPURUN_HCCN_CONF:-/etc/hccn.conf}
+SMI=; [ -n "$NPUSMI" ] && SMI=$("$NPUSMI" info 2>&1)
 echo "@@npurun:npu-smi-path@@"; echo "$NPUSMI"
-echo "@@npurun:npu-smi@@"; [ -n "$NPUSMI" ] && "$NPUSMI" info 2>&1
+echo "@@npurun:npu-smi@@"; printf '%s\\n' "$SMI"
 echo "@@npurun:hccn-conf-path@@"; echo "$CONF"
-echo "@@npurun:hccn-conf@@"; cat "$CONF" 2>/dev/null
+echo "@@npurun:hccn-conf@@"; [ -r "$CONF" ] && awk 1 "$CONF"
 echo "@@npurun:hccn-tool-path@@"; echo "$HCCN"
-if [ -n "$NPUSMI" ] && [ -n "$HCCN" ]; then
-  for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-    grep -q "^address_$i=" "$CONF" 2>/dev/null && continue
-    echo "@@npurun:hccn-tool-$i@@"; "$HCCN" -i "$i" -ip -g 2>&1
+# hccn_tool only for the devices npu-smi lists (chip rows: a bus id in the second cell; Phy-ID when the header has it).
+IDS=$(printf '%s\\n' "$SMI" | awk -F'|' '
+  /Process id/ { exit }
+  /Phy-ID/ { phy = 1 }
+  { c = $2; gsub(/^ +| +$/, "", c); b = $3; gsub(/^ +| +$/, "", b) }
+  b ~ /^[0-9A-Fa-f]+:[0-9A-Fa-f]+:/ && c ~ /^[0-9]+( +[0-9]+)?$/ { n = split(c, f, / +/); print ((phy && n == 2) ? f[2] : npu); next }
+  c ~ /^[0-9]+ +[^ ]/ { npu = c; sub(/ .*/, "", npu) }')
+if [ -n "$HCCN" ]; then
+  for i in $IDS; do
+    grep -Eq "^[[:space:]]*address_$i[[:space:]]*=" "$CONF" 2>/dev/null && continue
+    OUT=$("$HCCN" -i "$i" -ip -g 2>&1); printf '@@npurun:hccn-tool-%s@@\\n%s\\n' "$i" "$OUT"
   done
 fi
-echo "@@npurun:cpus@@"; cat /sys/devices/system/cpu/online 2>/dev/null
+echo "@@npurun:cpus@@"; cat /sys/devices/system/cpu/online 2>/dev/null || { n=$(nproc 2>/dev/null) && echo "0-$((n - 1))"; }
 echo "@@npurun:numa@@"; for f in /sys/devices/system/node/node*/cpulist; do [ -r "$f" ] && echo "$f $(cat "$f")"; done
 echo "@@npurun:interfaces@@"; ip -o -4 addr show 2>/dev/null
 echo "@@npurun:end@@"
@@ -128,7 +137,7 @@ export function parseProbeOutput(text: string): HostFacts {
 export async function probeHost(run: ShellRunner): Promise<HostFacts> {
   const r = await run(PROBE_SCRIPT);
   if (!r.stdout.includes('@@npurun:end@@')) {
-    throw new Error(`device probe did not complete (exit ${r.code}): ${r.stderr.trim().slice(0, 300) || 'no output'}`);
+    throw new NpurunError('unreachable', `device probe did not complete (exit ${r.code}): ${r.stderr.trim().slice(0, 300) || 'no output'}`);
   }
   return parseProbeOutput(r.stdout);
 }

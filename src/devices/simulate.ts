@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
-import { networkInterfaces, hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
+import { inputError } from '../errors.js';
 import { parseCpuList } from './probe.js';
 import type { HostFacts, NumaNode } from './types.js';
+
+export interface SimulateOptions {
+  /** Host name to report (default: this machine's). */
+  hostname?: string;
+  /** Position of the server in a simulated cluster (0, 1, ...): gives each server its own device IPs. */
+  serverIndex?: number;
+}
 
 function readOr(path: string, fallback: string): string {
   try {
@@ -12,11 +20,22 @@ function readOr(path: string, fallback: string): string {
 }
 
 /**
- * A host with `n` simulated 910B NPUs, for machines without Ascend hardware (demo, CI): device IPs
- * laid out as on Atlas 800 servers (192.168.10d.101, one subnet per device in each group of four),
- * health OK, no processes, and this machine's real CPUs, NUMA nodes and interfaces.
+ * Device IPs laid out as on Atlas 800 servers (test/fixtures/hccn.conf.server-a and -b): one subnet
+ * per device position in a group of four, 192.168.10<i%4>.<101 - group + 10 * server>. Unique for
+ * 16 devices on each of 15 servers.
  */
-export function simulatedHostFacts(n: number): HostFacts {
+export function simulatedDeviceIp(deviceId: number, serverIndex = 0): string {
+  return `192.168.${100 + (deviceId % 4)}.${101 - Math.floor(deviceId / 4) + 10 * serverIndex}`;
+}
+
+/**
+ * A host with `n` simulated 910B NPUs, for machines without Ascend hardware (demo, CI): health OK,
+ * no processes, and this machine's real CPUs, NUMA nodes and interfaces.
+ */
+export function simulatedHostFacts(n: number, opts: SimulateOptions = {}): HostFacts {
+  if (!Number.isInteger(n) || n < 1 || n > 16) throw inputError('--simulate', `${n} is not a device count from 1 to 16`);
+  const server = opts.serverIndex ?? 0;
+  if (!Number.isInteger(server) || server < 0 || server > 14) throw inputError('simulate', `server index ${server} is not from 0 to 14`);
   const cpus = parseCpuList(readOr('/sys/devices/system/cpu/online', '0'));
   const numaNodes: NumaNode[] = [];
   for (let node = 0; node < 64; node++) {
@@ -29,14 +48,14 @@ export function simulatedHostFacts(n: number): HostFacts {
     addresses: (addrs ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address),
   }));
   return {
-    hostname: hostname(),
+    hostname: opts.hostname ?? hostname(),
     devices: Array.from({ length: n }, (_, i) => ({
       deviceId: i,
       npuId: i,
       chipId: 0,
       name: '910B3 (simulated)',
       health: 'OK',
-      deviceIp: `192.168.${100 + (i % 4)}.${i < 4 ? 101 : 100}`,
+      deviceIp: simulatedDeviceIp(i, server),
       ipSource: 'simulated' as const,
       processes: [],
     })),

@@ -1,36 +1,37 @@
 import { readFileSync } from 'node:fs';
 import { isIPv4 } from '../devices/npu-smi.js';
 import { schemaProblems, typeName, type Problem } from '../schema.js';
+import type { SuperPodRankTable } from './super-pod.js';
 import type { RankTable } from './types.js';
 
 export type { Problem };
 
 export interface ValidationResult {
+  /** A valid version 1.0 table (pre-1.0 files converted), rank ids as strings. */
   table?: RankTable;
+  /** A valid version 1.2 (Atlas A3 SuperPoD) table: validated and shown, not generated or launched. */
+  superPod?: SuperPodRankTable;
   problems: Problem[];
   warnings: Problem[];
 }
 
-/** 910A servers: 1, 2 or 4 devices inside one group (0-3 or 4-7), or all 8. */
+/**
+ * Devices one server may contribute. 910A/910B servers (ids 0-7): 1, 2 or 4 devices inside one
+ * group (0-3 or 4-7), or all 8, as hccl_tools.py allows. Servers with ids 8-15 are A3 servers (two
+ * chips per NPU, 16 devices) where the 910 groups do not apply.
+ */
 export function groupingProblem(ids: number[]): string | undefined {
   const n = ids.length;
+  if (ids.some((id) => id > 15)) return `device ids ${ids.join(',')} go beyond 15; a server has at most 16 devices`;
+  if (ids.some((id) => id > 7)) return undefined;
   if (![1, 2, 4, 8].includes(n)) return `${n} devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8`;
-  if (n === 8) return ids.every((id, i) => id === i) ? undefined : `8 devices must be 0-7, got ${ids.join(',')}`;
-  const inOneGroup = ids.every((id) => id < 4) || ids.every((id) => id >= 4 && id < 8);
+  if (n === 8) return undefined;
+  const inOneGroup = ids.every((id) => id < 4) || ids.every((id) => id >= 4);
   if (!inOneGroup) return `devices ${ids.join(',')} cross the 910 device groups 0-3 and 4-7; use devices within one group, or all 8`;
   return undefined;
 }
 
-function formatHint(json: Record<string, unknown>): Problem | undefined {
-  const v = json.version;
-  if (typeof v === 'string' && v !== '1.0' && /^\d+\.\d+$/.test(v)) {
-    return {
-      path: 'version',
-      message: `version "${v}" (the Atlas A2/A3 super-pod format) is not supported yet; npurun reads and writes version "1.0"`,
-    };
-  }
-  return undefined;
-}
+const SUPPORTED_VERSIONS = ['1.0', '1.2'];
 
 interface Pre10Instance {
   rank_id?: unknown;
@@ -59,60 +60,59 @@ export function convertPre10(json: Record<string, unknown>): RankTable | undefin
   return { version: '1.0', server_count: String(servers.size), server_list: [...servers.values()], status: 'completed' };
 }
 
-/** Schema and semantic checks; every problem with its JSON path and what was expected. */
-export function validateRankTable(json: unknown): ValidationResult {
-  const problems: Problem[] = [];
-  const warnings: Problem[] = [];
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    return { problems: [{ path: '(top level)', message: `expected a JSON object, got ${typeName(json)}` }], warnings };
+/** What both versions share, as the semantic checks see it. */
+interface ServerView {
+  server_id: string;
+  host_ip?: string;
+  device: { device_id: string; device_ip?: string; rank_id: unknown }[];
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** Checks common to 1.0 and 1.2: servers, device ids and IPs, device counts, rank numbering. */
+function checkServers(servers: ServerView[], serverCount: string | undefined, v10: boolean, problems: Problem[], warnings: Problem[]): void {
+  if (serverCount !== undefined && Number(serverCount) !== servers.length) {
+    problems.push({ path: 'server_count', message: `says ${serverCount} but server_list has ${plural(servers.length, 'server')}` });
   }
-  const hint = formatHint(json as Record<string, unknown>);
-  if (hint) return { problems: [hint], warnings };
-  const obj = json as Record<string, unknown>;
-  if (obj.version === undefined && ('group_list' in obj || 'board_id' in obj)) {
-    const converted = convertPre10(obj);
-    if (!converted) {
-      return { problems: [{ path: 'group_list', message: 'pre-1.0 rank table (board_id, group_list) whose instance_list is not one device per rank with string server_id/rank_id/device_id/device_ip; regenerate it with `npurun ranktable generate`' }], warnings };
-    }
-    const inner = validateRankTable(converted);
-    return { ...inner, warnings: [{ path: '(top level)', message: 'pre-1.0 rank-table format (group_list/instance_list), read as version 1.0' }, ...inner.warnings] };
-  }
-  const schema = schemaProblems('rank-table.schema.json', json);
-  if (schema.length > 0) return { problems: schema, warnings };
-  const t = json as RankTable;
-  if (Number(t.server_count) !== t.server_list.length) {
-    problems.push({ path: 'server_count', message: `says ${t.server_count} but server_list has ${t.server_list.length} server${t.server_list.length === 1 ? '' : 's'}` });
-  }
-  const ranks: { rank: number; path: string }[] = [];
+  const ranks: { rank: number; path: string; server: number }[] = [];
   const ips = new Map<string, string>();
-  const servers = new Map<string, string>();
-  t.server_list.forEach((s, si) => {
+  const serverIds = new Map<string, string>();
+  servers.forEach((s, si) => {
     const sp = `server_list[${si}]`;
-    if (!isIPv4(s.server_id)) problems.push({ path: `${sp}.server_id`, message: `expected the server's IPv4 address, got "${s.server_id}"` });
-    const seenServer = servers.get(s.server_id);
+    if (v10 && !isIPv4(s.server_id)) problems.push({ path: `${sp}.server_id`, message: `expected the server's IPv4 address (what MindSpore matches against the host it runs on), got "${s.server_id}"` });
+    const seenServer = serverIds.get(s.server_id);
     if (seenServer) problems.push({ path: `${sp}.server_id`, message: `"${s.server_id}" is also ${seenServer}` });
-    servers.set(s.server_id, `${sp}.server_id`);
+    serverIds.set(s.server_id, `${sp}.server_id`);
+    if (s.host_ip !== undefined && !isIPv4(s.host_ip)) problems.push({ path: `${sp}.host_ip`, message: `expected an IPv4 address, got "${s.host_ip}"` });
     const ids = new Map<string, string>();
     s.device.forEach((d, di) => {
       const dp = `${sp}.device[${di}]`;
       if (ids.has(d.device_id)) problems.push({ path: `${dp}.device_id`, message: `device ${d.device_id} appears twice on this server (also ${ids.get(d.device_id)})` });
       ids.set(d.device_id, `${dp}.device_id`);
-      if (!isIPv4(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `expected an IPv4 address, got "${d.device_ip}"` });
-      else if (ips.has(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `${d.device_ip} is also ${ips.get(d.device_ip)}` });
-      else ips.set(d.device_ip, `${dp}.device_ip`);
-      const raw = d.rank_id as unknown;
+      if (d.device_ip !== undefined) {
+        if (!isIPv4(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `expected an IPv4 address, got "${d.device_ip}"` });
+        else if (ips.has(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `${d.device_ip} is also ${ips.get(d.device_ip)}` });
+        else ips.set(d.device_ip, `${dp}.device_ip`);
+      }
+      const raw = d.rank_id;
       if (typeof raw === 'number') warnings.push({ path: `${dp}.rank_id`, message: `a number (as merge_hccl.py writes it); HCCL's format wants the string "${raw}"` });
       const rank = typeof raw === 'number' ? raw : /^\d+$/.test(String(raw)) ? Number(raw) : NaN;
       if (Number.isNaN(rank)) problems.push({ path: `${dp}.rank_id`, message: `expected a rank number like "0", got "${String(raw)}"` });
-      else ranks.push({ rank, path: `${dp}.rank_id` });
+      else ranks.push({ rank, path: `${dp}.rank_id`, server: si });
     });
-    const grouping = groupingProblem([...ids.keys()].map(Number).sort((a, b) => a - b));
+    const grouping = v10 ? groupingProblem([...ids.keys()].map(Number).sort((a, b) => a - b)) : undefined;
     if (grouping) problems.push({ path: `${sp}.device`, message: grouping });
   });
-  const counts = new Set(t.server_list.map((s) => s.device.length));
-  if (counts.size > 1) {
-    problems.push({ path: 'server_list', message: `servers have different device counts (${t.server_list.map((s) => s.device.length).join(', ')}); every server of a job must use the same number` });
+  const counts = servers.map((s) => s.device.length);
+  if (new Set(counts).size > 1) {
+    problems.push({ path: 'server_list', message: `servers have different device counts (${counts.join(', ')}); every server of a job must use the same number` });
   }
+  checkRanks(ranks, problems);
+}
+
+/** Rank ids 0..N-1, each once, and each server a consecutive block (HCCL refuses ranks interleaved across servers). */
+function checkRanks(ranks: { rank: number; path: string; server: number }[], problems: Problem[]): void {
+  const before = problems.length;
   const seen = new Map<number, string>();
   for (const r of ranks) {
     if (seen.has(r.rank)) problems.push({ path: r.path, message: `rank ${r.rank} repeated (also ${seen.get(r.rank)})` });
@@ -122,6 +122,88 @@ export function validateRankTable(json: unknown): ValidationResult {
   const missing = [...Array(n).keys()].filter((i) => !seen.has(i));
   if (missing.length > 0) problems.push({ path: 'server_list', message: `rank ids must be 0..${n - 1} without gaps; missing ${missing.join(', ')}` });
   for (const r of ranks) if (r.rank >= n) problems.push({ path: r.path, message: `rank ${r.rank} is out of range 0..${n - 1}` });
+  if (problems.length > before) return;
+  const byServer = new Map<number, number[]>();
+  for (const r of ranks) byServer.set(r.server, [...(byServer.get(r.server) ?? []), r.rank]);
+  for (const [server, list] of byServer) {
+    const sorted = [...list].sort((a, b) => a - b);
+    if ((sorted.at(-1) as number) - (sorted[0] as number) !== sorted.length - 1) {
+      problems.push({ path: `server_list[${server}].device`, message: `ranks ${sorted.join(',')} are not consecutive; HCCL does not support ranks interleaved across servers (e.g. 0-3 on one server, 4-7 on the next)` });
+    }
+  }
+}
+
+/** Version 1.2 only: every SuperPoD names known servers, once, listed together, with unique super_device_ids. */
+function checkSuperPods(t: SuperPodRankTable, problems: Problem[], warnings: Problem[]): void {
+  const pods = t.super_pod_list;
+  if (!pods) return;
+  const index = new Map(t.server_list.map((s, i) => [s.server_id, i]));
+  const podOf = new Map<string, string>();
+  const podIds = new Set<string>();
+  pods.forEach((pod, pi) => {
+    const pp = `super_pod_list[${pi}]`;
+    if (podIds.has(pod.super_pod_id)) problems.push({ path: `${pp}.super_pod_id`, message: `"${pod.super_pod_id}" appears twice` });
+    podIds.add(pod.super_pod_id);
+    const positions: number[] = [];
+    const superIds = new Map<string, string>();
+    pod.server_list.forEach((ref, ri) => {
+      const rp = `${pp}.server_list[${ri}].server_id`;
+      const at = index.get(ref.server_id);
+      if (at === undefined) return void problems.push({ path: rp, message: `"${ref.server_id}" is not a server_id of server_list` });
+      const other = podOf.get(ref.server_id);
+      if (other !== undefined) return void problems.push({ path: rp, message: `server "${ref.server_id}" is already in SuperPoD "${other}"` });
+      podOf.set(ref.server_id, pod.super_pod_id);
+      positions.push(at);
+      (t.server_list[at] as SuperPodRankTable['server_list'][number]).device.forEach((d, di) => {
+        if (d.super_device_id === undefined) return;
+        const dp = `server_list[${at}].device[${di}].super_device_id`;
+        if (superIds.has(d.super_device_id)) problems.push({ path: dp, message: `${d.super_device_id} is also ${superIds.get(d.super_device_id)}, in the same SuperPoD "${pod.super_pod_id}"` });
+        else superIds.set(d.super_device_id, dp);
+      });
+    });
+    const sorted = [...positions].sort((a, b) => a - b);
+    if (sorted.length > 0 && (sorted.at(-1) as number) - (sorted[0] as number) !== sorted.length - 1) {
+      problems.push({ path: `${pp}.server_list`, message: `the servers of SuperPoD "${pod.super_pod_id}" must be listed together in server_list (they are at positions ${sorted.join(', ')})` });
+    }
+  });
+  t.server_list.forEach((s, si) => {
+    if (!podOf.has(s.server_id)) warnings.push({ path: `server_list[${si}].server_id`, message: `"${s.server_id}" is in no SuperPoD of super_pod_list` });
+  });
+}
+
+/** Schema and semantic checks; every problem with its JSON path and what was expected. */
+export function validateRankTable(json: unknown): ValidationResult {
+  const problems: Problem[] = [];
+  const warnings: Problem[] = [];
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    return { problems: [{ path: '(top level)', message: `expected a JSON object, got ${typeName(json)}` }], warnings };
+  }
+  const obj = json as Record<string, unknown>;
+  if (typeof obj.version === 'string' && !SUPPORTED_VERSIONS.includes(obj.version)) {
+    const message = `unknown rank-table version "${obj.version}"; HCCL documents "1.0" (hccl_tools.py, Atlas training and A2 servers, A3 typical networking) and "1.2" (Atlas A3 SuperPoD), which npurun reads`;
+    return { problems: [{ path: 'version', message }], warnings };
+  }
+  if (obj.version === undefined && ('group_list' in obj || 'board_id' in obj)) {
+    const converted = convertPre10(obj);
+    if (!converted) {
+      return { problems: [{ path: 'group_list', message: 'pre-1.0 rank table (board_id, group_list) whose instance_list is not one device per rank with string server_id/rank_id/device_id/device_ip; regenerate it with `npurun ranktable generate`' }], warnings };
+    }
+    const inner = validateRankTable(converted);
+    return { ...inner, warnings: [{ path: '(top level)', message: 'pre-1.0 rank-table format (group_list/instance_list), read as version 1.0' }, ...inner.warnings] };
+  }
+  // The schema picks 1.0 or 1.2 with if/then/else; ajv adds a "must match then/else" line that says nothing more.
+  const schema = schemaProblems('rank-table.schema.json', json).filter((p) => !/^must match "(then|else)" schema/.test(p.message));
+  if (schema.length > 0) return { problems: schema, warnings };
+  if (obj.version === '1.2') {
+    const t = json as SuperPodRankTable;
+    checkServers(t.server_list, t.server_count, false, problems, warnings);
+    checkSuperPods(t, problems, warnings);
+    if (problems.length > 0) return { problems, warnings };
+    const superPod: SuperPodRankTable = { ...t, server_list: t.server_list.map((s) => ({ ...s, device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })) })) };
+    return { superPod, problems, warnings };
+  }
+  const t = json as RankTable;
+  checkServers(t.server_list, t.server_count, true, problems, warnings);
   if (problems.length > 0) return { problems, warnings };
   // Normalise merge_hccl's numeric ranks to strings.
   const table: RankTable = { ...t, server_list: t.server_list.map((s) => ({ ...s, host_nic_ip: s.host_nic_ip ?? 'reserve', device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })) })) };
