@@ -12,10 +12,11 @@ export interface JobFile {
   command?: string[] | string;
   hosts?: string;
   simulate?: number;
-  devices?: string;
+  devices?: string | number | number[];
   nproc_per_node?: number;
   env?: Record<string, string>;
   vars?: Record<string, string | number | boolean>;
+  args_template?: string[];
   workdir?: string;
   rank_dir?: string;
   bind_cores?: boolean;
@@ -54,7 +55,12 @@ export function loadJobFile(file: string): JobFile {
   return { ...(loadYamlFile(file, 'job.schema.json', 'job file') as Omit<JobFile, 'file'>), file };
 }
 
-/** Splits a command string into words like a POSIX shell would (quotes, backslashes), without running one. */
+/**
+ * Splits a command string into words the way a POSIX shell splits them, without running one:
+ * whitespace separates words; 'single quotes' keep everything literally; "double quotes" keep
+ * everything literally except the escapes \" \\ \$ \`; outside quotes a backslash keeps the next
+ * character. Nothing is expanded: $VAR, $(...), `...`, globs and ~ reach the program as written.
+ */
 export function splitCommand(text: string, where: string): string[] {
   const words: string[] = [];
   let cur = '';
@@ -103,12 +109,22 @@ export function checkVisibleDevices(value: string, where: string): void {
   if (ids.some((id, i) => i > 0 && id <= (ids[i - 1] as number))) throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must list ids in ascending order`);
 }
 
+/** Fills {ckpt.*}, {vars.*} and {job_dir} in one argument of the job file's command or args_template. */
 function substitute(arg: string, values: Record<string, string>, where: string): string {
   return arg.replace(/\{((?:ckpt|vars)\.[A-Za-z0-9_]+|job_dir)\}/g, (_, key: string) => {
     const v = values[key];
-    if (v === undefined) throw inputError(where, `placeholder {${key}} has no value (set checkpoint: or vars: in the job file)`);
+    if (v === undefined) {
+      const source = key.startsWith('vars.') ? `vars.${key.slice(5)}` : `checkpoint.${key.slice(5)}`;
+      throw inputError(where, `placeholder {${key}} has no value; expected ${source} in the job file`);
+    }
     return v;
   });
+}
+
+function jobDevices(value: string | number | number[], where: string): number[] {
+  if (typeof value === 'number') return parseDeviceList(String(value), where);
+  if (Array.isArray(value)) return parseDeviceList(value.join(','), where);
+  return parseDeviceList(value, where);
 }
 
 export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: string): JobSpec {
@@ -121,15 +137,21 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   if (!(PROFILES as readonly string[]).includes(profileRaw)) throw inputError(flags.profile ? '--profile' : `${where}: profile`, `"${profileRaw}" is not one of ${PROFILES.join(', ')}`);
   const profile = profileRaw as ProfileName;
 
-  const env: Record<string, string> = { ...(f.env ?? {}) };
+  const env: Record<string, string> = {};
+  const envSource = new Map<string, string>();
+  for (const [k, v] of Object.entries(f.env ?? {})) {
+    env[k] = v;
+    envSource.set(k, `${where}: env.${k}`);
+  }
   for (const kv of flags.env) {
     const [k, v] = parseEnvFlag(kv);
     env[k] = v;
+    envSource.set(k, `--env ${k}`);
   }
   for (const key of Object.keys(env)) {
-    if (key.startsWith('NPURUN_')) throw inputError(`env ${key}`, 'NPURUN_* variables are set by npurun itself; choose another name');
+    if (key.startsWith('NPURUN_')) throw inputError(envSource.get(key) as string, 'NPURUN_* variables are set by npurun itself; expected another name');
   }
-  if (env.ASCEND_RT_VISIBLE_DEVICES !== undefined) checkVisibleDevices(env.ASCEND_RT_VISIBLE_DEVICES, 'env ASCEND_RT_VISIBLE_DEVICES');
+  if (env.ASCEND_RT_VISIBLE_DEVICES !== undefined) checkVisibleDevices(env.ASCEND_RT_VISIBLE_DEVICES, envSource.get('ASCEND_RT_VISIBLE_DEVICES') as string);
 
   let checkpoint: CheckpointPolicy | undefined;
   if (f.checkpoint) {
@@ -149,6 +171,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     values['ckpt.keep_max'] = String(checkpoint.keepMax);
     values['ckpt.master_only'] = checkpoint.masterOnly ? '1' : '0';
     values['ckpt.dir'] = checkpoint.dir as string;
+    values['ckpt.unit'] = checkpoint.unit as string;
   }
   for (const [k, v] of Object.entries(f.vars ?? {})) values[`vars.${k}`] = String(v);
   // {job_dir}: the job file's own directory, so a job can name scripts that travel with it.
@@ -159,6 +182,8 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   else if (Array.isArray(f.command)) command = f.command.map((a) => substitute(a, values, `${where}: command`));
   else if (typeof f.command === 'string') command = splitCommand(f.command, `${where}: command`).map((a) => substitute(a, values, `${where}: command`));
   else throw inputError('npurun launch', 'no command to run: give it after `--` or as `command:` in the job file');
+  // args_template hands the checkpoint policy and vars to the script's own flags, whichever command runs.
+  for (const arg of f.args_template ?? []) command = [...command, substitute(arg, values, `${where}: args_template`)];
 
   const devicesText = flags.devices ?? f.devices;
   const job: JobSpec = {
@@ -179,7 +204,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     if (!/^[A-Za-z0-9_.-]{1,40}$/.test(name)) throw inputError('--name', `"${name}" must be 1-40 letters, digits, '.', '_' or '-'`);
     job.name = name;
   }
-  if (devicesText !== undefined) job.devices = parseDeviceList(devicesText, flags.devices !== undefined ? '--devices' : `${where}: devices`);
+  if (devicesText !== undefined) job.devices = jobDevices(devicesText, flags.devices !== undefined ? '--devices' : `${where}: devices`);
   const nproc = flags.nprocPerNode ?? f.nproc_per_node;
   if (nproc !== undefined) job.nprocPerNode = nproc;
   const table = flags.rankTable !== undefined ? resolve(cwd, flags.rankTable) : f.rank_table !== undefined ? rel(f.rank_table) : undefined;

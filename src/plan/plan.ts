@@ -18,9 +18,12 @@ export interface PlanInput {
   rankTable?: RankTable;
   /** Checkpoint to resume from, per rank label, with a fallback for ranks that did not save. */
   resume?: { byLabel: Record<string, string>; fallback: string; epoch: number; step: number };
+  /** Told about plans that will run but not as asked (e.g. ranks sharing CPUs). */
+  onWarning?: (message: string) => void;
 }
 
 const NEEDS_RANK_TABLE = new Set(['mindspore', 'tensorflow']);
+const NPURUN_VARIABLE = /^NPURUN_/;
 
 function fill(pattern: string, values: Record<string, string | number>): string {
   return pattern.replace(/\{(\w+)\}/g, (m, k: string) => (values[k] !== undefined ? String(values[k]) : m));
@@ -68,6 +71,53 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
   return { host, facts, devices: ids };
 }
 
+function factsFor(hosts: HostSpec[], facts: Record<string, HostFacts>): Record<string, HostFacts> {
+  for (const h of hosts) {
+    if (!facts[h.name]) throw new NpurunError('unreachable', `host ${h.name}: preflight found nothing about it (no facts)`);
+  }
+  return facts;
+}
+
+/**
+ * A rank table the user gave decides devices and rank ids; it must match the inventory exactly (one
+ * server per host, by address) and anything else asked for (--devices, inventory devices, slots,
+ * --nproc-per-node), and its devices must be present, healthy and free.
+ */
+function devicesFromTable(table: RankTable, job: JobSpec, hosts: HostSpec[], facts: Record<string, HostFacts>): HostDevices[] {
+  const where = job.rankTableFile ?? 'rank table';
+  table.server_list.forEach((s, i) => {
+    if (!hosts.some((h) => h.address === s.server_id)) {
+      throw inputError(`${where}: server_list[${i}].server_id`, `"${s.server_id}" is not in the inventory (${hosts.map((h) => h.address).join(', ')}); expected exactly the inventory's servers`);
+    }
+  });
+  return hosts.map((host) => {
+    const index = table.server_list.findIndex((s) => s.server_id === host.address);
+    const entry = table.server_list[index];
+    if (!entry) throw inputError(`${where}: server_list`, `has no server_id ${host.address} for host ${host.name}; expected one entry per inventory host`);
+    const at = `${where}: server_list[${index}]`;
+    const ids = entry.device.map((d) => Number(d.device_id));
+    const asked = job.devices ?? (host.devices === 'auto' ? undefined : host.devices);
+    if (asked && [...ids].sort((a, b) => a - b).join(',') !== asked.join(',')) {
+      throw inputError(at, `lists devices ${ids.join(',')} for host ${host.name}, but ${job.devices ? '--devices' : 'the inventory'} asks for ${asked.join(',')}; expected the same devices`);
+    }
+    const count = job.nprocPerNode ?? host.slots;
+    if (count !== undefined && count !== ids.length) {
+      throw inputError(at, `has ${ids.length} devices for host ${host.name}, but ${job.nprocPerNode !== undefined ? '--nproc-per-node' : 'slots'} asks for ${count}; expected the same number`);
+    }
+    const f = facts[host.name] as HostFacts;
+    entry.device.forEach((d, k) => {
+      const found = f.devices.find((x) => x.deviceId === Number(d.device_id));
+      if (!found) throw new NpurunError('unreachable', `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list (${f.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
+      const why = deviceUsable(found, false);
+      if (why) throw new NpurunError('unreachable', `host ${host.name}: device ${d.device_id} ${why}`);
+      if (found.deviceIp && found.deviceIp !== d.device_ip) {
+        throw inputError(`${at}.device[${k}].device_ip`, `is ${d.device_ip}, but host ${host.name} reports ${found.deviceIp} for device ${d.device_id}; expected the device's address (hccn.conf)`);
+      }
+    });
+    return { host, facts: f, devices: ids };
+  });
+}
+
 function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Record<string, string> {
   const env: Record<string, string> = { NPURUN_RUN_ID: plan.runId, NPURUN_WORLD_SIZE: String(plan.worldSize), NPURUN_PROFILE: job.profile };
   const c = job.checkpoint;
@@ -86,29 +136,15 @@ function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Re
  * host by host in inventory order, device order within a host (as merge_hccl.py numbers them).
  */
 export function planRun(input: PlanInput): RunPlan {
-  const { job, hosts, facts, runId } = input;
+  const { job, hosts, runId } = input;
+  const facts = factsFor(hosts, input.facts);
   const needIp = NEEDS_RANK_TABLE.has(job.profile);
-  let chosen: HostDevices[];
-  if (input.rankTable) {
-    chosen = hosts.map((host) => {
-      const entry = input.rankTable?.server_list.find((s) => s.server_id === host.address);
-      if (!entry) throw inputError(job.rankTableFile ?? 'rank table', `has no server_id ${host.address} for host ${host.name}`);
-      const f = facts[host.name] as HostFacts;
-      for (const d of entry.device) {
-        const found = f.devices.find((x) => x.deviceId === Number(d.device_id));
-        if (!found) throw new NpurunError('unreachable', `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list`);
-        if (found.deviceIp && found.deviceIp !== d.device_ip) {
-          throw inputError(job.rankTableFile ?? 'rank table', `host ${host.name} device ${d.device_id}: device_ip ${d.device_ip}, but the host reports ${found.deviceIp}`);
-        }
-      }
-      return { host, facts: f, devices: entry.device.map((d) => Number(d.device_id)) };
-    });
-    if (input.rankTable.server_list.length !== hosts.length) {
-      throw inputError(job.rankTableFile ?? 'rank table', `has ${input.rankTable.server_list.length} servers, the inventory ${hosts.length}`);
-    }
-  } else {
-    chosen = hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
-  }
+  const userNpurun = Object.keys(job.env).find((k) => NPURUN_VARIABLE.test(k));
+  if (userNpurun) throw inputError(`${job.source}: env.${userNpurun}`, 'NPURUN_* variables are set by npurun itself; expected another name');
+  if (input.rankTable && !needIp) throw inputError(job.rankTableFile ?? '--rank-table', `profile ${job.profile} uses no rank table; expected --profile mindspore or tensorflow, or no rank table`);
+  const chosen = input.rankTable
+    ? devicesFromTable(input.rankTable, job, hosts, facts)
+    : hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
   const counts = new Set(chosen.map((c) => c.devices.length));
   if (counts.size > 1) {
     throw inputError('devices', `hosts would run different numbers of ranks (${chosen.map((c) => `${c.host.name}: ${c.devices.length}`).join(', ')}); every server of a job must use the same number (set --devices or --nproc-per-node)`);
@@ -144,14 +180,26 @@ export function planRun(input: PlanInput): RunPlan {
 
   chosen.forEach((c, nodeRank) => {
     const f = c.facts;
-    const iface = interfaceFor(f, c.host.address) ?? (c.host.local ? interfaceFor(f, '127.0.0.1') ?? 'lo' : undefined);
+    // A local-only run talks over loopback: lo / 127.0.0.1.
+    const ifAddress = c.host.local && !isIPv4(c.host.address) ? '127.0.0.1' : c.host.address;
+    const iface = isIPv4(ifAddress) ? (interfaceFor(f, ifAddress) ?? (c.host.local ? 'lo' : undefined)) : undefined;
     const userSet = (k: string) => job.env[k] !== undefined;
     if (!iface && !(userSet('GLOO_SOCKET_IFNAME') && userSet('HCCL_SOCKET_IFNAME'))) {
-      throw new NpurunError('unreachable', `host ${c.host.name}: its inventory address ${c.host.address} is on none of its interfaces (${f.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`).join('; ')})`, {
-        hint: 'list each host by an address it owns, or set GLOO_SOCKET_IFNAME and HCCL_SOCKET_IFNAME with --env',
+      const owned = f.interfaces.map((i) => `${i.name} ${i.addresses.join(',') || '-'}`).join('; ') || 'none reported';
+      const why = isIPv4(c.host.address)
+        ? `its inventory address ${c.host.address} is on none of its interfaces (${owned})`
+        : `its inventory address "${c.host.address}" is a name, not one of its IPv4 addresses (${owned})`;
+      // gloo and HCCL would otherwise pick the interface of the hostname, often 127.x: a hang, not an error.
+      throw new NpurunError('unreachable', `host ${c.host.name}: ${why}`, {
+        hint: 'list each host by an IPv4 address it owns, or set GLOO_SOCKET_IFNAME and HCCL_SOCKET_IFNAME with --env',
       });
     }
-    const cpuSets = job.bindCores ? splitCpus(f.cpus, f.numaNodes, c.devices.length) : c.devices.map(() => []);
+    let cpuSets: number[][] = c.devices.map(() => []);
+    if (job.bindCores) {
+      const split = splitCpus(f.cpus, f.numaNodes, c.devices.length);
+      cpuSets = split.sets;
+      if (split.warning) input.onWarning?.(`host ${c.host.name}: ${split.warning}`);
+    }
     const roles: { role: RankSpec['role']; local: number }[] = c.devices.map((_, local) => ({ role: 'rank', local }));
     if (job.profile === 'msrun' && nodeRank === 0) roles.unshift({ role: 'scheduler', local: -1 });
     for (const { role, local } of roles) {
@@ -170,13 +218,12 @@ export function planRun(input: PlanInput): RunPlan {
       if (iface) {
         env.GLOO_SOCKET_IFNAME = iface;
         env.HCCL_SOCKET_IFNAME = iface;
-        env.HCCL_IF_IP = c.host.address === '127.0.0.1' || isIPv4(c.host.address) ? c.host.address : '';
-        if (env.HCCL_IF_IP === '') delete env.HCCL_IF_IP;
+        env.HCCL_IF_IP = ifAddress;
       }
       if (job.checkpoint && role === 'rank') {
         const saves = !job.checkpoint.masterOnly || rank === 0;
         env.NPURUN_CKPT_SAVE = saves ? '1' : '0';
-        env.NPURUN_CKPT_DIR = fill(job.checkpoint.dir ?? 'ckpt_{rank}', { rank, local_rank: local, device: deviceId ?? 'none' });
+        env.NPURUN_CKPT_DIR = fill(job.checkpoint.dir ?? 'ckpt_{rank}', { rank, local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name });
       }
       Object.assign(env, profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId }));
       let argv = job.command;
@@ -187,7 +234,7 @@ export function planRun(input: PlanInput): RunPlan {
         env.NPURUN_RESUME_STEP = String(input.resume.step);
         if (job.resumeArg) argv = [...argv, job.resumeArg.replace(/\{path\}/g, path)];
       }
-      // The user's environment comes last and wins (NPURUN_* were refused when the job was read).
+      // The user's environment comes last and wins (NPURUN_* were refused above).
       Object.assign(env, job.env);
       ranks.push({ rank, label, localRank: local, nodeRank, role, host: c.host.name, address: c.host.address, deviceId, cpus: role === 'scheduler' ? [] : (cpuSets[local] ?? []), cwd, argv, env });
     }
@@ -212,6 +259,12 @@ interface RankContext {
   runId: string;
 }
 
+/** CANN's JOB_ID: letters, digits, '-' and '_', not a number starting with 0 (run ids already are). */
+export function jobId(runId: string): string {
+  const id = runId.replace(/[^A-Za-z0-9_-]/g, '-');
+  return /^0\d*$/.test(id) || id === '' ? `npurun-${id}` : id;
+}
+
 /** The variables each framework reads (names from the MindSpore, ModelZoo-TensorFlow and torch_npu launchers). */
 export function profileEnv(job: JobSpec, r: RankContext): Record<string, string> {
   const dev = r.deviceId === null ? '' : String(r.deviceId);
@@ -233,7 +286,7 @@ export function profileEnv(job: JobSpec, r: RankContext): Record<string, string>
         RANK_TABLE_FILE: r.rankTablePath as string,
         RANK_ID: String(r.rank),
         RANK_SIZE: String(r.worldSize),
-        JOB_ID: r.runId.replace(/\D/g, '').slice(0, 15),
+        JOB_ID: jobId(r.runId),
       };
     case 'msrun':
       return {
@@ -253,12 +306,23 @@ export function profileEnv(job: JobSpec, r: RankContext): Record<string, string>
         LOCAL_RANK: String(r.local),
         LOCAL_WORLD_SIZE: String(r.perHost),
         NODE_RANK: String(r.nodeRank),
+        // torchrun's documented names: one worker group per node, so the group rank is the node rank.
+        GROUP_RANK: String(r.nodeRank),
+        ROLE_RANK: String(r.rank),
+        ROLE_WORLD_SIZE: String(r.worldSize),
       };
   }
 }
 
-function quoteForDisplay(arg: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+/** An argument or value as a POSIX shell would need it typed: bare when safe, '...' or $'...' for control characters. */
+export function quoteForDisplay(arg: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
+  if (/[\x00-\x1f\x7f]/.test(arg)) {
+    const named: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
+    const body = arg.replace(/[\\']/g, '\\$&').replace(/[\x00-\x1f\x7f]/g, (c) => named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    return `$'${body}'`;
+  }
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 /** The --dry-run plan for people: per host, per rank, everything that will be run. */
@@ -268,7 +332,8 @@ export function describePlan(plan: RunPlan): string {
   ];
   if (plan.rankTablePath) out.push(`rank table: ${plan.rankTablePath} (copied to every host)`);
   for (const h of plan.hosts) {
-    out.push('', `host ${h.name} (${h.local ? 'local' : `${h.ssh?.user}@${h.ssh?.hostname}:${h.ssh?.port}`}), address ${h.address}`);
+    const reach = h.local ? 'local' : h.ssh ? `ssh ${h.ssh.user}@${h.ssh.hostname}:${h.ssh.port}${h.ssh.proxyJump ? ` via ${h.ssh.proxyJump}` : ''}` : 'remote';
+    out.push('', `host ${h.name} (${reach}), address ${h.address}`);
     for (const r of plan.ranks.filter((x) => x.host === h.name)) {
       out.push(`  rank ${r.label}: device ${r.deviceId ?? '-'}, cpus ${r.cpus.length ? compactCpus(r.cpus) : 'any'}, cwd ${r.cwd}`);
       out.push(`    command: ${r.argv.map(quoteForDisplay).join(' ')}`);
