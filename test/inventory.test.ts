@@ -41,6 +41,12 @@ describe('YAML inventories', () => {
     });
   });
 
+  it('reports ssh_config lines it does not honour', () => {
+    const warnings: string[] = [];
+    loadInventory(dir + 'good-alias-only.yaml', { sshConfigText: `${sshConfigText}\nMatch exec "true"\n  Port 1\n`, home, onWarning: (w) => warnings.push(w) });
+    expect(warnings).toEqual(['ssh_config: Match blocks are not supported and were skipped: "Match exec "true""']);
+  });
+
   it('without defaults, ssh_config fills what the file leaves out', () => {
     const [b] = loadInventory(dir + 'good-alias-only.yaml', { sshConfigText, home });
     expect(b?.ssh).toMatchObject({ hostname: '10.0.0.12', user: 'from-ssh-config', port: 2200, identityFiles: ['/home/u/.ssh/server_b_key'] });

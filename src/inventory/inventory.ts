@@ -35,6 +35,8 @@ export interface InventoryOptions {
   /** Text of ~/.ssh/config (or --ssh-config); undefined = none. */
   sshConfigText?: string;
   home?: string;
+  /** Told what was read but not honoured (ssh_config Match blocks). */
+  onWarning?: (message: string) => void;
 }
 
 const LOCAL = /^(localhost|127\.\d+\.\d+\.\d+)$/;
@@ -134,6 +136,7 @@ function looksLikeYaml(text: string): boolean {
 export function loadInventory(file: string, opts: InventoryOptions = {}): HostSpec[] {
   const home = opts.home ?? homedir();
   const config = opts.sshConfigText !== undefined ? parseSshConfig(opts.sshConfigText, home) : undefined;
+  for (const w of config?.warnings ?? []) opts.onWarning?.(`ssh_config: ${w}`);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
