@@ -6,6 +6,7 @@ import type { RankTable } from '../src/ranktable/types.js';
 import { groupingProblem, validateRankTable } from '../src/ranktable/validate.js';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+const json = (name: string) => JSON.parse(fixture(name)) as Record<string, unknown> & { server_list: { server_id: string; host_ip?: string; device: Record<string, unknown>[] }[]; super_pod_list: { super_pod_id: string; server_list: { server_id: string }[] }[] };
 
 function server(conf: string, ip: string, ids: number[]) {
   const c = parseHccnConf(fixture(conf));
@@ -49,9 +50,17 @@ describe('merge: merge_hccl.py numbering, string ranks', () => {
 });
 
 describe('validate: every problem with its JSON path', () => {
-  const good = () => JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')) as { [k: string]: unknown; server_list: { server_id: string; device: Record<string, unknown>[] }[] };
+  const good = () => JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')) as { [k: string]: unknown; server_list: { server_id: string; host_ip?: string; device: Record<string, unknown>[] }[] };
   const cases: [string, (t: ReturnType<typeof good>) => unknown, RegExp][] = [
-    ['unknown version', (t) => ({ ...t, version: '2.0' }), /^version: version "2.0" .*not supported yet/],
+    ['unknown version', (t) => ({ ...t, version: '2.0' }), /^version: unknown rank-table version "2.0"; HCCL documents "1.0" .* and "1.2" \(Atlas A3 SuperPoD\)/],
+    ['version of the wrong type', (t) => ({ ...t, version: 1 }), /^version: expected "1.0", got number 1/],
+    ['ranks interleaved across servers', (t) => {
+      t.server_list[0]!.device[7]!.rank_id = 8;
+      t.server_list[1]!.device[0]!.rank_id = 7;
+      return t;
+    }, /^server_list\[0\]\.device: ranks 0,1,2,3,4,5,6,8 are not consecutive; HCCL does not support ranks interleaved across servers/],
+    ['the same server twice', (t) => { t.server_list[1]!.server_id = t.server_list[0]!.server_id; return t; }, /^server_list\[1\]\.server_id: "10.155.111.140" is also server_list\[0\]\.server_id/],
+    ['a bad device_port', (t) => { t.server_list[0]!.device[0]!.device_port = 16666; return t; }, /^server_list\[0\]\.device\[0\]\.device_port: expected string, got number 16666/],
     ['missing status', (t) => { delete t.status; return t; }, /^status: missing/],
     ['server_count mismatch', (t) => ({ ...t, server_count: '3' }), /^server_count: says 3 but server_list has 2 servers/],
     ['wrong type', (t) => { t.server_list[0]!.device[1]!.device_id = 1; return t; }, /^server_list\[0\]\.device\[1\]\.device_id: expected string, got number 1/],
@@ -87,7 +96,55 @@ describe('validate: every problem with its JSON path', () => {
   it('device groupings of 910 servers', () => {
     expect(groupingProblem([0, 1, 2])).toMatch(/3 devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8/);
     expect(groupingProblem([3, 4])).toMatch(/cross the 910 device groups/);
+    expect(groupingProblem([3, 4, 5, 6])).toMatch(/devices 3,4,5,6 cross the 910 device groups 0-3 and 4-7; use devices within one group, or all 8/);
+    expect(groupingProblem([2, 3])).toBeUndefined();
     expect(groupingProblem([4, 5, 6, 7])).toBeUndefined();
     expect(groupingProblem([0, 1, 2, 3, 4, 5, 6, 7])).toBeUndefined();
+  });
+  it('A3 servers (device ids up to 15) are not held to the 910 groups', () => {
+    expect(groupingProblem([...Array(16).keys()])).toBeUndefined();
+    expect(groupingProblem([6, 7, 8, 9])).toBeUndefined();
+    expect(groupingProblem([15, 16])).toMatch(/go beyond 15/);
+  });
+  it('accepts the optional fields HCCL documents for version 1.0 on A2/A3 (host_ip, device_port, host_port)', () => {
+    const t = good();
+    t.server_list[0]!.host_ip = '10.155.111.140';
+    t.server_list[0]!.device[0]!.device_port = '16667';
+    t.server_list[0]!.device[0]!.host_port = '16666';
+    const r = validateRankTable(t);
+    expect(r.problems).toEqual([]);
+    expect(r.table!.server_list[0]!.device[0]).toMatchObject({ device_port: '16667', host_port: '16666', rank_id: '0' });
+  });
+});
+
+describe('version 1.2 (Atlas A3 SuperPoD), fields as the HCCL user guide documents them', () => {
+  it('reads a valid table: no 1.0 table, the SuperPoD form with string ranks', () => {
+    const r = validateRankTable(json('rank-table-1.2-superpod.json'));
+    expect(r.problems).toEqual([]);
+    expect(r.table).toBeUndefined();
+    expect(r.superPod!.server_list.map((s) => s.server_id)).toEqual(['a3-node-0', 'a3-node-1']);
+    expect(r.superPod!.server_list[1]!.device[0]).toMatchObject({ device_id: '0', super_device_id: '16', rank_id: '4' });
+  });
+  const cases: [string, (t: ReturnType<typeof json>) => unknown, RegExp][] = [
+    ['a field HCCL does not document', (t) => { t.server_list[0]!.device[0]!.super_devce_id = '3'; return t; }, /^server_list\[0\]\.device\[0\]: unknown key "super_devce_id" \(did you mean "super_device_id"\?\)/],
+    ['a SuperPoD naming an unknown server', (t) => { t.super_pod_list[0]!.server_list[1]!.server_id = 'a3-node-9'; return t; }, /^super_pod_list\[0\]\.server_list\[1\]\.server_id: "a3-node-9" is not a server_id of server_list/],
+    ['a server in two SuperPoDs', (t) => { t.super_pod_list.push({ super_pod_id: '1', server_list: [{ server_id: 'a3-node-1' }] }); return t; }, /super_pod_list\[1\]\.server_list\[0\]\.server_id: server "a3-node-1" is already in SuperPoD "0"/],
+    ['a super_device_id twice in one SuperPoD', (t) => { t.server_list[1]!.device[2]!.super_device_id = '1'; return t; }, /^server_list\[1\]\.device\[2\]\.super_device_id: 1 is also server_list\[0\]\.device\[1\]\.super_device_id, in the same SuperPoD "0"/],
+    ['a bad host_ip', (t) => { t.server_list[0]!.host_ip = 'a3-node-0'; return t; }, /^server_list\[0\]\.host_ip: expected an IPv4 address, got "a3-node-0"/],
+    ['a rank gap', (t) => { t.server_list[1]!.device[3]!.rank_id = '9'; return t; }, /rank ids must be 0\.\.7 without gaps; missing 7/],
+  ];
+  it.each(cases)('refuses %s', (_name, mutate, message) => {
+    const r = validateRankTable(mutate(json('rank-table-1.2-superpod.json')));
+    expect(r.superPod).toBeUndefined();
+    expect(r.problems.map((p) => `${p.path}: ${p.message}`).join('\n')).toMatch(message);
+  });
+  it('SuperPoD servers listed apart from each other are refused, as HCCL refuses them', () => {
+    const t = json('rank-table-1.2-superpod.json');
+    const third = { server_id: 'a3-node-2', device: t.server_list[1]!.device.map((d, i) => ({ ...d, super_device_id: String(40 + i), device_ip: `192.168.12.${20 + i}`, rank_id: String(8 + i) })) };
+    t.server_list.push(third);
+    t.server_count = '3';
+    t.super_pod_list = [{ super_pod_id: '0', server_list: [{ server_id: 'a3-node-0' }, { server_id: 'a3-node-2' }] }, { super_pod_id: '1', server_list: [{ server_id: 'a3-node-1' }] }];
+    const r = validateRankTable(t);
+    expect(r.problems.map((p) => `${p.path}: ${p.message}`)).toEqual(['super_pod_list[0].server_list: the servers of SuperPoD "0" must be listed together in server_list (they are at positions 0, 2)']);
   });
 });

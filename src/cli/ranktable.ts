@@ -51,6 +51,8 @@ devices and device IPs against the live hosts.`,
 Server, device, device ip and rank of every entry, as a table (--json: the table, rank ids as strings).`,
 };
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 const USAGE = `Usage: npurun ranktable generate|merge|validate|show ... [--help]
 
 generate  the rank table of this server (or of every --hosts server), as hccl_tools.py writes it
@@ -220,8 +222,7 @@ export function renderRankTable(table: RankTable | SuperPodRankTable): string {
   }
   const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
   const ranks = rows.length - 1;
-  const n = table.server_list.length;
-  const summary = `${n} server${n === 1 ? '' : 's'}, ${ranks} rank${ranks === 1 ? '' : 's'}${superPod ? ` (version 1.2, ${pods.size ? `${new Set(pods.values()).size} SuperPoD(s)` : 'no super_pod_list'})` : ''}`;
+  const summary = `${plural(table.server_list.length, 'server')}, ${plural(ranks, 'rank')}${superPod ? ` (version 1.2, ${pods.size ? plural(new Set(pods.values()).size, 'SuperPoD') : 'no super_pod_list'})` : ''}`;
   return [...rows.map((r) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()), summary].join('\n');
 }
 

@@ -44,20 +44,40 @@ describe('npurun ranktable as a process', () => {
     const r = await npurun(['ranktable', 'generate', '--devices', '[0,4)', '--server-ip', '10.155.111.140', '--out', join(work, 'real') + '/'], env);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(readFileSync(r.stdout.trim(), 'utf8')).toBe(readFileSync(`${FIX}hccl_4p_0123_10.155.111.140.json`, 'utf8'));
-    // The same stand-ins through `devices`: the Warning device and the held one are named; exit 1.
-    const d = await npurun(['devices'], env);
-    expect(d.exitCode).toBe(1);
-    expect(d.stdout).toMatch(/problem: device 3 health is Warning/);
-    expect(d.stdout).toMatch(/problem: device 5 is held by pid 271828 \(python3\)/);
     // A device asked for that is held refuses to go into a table.
-    const held = await npurun(['ranktable', 'generate', '--devices', '[4,8)', '--server-ip', '10.155.111.140'], env);
-    expect(held.exitCode, held.stderr).toBe(0); // hccl_tools does not look at holders: neither does generate
+    const held = await npurun(['ranktable', 'generate', '--devices', '[4,8)', '--server-ip', '10.155.111.140', '--out', join(work, 'held') + '/'], env);
+    expect(held.exitCode, held.stderr).toBe(0); // hccl_tools does not look at holders: generate writes, and warns
+    expect(held.stderr).toMatch(/warning: this host: device 5 held by pid 271828; written into the rank table anyway/);
+    expect(readFileSync(held.stdout.trim(), 'utf8')).toBe(readFileSync(`${FIX}hccl_4p_4567_10.155.111.140.json`, 'utf8'));
+    // Without a server IP, the address of the default route (this machine's), never 127.x.
+    const auto = await npurun(['ranktable', 'generate', '--devices', '[0,2)', '--out', join(work, 'auto') + '/'], env);
+    expect(auto.exitCode, auto.stderr).toBe(0);
+    expect(auto.stdout.trim()).toMatch(/hccl_2p_01_(\d+\.\d+\.\d+\.\d+)\.json$/);
+    expect(auto.stdout).not.toMatch(/_127\./);
   });
 
-  it('devices on a machine without npu-smi says where it looked, exit 3', async () => {
-    const r = await npurun(['devices'], { PATH: '/usr/bin:/bin' });
-    expect(r.exitCode).toBe(3);
-    expect(r.stdout).toMatch(/no npu-smi found \(looked on PATH and in \/usr\/local\/Ascend\/driver\/tools/);
+  it('generate --simulate 8 is byte-identical to hccl_tools.py; --device-ip-file takes server-b\'s addresses', async () => {
+    const a = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.155.111.140', '--out', join(work, 'sim-a') + '/']);
+    expect(readFileSync(a.stdout.trim(), 'utf8')).toBe(readFileSync(`${FIX}hccl_8p_01234567_10.155.111.140.json`, 'utf8'));
+    const b = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.155.111.141', '--device-ip-file', `${FIX}hccn.conf.server-b`, '--out', join(work, 'sim-b') + '/']);
+    expect(b.exitCode, b.stderr).toBe(0);
+    expect(readFileSync(b.stdout.trim(), 'utf8')).toBe(readFileSync(`${FIX}hccl_8p_01234567_10.155.111.141.json`, 'utf8'));
+    const missing = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.0.0.1', '--device-ip-file', join(work, 'nope.conf')]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toMatch(/nope\.conf: cannot read the --device-ip-file: ENOENT/);
+  });
+
+  it('generate --visible-devices maps logical to physical ids as hccl_tools does, and names the file by the logical ids', async () => {
+    const r = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.155.111.140', '--visible-devices', '4,5,6,7', '--devices', '[0,4)', '--out', join(work, 'visible') + '/']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(join(work, 'visible', 'hccl_4p_0123_10.155.111.140.json'));
+    expect(readFileSync(r.stdout.trim(), 'utf8')).toBe(readFileSync(`${FIX}hccl_4p_4567_10.155.111.140.json`, 'utf8'));
+    const beyond = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.0.0.1', '--visible-devices', '4,5', '--devices', '[0,4)']);
+    expect(beyond.exitCode).toBe(2);
+    expect(beyond.stderr).toMatch(/--devices: logical device 2 is beyond --visible-devices \(2 visible: logical ids 0-1\)/);
+    const crossing = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.0.0.1', '--visible-devices', '2,3,4,5']);
+    expect(crossing.exitCode).toBe(2);
+    expect(crossing.stderr).toMatch(/--visible-devices: devices 2,3,4,5 cross the 910 device groups 0-3 and 4-7.*\(physical ids 2,3,4,5\)/);
   });
 
   it('merge of the two 8p fixtures equals merge_hccl.py output, with string ranks', async () => {
@@ -82,7 +102,18 @@ describe('npurun ranktable as a process', () => {
     ['bad IP', () => { const t = good(); t.server_list[0]!.device[4]!.device_ip = '192.168.1'; return JSON.stringify(t); }, /device\[4\]\.device_ip: expected an IPv4 address, got "192\.168\.1"/],
     ['device count 3', () => { const t = good(); t.server_list[0]!.device = t.server_list[0]!.device.slice(0, 3); return JSON.stringify(t); }, /server_list\[0\]\.device: 3 devices on one server/],
     ['crossing groups', () => { const t = good(); t.server_list[0]!.device = t.server_list[0]!.device.slice(2, 6).map((d, i) => ({ ...d, rank_id: String(i) })); return JSON.stringify(t); }, /cross the 910 device groups 0-3 and 4-7/],
-    ['unknown version', () => JSON.stringify({ ...good(), version: '1.2' }), /version: version "1\.2" .*not supported yet/],
+    ['unknown version', () => JSON.stringify({ ...good(), version: '2.0' }), /version: unknown rank-table version "2\.0"; HCCL documents "1\.0"/],
+    ['ranks interleaved across servers', () => {
+      const merged = JSON.parse(readFileSync(`${FIX}hccl_2s_16p.merge_hccl.json`, 'utf8')) as { server_list: { device: { rank_id: number }[] }[] };
+      merged.server_list[0]!.device[7]!.rank_id = 8;
+      merged.server_list[1]!.device[0]!.rank_id = 7;
+      return JSON.stringify(merged);
+    }, /server_list\[0\]\.device: ranks 0,1,2,3,4,5,6,8 are not consecutive/],
+    ['a 1.2 table whose SuperPoD names an unknown server', () => {
+      const t = JSON.parse(readFileSync(`${FIX}rank-table-1.2-superpod.json`, 'utf8')) as { super_pod_list: { server_list: { server_id: string }[] }[] };
+      t.super_pod_list[0]!.server_list[1]!.server_id = 'a3-node-7';
+      return JSON.stringify(t);
+    }, /super_pod_list\[0\]\.server_list\[1\]\.server_id: "a3-node-7" is not a server_id of server_list/],
     ['missing status', () => { const t = good(); delete t.status; return JSON.stringify(t); }, /status: missing \(required\)/],
     ['server_count mismatch', () => JSON.stringify({ ...good(), server_count: '2' }), /server_count: says 2 but server_list has 1 server/],
     ['duplicate device ip', () => { const t = good(); t.server_list[0]!.device[1]!.device_ip = t.server_list[0]!.device[0]!.device_ip; return JSON.stringify(t); }, /device\[1\]\.device_ip: 192\.168\.100\.101 is also server_list\[0\]\.device\[0\]\.device_ip/],
@@ -96,6 +127,44 @@ describe('npurun ranktable as a process', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(message);
     expect(r.stderr.startsWith(`${file}: `)).toBe(true);
+  });
+
+  it('validate and show read a version 1.2 (Atlas A3 SuperPoD) table; merge refuses it', async () => {
+    const file = `${FIX}rank-table-1.2-superpod.json`;
+    const v = await npurun(['ranktable', 'validate', file]);
+    expect(v.exitCode, v.stderr).toBe(0);
+    expect(v.stdout).toBe(`${file}: valid rank table (version 1.2, Atlas A3 SuperPoD), 2 servers, 8 ranks`);
+    const show = await npurun(['ranktable', 'show', file]);
+    expect(show.stdout).toMatch(/^server\s+device\s+device ip\s+rank\s+super device\s+super pod$/m);
+    expect(show.stdout).toMatch(/^a3-node-1\s+3\s+192\.168\.11\.23\s+7\s+19\s+0$/m);
+    expect(show.stdout).toMatch(/2 servers, 8 ranks \(version 1\.2, 1 SuperPoD\)/);
+    const merge = await npurun(['ranktable', 'merge', file, file]);
+    expect(merge.exitCode).toBe(2);
+    expect(merge.stderr).toMatch(/a version 1\.2 \(Atlas A3 SuperPoD\) rank table; merge works on version 1\.0 tables/);
+  });
+
+  it('merge refuses tables whose union is invalid (the same server twice), naming the merged path', async () => {
+    const a = `${FIX}hccl_8p_01234567_10.155.111.140.json`;
+    const r = await npurun(['ranktable', 'merge', a, a, '--out', join(work, 'twice.json')]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/the merged rank table would be invalid/);
+    expect(r.stderr).toMatch(/merged server_list\[1\]\.server_id: "10\.155\.111\.140" is also server_list\[0\]\.server_id/);
+    const merged = await npurun(['ranktable', 'merge', a, `${FIX}hccl_8p_01234567_10.155.111.141.json`]);
+    expect(merged.stdout.trim()).toBe(join(work, 'rank-tables', 'hccl_2s_16p.json'));
+  });
+
+  it('every subcommand has --help; a flag of another subcommand is a usage error', async () => {
+    for (const sub of ['generate', 'merge', 'validate', 'show']) {
+      const h = await npurun(['ranktable', sub, '--help']);
+      expect(h.exitCode).toBe(0);
+      expect(h.stdout).toMatch(new RegExp(`^Usage: npurun ranktable ${sub}`));
+    }
+    const none = await npurun(['ranktable']);
+    expect(none.exitCode).toBe(2);
+    expect(none.stderr).toMatch(/Usage: npurun ranktable generate\|merge\|validate\|show/);
+    const stray = await npurun(['ranktable', 'generate', '--simulate', '8', '--json']);
+    expect(stray.exitCode).toBe(2);
+    expect(stray.stderr).toMatch(/npurun ranktable generate: --json is not an option of generate/);
   });
 
   it('usage errors: unknown subcommand, unknown flag, missing file all exit 2', async () => {
