@@ -53,6 +53,12 @@ function valueAt(root: unknown, pointer: string): unknown {
 
 export function describeAjvError(e: ErrorObject, root: unknown): Problem {
   const at = jsonPath(e.instancePath);
+  // propertyNames: the failing thing is a key, not a value.
+  const key = (e as ErrorObject & { propertyName?: string }).propertyName;
+  if (key !== undefined) {
+    const desc = (e.parentSchema as { description?: string } | undefined)?.description;
+    return { path: at, message: `key "${key}" is not allowed${desc ? `: ${desc}` : e.keyword === 'pattern' ? `; expected a name matching ${String((e.params as { pattern?: string }).pattern)}` : ''}` };
+  }
   const value = valueAt(root, e.instancePath);
   const params = e.params as Record<string, unknown>;
   const desc = (e.parentSchema as { description?: string } | undefined)?.description;
@@ -103,8 +109,13 @@ export function schemaProblems(schema: string, value: unknown): Problem[] {
   if (v(value)) return [];
   const seen = new Set<string>();
   const out: Problem[] = [];
-  // A misspelt key is the cause of the "missing" that comes with it: report it first.
-  const errors = [...(v.errors ?? [])].sort((x, y) => Number(y.keyword === 'additionalProperties') - Number(x.keyword === 'additionalProperties'));
+  // A misspelt key is the cause of the "missing" that comes with it: report it first. Then the
+  // deepest paths: for an anyOf field ("0-7" or [0, 1]) the useful error is inside the branch the
+  // value took, not "expected string, got a list". anyOf/propertyNames summaries add nothing.
+  const depth = (e: ErrorObject) => e.instancePath.split('/').length;
+  const errors = (v.errors ?? [])
+    .filter((e) => (e.keyword !== 'anyOf' && e.keyword !== 'propertyNames') || (v.errors ?? []).length === 1)
+    .sort((x, y) => Number(y.keyword === 'additionalProperties') - Number(x.keyword === 'additionalProperties') || depth(y) - depth(x));
   for (const e of errors) {
     const p = describeAjvError(e, value);
     const key = `${p.path}: ${p.message}`;

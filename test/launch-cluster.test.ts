@@ -84,7 +84,7 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     for (const p of tf) {
       expect(p.table_entry_found && p.server_id_is_mine && p.device_ip_matches_hccn_conf).toBe(true);
       expect(p.env.ASCEND_DEVICE_ID).toBe(p.env.DEVICE_ID);
-      expect(p.env.JOB_ID).toMatch(/^\d+$/);
+      expect(p.env.JOB_ID).toBe(p.env.NPURUN_RUN_ID);
     }
     const torch = probes((await npurun(base('torch'))).stdout);
     expect(torch.map((p) => [p.env.RANK, p.env.LOCAL_RANK, p.env.NODE_RANK, p.env.WORLD_SIZE, p.env.LOCAL_WORLD_SIZE, p.env.MASTER_ADDR]).sort()).toEqual(

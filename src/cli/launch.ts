@@ -127,7 +127,8 @@ export async function run(argv: string[]): Promise<number> {
   const simulate = numberFlag(args, 'simulate', 1, 16) ?? job.simulate;
   const hostsFile = stringFlag(args, 'hosts') ?? job.hostsFile;
   const configText = sshConfigText(stringFlag(args, 'ssh-config'));
-  const hosts = hostsFile ? loadInventory(resolve(hostsFile), { ...(configText !== undefined ? { sshConfigText: configText } : {}) }) : [localHost()];
+  const onWarning = (m: string) => process.stderr.write(`npurun: warning: ${m}\n`);
+  const hosts = hostsFile ? loadInventory(resolve(hostsFile), { ...(configText !== undefined ? { sshConfigText: configText } : {}), onWarning }) : [localHost()];
   if (simulate !== undefined && hosts.some((h) => !h.local)) throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
 
   const resumeRun = stringFlag(args, 'resume');

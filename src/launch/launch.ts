@@ -42,6 +42,9 @@ export interface LaunchResult {
 
 function loadGivenRankTable(file: string): RankTable {
   const result = validateRankTableFile(file);
+  if (result.superPod && result.problems.length === 0) {
+    throw new NpurunError('input', `${file}: a version 1.2 (A3 SuperPoD) rank table: launch uses version 1.0 tables only so far; \`npurun ranktable validate\` and \`show\` read it`);
+  }
   if (!result.table || result.problems.length > 0) {
     throw new NpurunError('input', `${file}: invalid rank table`, { details: result.problems.map((p) => `${p.path}: ${p.message}`) });
   }
@@ -110,6 +113,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
       facts,
       ...(givenTable ? { rankTable: givenTable } : {}),
       ...(resume ? { resume } : {}),
+      onWarning: (m) => process.stderr.write(`npurun: warning: ${m}\n`),
     });
   } catch (err) {
     await closeAll();
