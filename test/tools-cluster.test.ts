@@ -77,7 +77,10 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     expect(listed.stdout).toMatch(/h2: run \S+ rank 3 pid \d+: running/);
     const killed = await npurun(['kill', runId, '--run-dir', runs, '--grace', '2']);
     expect(killed.exitCode, killed.all).toBe(0);
-    expect(killed.stdout.match(/: killed \(/g)).toHaveLength(4);
+    // The first group killed makes the launcher stop the rest (fail-fast), so some may already be
+    // gone when kill reaches their host: each rank is "killed" or absent, never still running.
+    expect(killed.stdout).not.toMatch(/STILL RUNNING/);
+    expect((killed.stdout.match(/: killed \(/g) ?? []).length).toBeGreaterThanOrEqual(1);
     const r = await p;
     expect(r.exitCode).toBe(143);
     expect(r.stderr).toMatch(/was killed by SIGTERM/);
