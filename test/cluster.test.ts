@@ -1,67 +1,186 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeCluster, startCluster, type Cluster } from './sim/index.js';
+import { probeHost } from '../src/devices/probe.js';
+import { CLUSTER_SH, describeCluster, startCluster, type Cluster, type SimHost } from './cluster/index.js';
 
-function ssh(c: Cluster, host: string, cmd: string) {
-  return execa('ssh', ['-F', c.sshConfigPath, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=3', host, cmd], { reject: false });
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+
+/** The system ssh client as a test would use it: the cluster's key and known_hosts, strict checking. */
+function ssh(c: Cluster, host: SimHost, command: string, input?: string) {
+  const args = ['-i', c.keyPath, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${c.knownHostsPath}`, '-o', 'GlobalKnownHostsFile=/dev/null'];
+  args.push('-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=2', '-p', String(host.sshPort), `${c.user}@${host.address}`, command);
+  return execa('ssh', args, { reject: false, ...(input === undefined ? {} : { input }) });
 }
 
-describeCluster('simulated cluster: namespaced hosts with real sshd', () => {
-  let c: Cluster;
+async function netnsOfPrefix(): Promise<string[]> {
+  const { stdout } = await execa('ip', ['netns', 'list']);
+  return stdout
+    .split('\n')
+    .map((line) => line.split(' ')[0] as string)
+    .filter((name) => name.startsWith('npc-'));
+}
+
+async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  let value = await probe();
+  while (!done(value) && Date.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = await probe();
+  }
+  return value;
+}
+
+describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => {
+  let c: Cluster | undefined;
+  const cluster = () => c as Cluster;
+  const host = (i: number) => cluster().hosts[i] as SimHost;
+
   beforeAll(async () => {
-    c = await startCluster(4, ['2:devices=4', '3:wrongkey', '4:nosshd']);
+    c = await startCluster(5, (i) =>
+      [
+        { unhealthy: [3], held: [{ device: 5, pid: 271828 }] },
+        { devices: 4, noHccnEntry: [1], noAddress: [2] },
+        { chip: 'A3' as const },
+        { wrongHostKey: true },
+        { noSshd: true },
+      ][i] ?? {},
+    );
   });
   afterAll(async () => c?.stop());
 
-  it('each host answers over SSH with its own address, hccn.conf, npu-smi and /tmp', async () => {
-    const a = await ssh(c, 'h1', 'ip -4 -o addr show eth0; cat /etc/hccn.conf | head -1; /usr/local/Ascend/driver/tools/npu-smi info | grep -c 910B3; echo mark > /tmp/only-h1');
-    expect(a.exitCode).toBe(0);
-    expect(a.stdout).toContain('10.213.0.11/24');
-    expect(a.stdout).toContain('address_0=192.168.100.11');
-    expect(a.stdout.trim().split('\n').at(-1)).toBe('8');
-    const b = await ssh(c, 'h2', 'ip -4 -o addr show eth0; head -1 /etc/hccn.conf; /usr/local/Ascend/driver/tools/npu-smi info | grep -c 910B3; ls /tmp/only-h1 2>&1 || true');
-    expect(b.stdout).toContain('10.213.0.12/24');
-    expect(b.stdout).toContain('address_0=192.168.100.12');
-    expect(b.stdout).toMatch(/\n4\n/);
-    expect(b.stdout).toMatch(/No such file/);
+  it('every host answers over SSH with its own hostname, address, hccn.conf and /tmp', async () => {
+    const answers = await Promise.all([0, 1, 2].map((i) => ssh(cluster(), host(i), 'hostname; ip -4 -o addr show eth0; cat /etc/hccn.conf')));
+    answers.forEach((a, i) => {
+      expect(a.exitCode, a.stderr).toBe(0);
+      const [hostname, addr] = a.stdout.split('\n');
+      expect(hostname).toBe(host(i).name);
+      expect(addr).toContain(`inet ${host(i).address}/24`);
+      expect(a.stdout).toContain(`address_0=192.168.${i + 1}.100`);
+    });
+    // Nothing of the hosts' private files lands on the real root filesystem.
+    expect(existsSync('/etc/hccn.conf')).toBe(false);
+    expect(existsSync('/usr/local/Ascend')).toBe(false);
+
+    expect((await ssh(cluster(), host(0), 'echo from-h1 > /tmp/npc-mark')).exitCode).toBe(0);
+    expect((await ssh(cluster(), host(0), 'cat /tmp/npc-mark')).stdout).toBe('from-h1');
+    expect((await ssh(cluster(), host(1), 'test -e /tmp/npc-mark')).exitCode).toBe(1);
+    expect(existsSync('/tmp/npc-mark')).toBe(false);
+    expect(readFileSync(`${host(0).root}/tmp/npc-mark`, 'utf8')).toBe('from-h1\n');
   });
 
-  it('a process started on one host shows in that host only, and is reported as a leftover', async () => {
-    await ssh(c, 'h1', 'setsid sleep 30 < /dev/null > /dev/null 2>&1 &');
-    const left = await c.leftovers();
+  it('the ssh_config names every host, and hosts reach each other over the bridge', async () => {
+    const r = await execa('ssh', ['-F', cluster().sshConfigPath, '-o', 'BatchMode=yes', 'h2', `exec 3<>/dev/tcp/${host(0).address}/22; head -c 8 <&3`], { reject: false });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('SSH-2.0-');
+  });
+
+  it('npu-smi stand-ins print the fixtures byte for byte when given the fixtures\' state', async () => {
+    const npuSmi = '/usr/local/Ascend/driver/tools/npu-smi info';
+    expect((await ssh(cluster(), host(0), npuSmi)).stdout + '\n').toBe(fixture('npu-smi-info-910b.txt'));
+    expect((await ssh(cluster(), host(2), npuSmi)).stdout + '\n').toBe(fixture('npu-smi-info-a3.txt'));
+    expect((await cluster().exec(host(0), ['/usr/local/Ascend/driver/tools/hccn_tool', '-i', '0', '-ip', '-g'])).stdout).toBe(
+      fixture('hccn_tool-i0-ip-g.txt').trimEnd().replace('192.168.100.101', '192.168.1.100'),
+    );
+  });
+
+  it("npurun's device probe over SSH sees each host's devices, health, holders and addresses", async () => {
+    const probe = (i: number) =>
+      probeHost(async (script) => {
+        const r = await ssh(cluster(), host(i), 'sh -s', script);
+        return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? null };
+      });
+    const [h1, h2, h3] = await Promise.all([probe(0), probe(1), probe(2)]);
+    expect(h1.hostname).toBe('h1');
+    expect(h1.problems).toEqual(['device 3 health is Warning', 'device 5 is held by pid 271828 (python3)']);
+    expect(h1.devices.map((d) => d.deviceIp)).toEqual(Object.values(host(0).deviceIps));
+
+    // devices: 4, device 1 only known to hccn_tool, device 2 known to nobody.
+    expect(h2.devices.map((d) => [d.deviceId, d.deviceIp, d.ipSource])).toEqual([
+      [0, '192.168.2.100', 'hccn.conf'],
+      [1, '192.168.2.101', 'hccn_tool'],
+      [2, undefined, undefined],
+      [3, '192.168.2.103', 'hccn.conf'],
+    ]);
+    expect(h2.problems).toEqual([expect.stringMatching(/^device 2 has no address/)]);
+    expect(host(1).deviceIps).toEqual({ 0: '192.168.2.100', 1: '192.168.2.101', 3: '192.168.2.103' });
+
+    expect(h3.devices.map((d) => [d.npuId, d.chipId, d.deviceId])).toEqual(Array.from({ length: 16 }, (_, id) => [id >> 1, id & 1, id]));
+    const all = [h1, h2, h3].flatMap((h) => h.devices.flatMap((d) => (d.deviceIp ? [d.deviceIp] : [])));
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  it("a process started over SSH on one host is that host's leftover only, until it ends", async () => {
+    expect((await ssh(cluster(), host(0), 'setsid sleep 30 < /dev/null > /dev/null 2>&1 &')).exitCode).toBe(0);
+    // The session's own sshd process leaves a moment after the client: wait for the sleep alone.
+    const left = await eventually(
+      () => cluster().leftovers(),
+      (l) => l.length === 1,
+    );
     expect(left.map((l) => [l.host, l.cmdline])).toEqual([['h1', 'sleep 30']]);
-    await c.exec(c.hosts[0]!, ['pkill', '-x', 'sleep']);
-    expect(await c.waitNoLeftovers(3000)).toEqual([]);
+    const pid = (left[0] as { pid: number }).pid;
+    expect(await cluster().pids(host(0))).toEqual([pid]);
+    for (const i of [1, 2, 3, 4]) expect(await cluster().pids(host(i))).toEqual([]);
+
+    expect((await cluster().exec(host(0), ['kill', String(pid)])).code).toBe(0);
+    expect(await cluster().waitForNoLeftovers()).toEqual([]);
   });
 
-  it('strict host-key checking rejects the host with a wrong key; a host without sshd refuses', async () => {
-    const wrong = await ssh(c, 'h3', 'true');
+  it('strict host-key checking rejects a host with the wrong key; a host without sshd refuses', async () => {
+    const wrong = await ssh(cluster(), host(3), 'true');
     expect(wrong.exitCode).toBe(255);
-    expect(wrong.stderr).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
-    const refused = await ssh(c, 'h4', 'true');
+    expect(wrong.stderr).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED/);
+    const refused = await ssh(cluster(), host(4), 'true');
+    expect(refused.exitCode).toBe(255);
     expect(refused.stderr).toMatch(/Connection refused/);
+    // Without sshd the host still exists for exec.
+    expect((await cluster().exec(host(4), ['hostname'])).stdout).toBe('h5');
   });
 
-  it('a cut link makes the host unreachable until restored', async () => {
-    await c.cut(c.hosts[0]!);
-    const cut = await ssh(c, 'h1', 'true');
+  it('a cut link makes a host unreachable until it is restored', async () => {
+    await cluster().cutLink(host(0));
+    const cut = await ssh(cluster(), host(0), 'true');
     expect(cut.exitCode).toBe(255);
-    await c.restore(c.hosts[0]!);
-    const back = await ssh(c, 'h1', 'true');
-    expect(back.exitCode).toBe(0);
+    expect(cut.stderr).toMatch(/timed out|No route to host/);
+    expect((await ssh(cluster(), host(1), 'true')).exitCode).toBe(0);
+    await cluster().restoreLink(host(0));
+    expect((await ssh(cluster(), host(0), 'echo back')).stdout).toBe('back');
   });
 
-  it('16 hosts come up, all answer, and a second setup after teardown works', async () => {
-    await c.stop();
+  it('another process cannot take the cluster while its owner lives', async () => {
+    const r = await execa(CLUSTER_SH, ['up', '1', '--owner', '1', '--wait', '1'], { reject: false });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`belongs to live process ${process.pid}`);
+    expect((await ssh(cluster(), host(0), 'true')).exitCode).toBe(0);
+  });
+
+  it('stop removes every namespace; a crashed cluster is cleared by the next start', async () => {
+    await cluster().stop();
+    await cluster().stop();
+    expect(await netnsOfPrefix()).toEqual([]);
+    expect(existsSync(cluster().dir)).toBe(false);
+
+    // A run that died without stop(): its owner (pid 2^22 + 1 is above pid_max) is gone.
+    const crashed = await execa(CLUSTER_SH, ['up', '2', '--owner', '4194305']);
+    expect(crashed.exitCode).toBe(0);
+    const orphan = await execa('nsenter', ['--net=/run/netns/npc-h2', 'sh', '-c', 'setsid sleep 60 < /dev/null > /dev/null 2>&1 & echo $!']);
+    const orphanPid = Number(orphan.stdout.trim());
+    c = await startCluster(1);
+    expect(await netnsOfPrefix()).toEqual(['npc-h1']);
+    expect(existsSync(`/proc/${orphanPid}`)).toBe(false);
+    expect((await ssh(cluster(), host(0), 'echo ok')).stdout).toBe('ok');
+    await cluster().stop();
+  });
+
+  it('16 hosts come up quickly and all answer', async () => {
     const started = Date.now();
     c = await startCluster(16);
-    const answers = await Promise.all(c.hosts.map((h) => ssh(c, h.name, 'hostname -I')));
-    expect(answers.map((a) => a.stdout.trim())).toEqual(c.hosts.map((h) => h.address));
-    expect(Date.now() - started).toBeLessThan(30_000);
-    await c.stop();
-    const { stdout } = await execa('ip', ['netns', 'list']);
-    expect(stdout).not.toMatch(/npr-h/);
-    c = await startCluster(1);
-    expect((await ssh(c, 'h1', 'echo ok')).stdout.trim()).toBe('ok');
+    const setupMs = Date.now() - started;
+    const answers = await Promise.all(cluster().hosts.map((h) => ssh(cluster(), h, 'hostname -I')));
+    expect(answers.map((a) => a.stdout.trim())).toEqual(cluster().hosts.map((h) => h.address));
+    expect(setupMs).toBeLessThan(30_000);
+    process.stdout.write(`16-host cluster: setup ${setupMs} ms, all answering after ${Date.now() - started} ms\n`);
+    await cluster().stop();
+    expect(await netnsOfPrefix()).toEqual([]);
   });
 });
