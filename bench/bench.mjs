@@ -5,7 +5,7 @@
 // Exit code 1 only for a correctness problem (lost log lines, a process left running, a wrong exit code).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,6 +50,19 @@ function run(cmd, args, { expect = 0, env = {}, cwd = work } = {}) {
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.error) throw r.error;
   if (r.status !== expect) throw new Error(`${[cmd, ...args].join(' ')} exited ${r.status ?? r.signal} (expected ${expect}): ${String(r.stderr).trim().slice(-600)}`);
+  return secs;
+}
+
+/**
+ * run() under GNU time: also the CPU seconds (user + system) of the command and every process it
+ * waited for, which on 2 cores says more about the work done than wall time alone.
+ */
+function runCounted(cpuSamples, cmd, args, opts) {
+  if (!existsSync('/usr/bin/time')) return run(cmd, args, opts);
+  const out = join(work, 'time.out');
+  const secs = run('/usr/bin/time', ['-f', '%U %S', '-o', out, cmd, ...args], opts);
+  const [user, system] = readFileSync(out, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  cpuSamples.push(user + system);
   return secs;
 }
 
@@ -141,10 +154,27 @@ function benchLocalStart() {
     { name: 'npurun', measure: () => { const s = run('node', npurunLaunch(runs, [], ['true'])); checkNothingLeft('local start, npurun'); return s; } },
     { name: 'shell loop: 8 × `true &`, wait (floor)', measure: () => run('sh', ['-c', 'for i in 1 2 3 4 5 6 7 8; do true & done; wait']) },
   ];
-  if (torch) contenders.push({ name: 'torchrun --no_python true', measure: () => { const s = run(PY, torchrun(['--no_python'], ['true'])); checkNothingLeft('local start, torchrun'); return s; } });
+  if (torch) {
+    // Its agent looks at the workers every monitor interval, so the default interval also bounds how soon it sees them finish.
+    for (const interval of [torch.monitorInterval, '0.1']) {
+      const tuned = interval === torch.monitorInterval ? ' (default)' : '';
+      contenders.push({
+        name: `torchrun --monitor_interval ${interval}${tuned} --no_python true`,
+        measure: () => { const s = run(PY, torchrun(['--monitor_interval', interval, '--no_python'], ['true'])); checkNothingLeft('local start, torchrun'); return s; },
+      });
+    }
+  }
   const r = rounds(contenders);
   rmSync(runs, { recursive: true, force: true });
-  return compared('local start, 8 no-op ranks (wall time of the launcher)', r, 'npurun');
+  // Context, not contenders: what the interpreters alone cost before either launcher does anything.
+  const contextRuns = Math.min(REPEAT, 3);
+  const nodeAlone = median(Array.from({ length: contextRuns }, () => run('node', [BIN, '--version'])));
+  const torchImport = torch ? median(Array.from({ length: contextRuns }, () => run(PY, ['-c', 'import torch.distributed.run']))) : undefined;
+  return compared('local start, 8 no-op ranks (wall time of the launcher)', r, 'npurun', {
+    remark: `of which starting the interpreter and loading the code: \`npurun --version\` ${fmt(nodeAlone)}` + (torchImport ? `, \`import torch.distributed.run\` ${fmt(torchImport)}` : ''),
+    nodeAloneSecs: nodeAlone,
+    torchImportSecs: torchImport,
+  });
 }
 
 // 2. Failure to all-stopped: rank 3 exits 1 after 1 s, the others sleep 60.
@@ -174,7 +204,10 @@ function benchFailure() {
     return end - Number(readFileSync(stamp, 'utf8'));
   };
   const contenders = [{ name: 'npurun', measure: measure('npurun', 'node', npurunLaunch(runs, [], [PY, failer])) }];
-  if (torch) contenders.push({ name: `torchrun (default --monitor_interval ${torch.monitorInterval} s)`, measure: measure('torchrun', PY, torchrun([], [failer])) });
+  if (torch) {
+    contenders.push({ name: `torchrun --monitor_interval ${torch.monitorInterval} (default)`, measure: measure('torchrun', PY, torchrun([], [failer])) });
+    contenders.push({ name: 'torchrun --monitor_interval 0.1', measure: measure('torchrun-0.1', PY, torchrun(['--monitor_interval', '0.1'], [failer])) });
+  }
   const r = rounds(contenders);
   rmSync(runs, { recursive: true, force: true });
   return compared('failure: rank 3 of 8 exits 1, the others sleep; its exit until the launcher has stopped all and exited', r, 'npurun', {
@@ -199,12 +232,13 @@ function benchLogs() {
   };
   const bytes = { total: 0 };
   const checks = new Map();
+  const cpu = { npurun: [], floor: [] };
   const contenders = [
     {
       name: 'npurun',
       measure: (i) => {
         const runs = join(work, `logs-runs-${i}`);
-        const s = run('node', npurunLaunch(runs, [], [PY, writer]));
+        const s = runCounted(cpu.npurun, 'node', npurunLaunch(runs, [], [PY, writer]));
         checkNothingLeft('log throughput, npurun');
         const dir = join(runs, readdirSync(runs)[0]);
         const perRank = [0, 1, 2, 3, 4, 5, 6, 7].map((r) => join(dir, 'logs', `rank-${r}.log`));
@@ -220,7 +254,7 @@ function benchLogs() {
       measure: (i) => {
         const d = join(work, `logs-floor-${i}`);
         mkdirSync(d);
-        const s = run('sh', ['-c', `for r in 0 1 2 3 4 5 6 7; do RANK=$r ${PY} ${writer} > ${d}/rank$r.log & done; wait`]);
+        const s = runCounted(cpu.floor, 'sh', ['-c', `for r in 0 1 2 3 4 5 6 7; do RANK=$r ${PY} ${writer} > ${d}/rank$r.log & done; wait`]);
         checks.set('floor', expectCounts('floor', readdirSync(d).map((f) => join(d, f)), LINES));
         rmSync(d, { recursive: true, force: true });
         return s;
@@ -230,10 +264,11 @@ function benchLogs() {
   if (torch) {
     for (const mode of ['redirects', 'tee']) {
       contenders.push({
-        name: mode === 'tee' ? 'torchrun --tee 3 --log_dir (files + prefixed console, to /dev/null)' : 'torchrun --redirects 3 --log_dir (files only)',
+        // At the default 5 s monitor interval torchrun's time would be its polling, not its logging.
+        name: `torchrun --monitor_interval 0.1 --${mode} 3 --log_dir` + (mode === 'tee' ? ' (files + prefixed console, to /dev/null)' : ' (files only)'),
         measure: (i) => {
           const d = join(work, `logs-torch-${mode}-${i}`);
-          const s = run(PY, torchrun([`--${mode}`, '3', '--log_dir', d], [writer]));
+          const s = runCounted((cpu[`torchrun --${mode}`] = cpu[`torchrun --${mode}`] ?? []), PY, torchrun(['--monitor_interval', '0.1', `--${mode}`, '3', '--log_dir', d], [writer]));
           checkNothingLeft(`log throughput, torchrun --${mode}`);
           checks.set(`torchrun --${mode}`, expectCounts(`torchrun --${mode} stdout.log`, filesNamed(d, 'stdout.log'), LINES));
           rmSync(d, { recursive: true, force: true });
@@ -247,7 +282,10 @@ function benchLogs() {
   notes.push(`log throughput, line counts (${LINES} per rank; npurun: per-rank logs and merged.log): ${verified}`);
   return compared(`log throughput, 8 ranks × ${LINES} lines, everything saved (wall time)`, r, 'npurun', {
     mibPerSecond: bytes.total / 2 ** 20 / r.npurun.secs,
-    remark: `npurun saves each line twice (per-rank log and merged.log): ${(bytes.total / 2 ** 20).toFixed(0)} MiB of rank output at ${(bytes.total / 2 ** 20 / r.npurun.secs).toFixed(0)} MiB/s`,
+    cpuSeconds: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, { median: median(v.slice(WARMUP)), samples: v.slice(WARMUP) }])),
+    remark:
+      `npurun saves each line twice (per-rank log and merged.log): ${(bytes.total / 2 ** 20).toFixed(0)} MiB of rank output at ${(bytes.total / 2 ** 20 / r.npurun.secs).toFixed(0)} MiB/s; ` +
+      `CPU seconds (user + system, launcher and ranks): ${Object.entries(cpu).filter(([, v]) => v.length > WARMUP).map(([k, v]) => `${k} ${median(v.slice(WARMUP)).toFixed(2)}`).join(', ')}`,
   });
 }
 
@@ -340,10 +378,23 @@ function environment() {
     torch: torch ? torch.version : 'not installed',
     pdsh: firstLine('pdsh -V 2>&1') || 'not installed',
     npurun: `${firstLine(`node '${BIN}' --version 2>/dev/null`) || 'npurun ?'} at ${commit || '?'}${dirty}`,
-    loadAtStart: loadavg()[0],
+    busyAtStart: cpuBusyFraction(),
     repeat: REPEAT,
     warmup: WARMUP,
   };
+}
+
+/** Share of all CPUs busy over one second, from /proc/stat (the load average still counts the build). */
+function cpuBusyFraction() {
+  const sample = () => {
+    const [, ...fields] = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).map(Number);
+    const idle = fields[3] + fields[4];
+    return { idle, total: fields.reduce((a, b) => a + b, 0) };
+  };
+  const a = sample();
+  sh('sleep 1');
+  const b = sample();
+  return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
 }
 
 function probeTorch() {
@@ -365,7 +416,7 @@ const env = environment();
 process.stderr.write(`npurun bench: node ${env.node}, ${env.cores} cores, rows ${ROWS.join(',')}, median of ${REPEAT} after ${WARMUP} warm-up round(s)\n`);
 if (torch && ROWS.some((r) => ['local', 'failure', 'logs'].includes(r))) notes.push('torchrun is Debian\'s python3-torch run through bench/torchrun_patched.py: as shipped it crashes on Python 3.11 in Std.from_str on every launch; the wrapper fixes only that');
 else if (!torch) notes.push(`torchrun columns skipped: ${process.env.BENCH_TORCH === '0' ? 'BENCH_TORCH=0' : `no torch for ${PY}`}`);
-if (env.loadAtStart > 0.5) notes.push(`the machine was busy when the bench started (load ${env.loadAtStart.toFixed(2)}): numbers are noisier than usual`);
+if (env.busyAtStart > 0.2) notes.push(`something else was using ${(env.busyAtStart * 100).toFixed(0)}% of the CPUs when the bench started: numbers are noisier than usual`);
 
 const benches = { local: benchLocalStart, failure: benchFailure, logs: benchLogs, ranktable: benchRankTable, fanout: benchFanOut };
 for (const key of ROWS) {

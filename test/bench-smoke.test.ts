@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +26,8 @@ interface Results {
 
 it('bench, cut down to a small log row and two rank-table sizes, reports ratios and verified line counts', () => {
   requireBuild();
-  const out = join(mkdtempSync(join(tmpdir(), 'npurun-bench-smoke-')), 'results.json');
+  const dir = mkdtempSync(join(tmpdir(), 'npurun-bench-smoke-'));
+  const out = join(dir, 'results.json');
   const r = spawnSync(process.execPath, ['--expose-gc', join(ROOT, 'bench', 'bench.mjs')], {
     cwd: ROOT,
     encoding: 'utf8',
@@ -38,6 +39,7 @@ it('bench, cut down to a small log row and two rank-table sizes, reports ratios 
   expect(r.stdout).toContain('| measurement | npurun | compared with | its time | npurun ÷ it |');
 
   const results = JSON.parse(readFileSync(out, 'utf8')) as Results;
+  rmSync(dir, { recursive: true, force: true });
   expect(results.problems).toEqual([]);
   expect(results.environment.node).toBe(process.version);
 
