@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeHost } from '../src/devices/probe.js';
 import { CLUSTER_SH, describeCluster, startCluster, type Cluster, type SimHost } from './cluster/index.js';
 
@@ -21,6 +21,12 @@ async function netnsOfPrefix(): Promise<string[]> {
     .filter((name) => name.startsWith('npc-'));
 }
 
+/** Whether a process runs (a killed one may stay a zombie until init reaps it). */
+function alive(pid: number): boolean {
+  const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
+  return stat !== '' && !/^\d+ \(.*\) Z/.test(stat);
+}
+
 async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
   let value = await probe();
@@ -37,13 +43,14 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
   const host = (i: number) => cluster().hosts[i] as SimHost;
 
   beforeAll(async () => {
-    c = await startCluster(5, (i) =>
+    c = await startCluster(6, (i) =>
       [
         { unhealthy: [3], held: [{ device: 5, pid: 271828 }] },
         { devices: 4, noHccnEntry: [1], noAddress: [2] },
         { chip: 'A3' as const },
         { wrongHostKey: true },
-        { noSshd: true },
+        { noSshd: true, noDriver: true },
+        { chip: 'A3' as const, devices: 7, missing: [2], unhealthy: [6], held: [{ device: 5, pid: 4242 }, { device: 5, pid: 4243 }] },
       ][i] ?? {},
     );
   });
@@ -90,7 +97,7 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
         const r = await ssh(cluster(), host(i), 'sh -s', script);
         return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? null };
       });
-    const [h1, h2, h3] = await Promise.all([probe(0), probe(1), probe(2)]);
+    const [h1, h2, h3, h6] = await Promise.all([probe(0), probe(1), probe(2), probe(5)]);
     expect(h1.hostname).toBe('h1');
     expect(h1.problems).toEqual(['device 3 health is Warning', 'device 5 is held by pid 271828 (python3)']);
     expect(h1.devices.map((d) => d.deviceIp)).toEqual(Object.values(host(0).deviceIps));
@@ -106,7 +113,17 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     expect(host(1).deviceIps).toEqual({ 0: '192.168.2.100', 1: '192.168.2.101', 3: '192.168.2.103' });
 
     expect(h3.devices.map((d) => [d.npuId, d.chipId, d.deviceId])).toEqual(Array.from({ length: 16 }, (_, id) => [id >> 1, id & 1, id]));
-    const all = [h1, h2, h3].flatMap((h) => h.devices.flatMap((d) => (d.deviceIp ? [d.deviceIp] : [])));
+    // A3 with 7 devices, device 2 missing: NPU 1 keeps chip 1 only, NPU 3 chip 0 only.
+    expect(h6.devices.map((d) => [d.npuId, d.chipId, d.deviceId, d.health])).toEqual([
+      [0, 0, 0, 'OK'],
+      [0, 1, 1, 'OK'],
+      [1, 1, 3, 'OK'],
+      [2, 0, 4, 'OK'],
+      [2, 1, 5, 'OK'],
+      [3, 0, 6, 'Warning'],
+    ]);
+    expect(h6.problems).toEqual(['device 5 is held by pid 4242 (python3)', 'device 5 is held by pid 4243 (python3)', 'device 6 health is Warning']);
+    const all = [h1, h2, h3, h6].flatMap((h) => h.devices.flatMap((d) => (d.deviceIp ? [d.deviceIp] : [])));
     expect(new Set(all).size).toBe(all.length);
   });
 
@@ -120,7 +137,7 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     expect(left.map((l) => [l.host, l.cmdline])).toEqual([['h1', 'sleep 30']]);
     const pid = (left[0] as { pid: number }).pid;
     expect(await cluster().pids(host(0))).toEqual([pid]);
-    for (const i of [1, 2, 3, 4]) expect(await cluster().pids(host(i))).toEqual([]);
+    for (const i of [1, 2, 3, 4, 5]) expect(await cluster().pids(host(i))).toEqual([]);
 
     expect((await cluster().exec(host(0), ['kill', String(pid)])).code).toBe(0);
     expect(await cluster().waitForNoLeftovers()).toEqual([]);
@@ -133,8 +150,10 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     const refused = await ssh(cluster(), host(4), 'true');
     expect(refused.exitCode).toBe(255);
     expect(refused.stderr).toMatch(/Connection refused/);
-    // Without sshd the host still exists for exec.
-    expect((await cluster().exec(host(4), ['hostname'])).stdout).toBe('h5');
+    // Without sshd the host still exists for exec; this one has no Ascend driver either.
+    const h5 = await cluster().exec(host(4), ['sh', '-c', 'hostname; ls /usr/local/Ascend; ls -d /usr/local/bin']);
+    expect(h5.stdout).toBe('h5\n/usr/local/bin');
+    expect(h5.stderr).toMatch(/cannot access '\/usr\/local\/Ascend'/);
   });
 
   it('a cut link makes a host unreachable until it is restored', async () => {
@@ -167,7 +186,7 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     const orphanPid = Number(orphan.stdout.trim());
     c = await startCluster(1);
     expect(await netnsOfPrefix()).toEqual(['npc-h1']);
-    expect(existsSync(`/proc/${orphanPid}`)).toBe(false);
+    expect(alive(orphanPid)).toBe(false);
     expect((await ssh(cluster(), host(0), 'echo ok')).stdout).toBe('ok');
     await cluster().stop();
   });
@@ -182,5 +201,30 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     process.stdout.write(`16-host cluster: setup ${setupMs} ms, all answering after ${Date.now() - started} ms\n`);
     await cluster().stop();
     expect(await netnsOfPrefix()).toEqual([]);
+  });
+});
+
+// The skip and the CI failure are what a machine without root sees: run this file as nobody.
+describe.runIf(process.getuid?.() === 0)('test cluster prerequisites, as a user without root', () => {
+  const asNobody = (ci: string) =>
+    execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node_modules/.bin/vitest', 'run', 'test/cluster.test.ts', '--configLoader', 'runner'], {
+      reject: false,
+      cwd: new URL('..', import.meta.url),
+      env: { CI: ci, HOME: '/nonexistent', NO_COLOR: '1' },
+      all: true,
+    });
+
+  it('skips the cluster suite with a one-line reason', async () => {
+    const r = await asNobody('');
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.all).toContain('skipping "test cluster: namespaced Ascend hosts behind real sshd": test cluster unavailable: needs root');
+    // Every test of the file skipped, none run.
+    expect(r.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
+  });
+
+  it('fails instead under CI=true', async () => {
+    const r = await asNobody('true');
+    expect(r.exitCode).toBe(1);
+    expect(r.all).toContain('test cluster unavailable (CI=true makes this a failure): needs root');
   });
 });

@@ -300,6 +300,10 @@ busy_reason() { # why $DIR or the subnet is taken by someone else ("" if free)
 up() {
   local count=$1 h waited=0 reason
   [[ $count =~ ^[0-9]+$ ]] && [ "$count" -ge 1 ] && [ "$count" -le 16 ] || die "up: 1 to 16 hosts, not '$count'"
+  for key in "${!OPT[@]}"; do
+    h=${key%%:*}
+    [ "$h" = all ] || { [ "$h" -ge 1 ] && [ "$h" -le "$count" ]; } || die "option for host $h, but hosts are 1..$count"
+  done
   [ "$(id -u)" = 0 ] || die "needs root (network namespaces, mounts)"
   for tool in ip unshare nsenter flock ssh-keygen /usr/sbin/sshd; do command -v "$tool" > /dev/null || die "missing $tool"; done
 
