@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HostFacts } from '../src/devices/types.js';
+import { simulatedHostFacts } from '../src/devices/simulate.js';
 import { NpurunError } from '../src/errors.js';
 import { splitCpus } from '../src/plan/cpus.js';
 import { resolveJob, type JobFlags } from '../src/plan/job.js';
@@ -153,14 +154,14 @@ describe('tensorflow profile', () => {
 });
 
 describe('torch profile', () => {
-  it('1 host x 8: no rank table, no ASCEND_RT_VISIBLE_DEVICES (torch_npu picks the device from LOCAL_RANK)', () => {
+  it('1 host x 8: no rank table; ASCEND_RT_VISIBLE_DEVICES lists the chosen devices, LOCAL_RANK indexes them', () => {
     const p = plan({ profile: 'torch', hosts: 1 });
     expect(p.rankTable).toBeUndefined();
     expect(p.rankTablePath).toBeUndefined();
     expect(p.ranks[2]!.env).toEqual({
       ...common(2, 2, 0, 2, 8, 'torch', 1),
       MASTER_ADDR: '10.0.0.11', MASTER_PORT: '29500', RANK: '2', WORLD_SIZE: '8', LOCAL_RANK: '2', LOCAL_WORLD_SIZE: '8',
-      NODE_RANK: '0', GROUP_RANK: '0', ROLE_RANK: '2', ROLE_WORLD_SIZE: '8',
+      NODE_RANK: '0', GROUP_RANK: '0', ROLE_RANK: '2', ROLE_WORLD_SIZE: '8', ASCEND_RT_VISIBLE_DEVICES: '0,1,2,3,4,5,6,7',
     });
   });
 
@@ -169,7 +170,7 @@ describe('torch profile', () => {
     expect(p.ranks[6]!.env).toEqual({
       ...common(6, 0, 3, 0, 8, 'torch', 4),
       MASTER_ADDR: '10.0.0.11', MASTER_PORT: '29999', RANK: '6', WORLD_SIZE: '8', LOCAL_RANK: '0', LOCAL_WORLD_SIZE: '2',
-      NODE_RANK: '3', GROUP_RANK: '3', ROLE_RANK: '6', ROLE_WORLD_SIZE: '8',
+      NODE_RANK: '3', GROUP_RANK: '3', ROLE_RANK: '6', ROLE_WORLD_SIZE: '8', ASCEND_RT_VISIBLE_DEVICES: '0,1',
     });
   });
 
@@ -194,7 +195,7 @@ describe('msrun profile', () => {
     // As msrun starts it: the scheduler has no MS_NODE_ID and no device.
     expect(p.ranks[0]!.env).toEqual({ ...common(-1, -1, 0, '', 8, 'msrun', 1), ...msrun, MS_ROLE: 'MS_SCHED' });
     expect(p.ranks[0]!.cpus).toEqual([]);
-    expect(p.ranks[8]!.env).toEqual({ ...common(7, 7, 0, 7, 8, 'msrun', 1), ...msrun, MS_ROLE: 'MS_WORKER', MS_NODE_ID: '7', DEVICE_ID: '7' });
+    expect(p.ranks[8]!.env).toEqual({ ...common(7, 7, 0, 7, 8, 'msrun', 1), ...msrun, MS_ROLE: 'MS_WORKER', MS_NODE_ID: '7', DEVICE_ID: '7', ASCEND_RT_VISIBLE_DEVICES: '0,1,2,3,4,5,6,7' });
     expect(p.ranks[0]!.cwd).toBe('/work/train_parallelsched');
   });
 
@@ -202,6 +203,54 @@ describe('msrun profile', () => {
     const p = plan({ profile: 'msrun', hosts: 4, flags: { devices: '6,7' } });
     expect(p.ranks.map((r) => `${r.label}@${r.host}`)).toEqual(['sched@h1', '0@h1', '1@h1', '2@h2', '3@h2', '4@h3', '5@h3', '6@h4', '7@h4']);
     expect(p.ranks[6]!.env).toMatchObject({ MS_ROLE: 'MS_WORKER', MS_NODE_ID: '5', DEVICE_ID: '1', NPURUN_DEVICE_ID: '7', MS_WORKER_NUM: '8', MS_SCHED_HOST: '10.0.0.11' });
+    // Local index 1 of "6,7" is physical device 7: msrun's DEVICE_ID is logical.
+    expect(p.ranks[6]!.env.ASCEND_RT_VISIBLE_DEVICES).toBe('6,7');
+    expect(p.ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
+  });
+});
+
+describe('ASCEND_RT_VISIBLE_DEVICES for profiles that pick the device by local index', () => {
+  it('torch on devices 2,5,7: the rank with LOCAL_RANK i runs on the i-th listed device', () => {
+    const p = plan({ profile: 'torch', hosts: 2, flags: { devices: '2,5,7' } });
+    expect(p.ranks.map((r) => [r.env.LOCAL_RANK, r.env.ASCEND_RT_VISIBLE_DEVICES, r.deviceId])).toEqual([
+      ['0', '2,5,7', 2], ['1', '2,5,7', 5], ['2', '2,5,7', 7], ['0', '2,5,7', 2], ['1', '2,5,7', 5], ['2', '2,5,7', 7],
+    ]);
+  });
+
+  it('auto leaves the unhealthy and held devices out of the list, per host', () => {
+    const p = plan({ profile: 'msrun', hosts: 2, flags: { nprocPerNode: 6 }, tweak: (i, f) => {
+      f.devices[i === 1 ? 3 : 0]!.health = 'Warning';
+      f.devices[5]!.processes = [{ pid: 1 }];
+    } });
+    const workers = p.ranks.filter((r) => r.role === 'rank');
+    expect(workers.filter((r) => r.host === 'h1').map((r) => `${r.env.DEVICE_ID}:${r.deviceId}`)).toEqual(['0:0', '1:1', '2:2', '3:4', '4:6', '5:7']);
+    expect(workers[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBe('0,1,2,4,6,7');
+    expect(workers[6]!.env.ASCEND_RT_VISIBLE_DEVICES).toBe('1,2,3,4,6,7');
+  });
+
+  it('npu-smi listing devices out of order still gives ascending ids and ranks', () => {
+    const p = plan({ profile: 'torch', hosts: 1, tweak: (_i, f) => f.devices.reverse() });
+    expect(p.ranks.map((r) => r.deviceId)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('not for rank-table profiles (DEVICE_ID is physical), not on CPU-only hosts; the user\'s value wins', () => {
+    expect(plan({ profile: 'mindspore', hosts: 1, flags: { devices: '4-7' } }).ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
+    expect(plan({ profile: 'tensorflow', hosts: 1 }).ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
+    expect(plan({ profile: 'torch', hosts: 1, flags: { nprocPerNode: 2 }, tweak: (_i, f) => (f.devices = []) }).ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
+    expect(plan({ profile: 'torch', hosts: 1, flags: { devices: '0,1', env: ['ASCEND_RT_VISIBLE_DEVICES=4,5'] } }).ranks[1]!.env.ASCEND_RT_VISIBLE_DEVICES).toBe('4,5');
+  });
+});
+
+describe('this machine with simulated NPUs (the demo)', () => {
+  it('8 simulated devices on the local host: loopback interface, rank table with the simulated device IPs', () => {
+    const job = resolveJob(undefined, { command: ['python', 'train.py'], env: [], profile: 'mindspore' }, '/w');
+    const local: HostSpec = { name: 'me', address: '127.0.0.1', local: true, devices: 'auto' };
+    const simulated = simulatedHostFacts(8, { hostname: 'me' });
+    const p = planRun({ runId: RUN, job, hosts: [local], facts: { me: simulated } });
+    expect(p.ranks).toHaveLength(8);
+    expect(p.rankTable?.server_list[0]?.server_id).toBe('127.0.0.1');
+    expect(p.rankTable?.server_list[0]?.device.map((d) => d.device_ip)).toEqual(simulated.devices.map((d) => d.deviceIp));
+    expect(p.ranks[7]!.env).toMatchObject({ RANK_ID: '7', DEVICE_ID: '7', RANK_SIZE: '8', GLOO_SOCKET_IFNAME: 'lo', HCCL_IF_IP: '127.0.0.1' });
   });
 });
 

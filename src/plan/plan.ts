@@ -61,7 +61,8 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
     }
     ids = requested;
   } else {
-    ids = facts.devices.filter((d) => !deviceUsable(d, needIp)).map((d) => d.deviceId);
+    // Ascending, like the other device lists: local rank i is then the i-th id of ASCEND_RT_VISIBLE_DEVICES.
+    ids = facts.devices.filter((d) => !deviceUsable(d, needIp)).map((d) => d.deviceId).sort((a, b) => a - b);
     if (ids.length === 0) throw new NpurunError('unreachable', `host ${host.name}: no usable device (${facts.problems.join('; ')})`);
   }
   if (count !== undefined) {
@@ -225,7 +226,8 @@ export function planRun(input: PlanInput): RunPlan {
         env.NPURUN_CKPT_SAVE = saves ? '1' : '0';
         env.NPURUN_CKPT_DIR = fill(job.checkpoint.dir ?? 'ckpt_{rank}', { rank, local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name });
       }
-      Object.assign(env, profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId }));
+      const visibleDevices = c.devices.every((d) => d !== null) ? c.devices.join(',') : undefined;
+      Object.assign(env, profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId, visibleDevices }));
       let argv = job.command;
       if (input.resume && role === 'rank') {
         const path = input.resume.byLabel[label] ?? input.resume.fallback;
@@ -257,12 +259,18 @@ interface RankContext {
   masterAddr: string;
   masterPort: number;
   runId: string;
+  /** The host's chosen physical ids, ascending ("2,5,7"); undefined on CPU-only hosts. */
+  visibleDevices: string | undefined;
 }
 
 /** CANN's JOB_ID: letters, digits, '-' and '_', not a number starting with 0 (run ids already are). */
 export function jobId(runId: string): string {
   const id = runId.replace(/[^A-Za-z0-9_-]/g, '-');
   return /^0\d*$/.test(id) || id === '' ? `npurun-${id}` : id;
+}
+
+function visible(r: RankContext): Record<string, string> {
+  return r.visibleDevices === undefined ? {} : { ASCEND_RT_VISIBLE_DEVICES: r.visibleDevices };
 }
 
 /** The variables each framework reads (names from the MindSpore, ModelZoo-TensorFlow and torch_npu launchers). */
@@ -294,7 +302,8 @@ export function profileEnv(job: JobSpec, r: RankContext): Record<string, string>
         MS_SCHED_HOST: r.masterAddr,
         MS_SCHED_PORT: String(r.masterPort),
         MS_WORKER_NUM: String(r.worldSize),
-        ...(r.role === 'scheduler' ? {} : { MS_NODE_ID: String(r.rank), DEVICE_ID: String(r.local) }),
+        // DEVICE_ID is the local index: it only names the chosen device through ASCEND_RT_VISIBLE_DEVICES.
+        ...(r.role === 'scheduler' ? {} : { MS_NODE_ID: String(r.rank), DEVICE_ID: String(r.local), ...visible(r) }),
         RANK_SIZE: String(r.worldSize),
       };
     case 'torch':
@@ -310,6 +319,8 @@ export function profileEnv(job: JobSpec, r: RankContext): Record<string, string>
         GROUP_RANK: String(r.nodeRank),
         ROLE_RANK: String(r.rank),
         ROLE_WORLD_SIZE: String(r.worldSize),
+        // torch_npu scripts pick npu:LOCAL_RANK: without this, devices 2,5,7 would run on 0,1,2.
+        ...visible(r),
       };
   }
 }
