@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { NpurunError } from '../src/errors.js';
 import { checkVisibleDevices, loadJobFile, resolveJob, splitCommand, type JobFlags } from '../src/plan/job.js';
@@ -12,6 +13,7 @@ const jobFile = (name: string, text: string) => {
   return p;
 };
 const noFlags: JobFlags = { command: [], env: [] };
+const fixtures = fileURLToPath(new URL('./fixtures/jobs/', import.meta.url));
 
 describe('job defaults', () => {
   it('a bare command gets every documented default', () => {
@@ -135,6 +137,20 @@ describe('command strings are split like a shell, never run by one', () => {
     expect(splitCommand(text, 'cmd')).toEqual(words);
   });
 
+  it('backslash-newline joins lines as sh does, except inside single quotes', () => {
+    expect(splitCommand('python train.py \\\n  --lr 0.1 \\\n', 'cmd')).toEqual(['python', 'train.py', '--lr', '0.1']);
+    expect(splitCommand('a"b\\\nc" d\\\ne', 'cmd')).toEqual(['abc', 'de']);
+    expect(splitCommand("'x\\\ny'", 'cmd')).toEqual(['x\\\ny']);
+  });
+
+  it('a `command: |` block pasted from a shell script: continuations joined, placeholders filled', () => {
+    const file = `${fixtures}resnext101-multiline.yaml`;
+    expect(resolveJob(loadJobFile(file), noFlags, '/w').command).toEqual([
+      'python', `${fixtures.replace(/\/$/, '')}/train.py`, '--data_path=/data/imagenet train', '--ckpt_interval=5', '--ckpt_save_max=5',
+      '--is_save_on_master=1', '--note', 'kept \\\nliterally',
+    ]);
+  });
+
   it('an unterminated quote is an input error', () => {
     expect(() => splitCommand(`a 'b`, 'job.yaml: command')).toThrow(/job\.yaml: command: unterminated ' quote/);
   });
@@ -198,6 +214,31 @@ describe('bad job input names the file, the field and what was expected', () => 
     expect(() => resolveJob(f, noFlags, '/w')).toThrow(/ph\.yaml: command: placeholder \{vars\.nope\} has no value; expected vars\.nope in the job file/);
     const g = loadJobFile(jobFile('ph2.yaml', 'command: [x]\nargs_template: ["--every={ckpt.interval}"]\ncheckpoint: { keep_max: 2 }\n'));
     expect(() => resolveJob(g, noFlags, '/w')).toThrow(/ph2\.yaml: args_template: placeholder \{ckpt\.interval\} has no value; expected checkpoint\.interval in the job file/);
+  });
+
+  it.each<[string, RegExp]>([
+    ['bad-ckpt-placeholder.yaml', /bad-ckpt-placeholder\.yaml: command: unknown placeholder \{ckpt\.every\}; expected one of \{ckpt\.interval\} \{ckpt\.unit\} \{ckpt\.keep_max\} \{ckpt\.master_only\} \{ckpt\.dir\}/],
+    ['bad-blank-command.yaml', /bad-blank-command\.yaml: command: names no program; expected the program to run/],
+    ['bad-visible-devices.yaml', /bad-visible-devices\.yaml: env\.ASCEND_RT_VISIBLE_DEVICES: ASCEND_RT_VISIBLE_DEVICES="1, 2,3" must be ascending ids joined by commas without spaces/],
+  ])('fixtures/jobs/%s is refused when resolved', (name, message) => {
+    const f = loadJobFile(`${fixtures}${name}`);
+    let caught: unknown;
+    try {
+      resolveJob(f, noFlags, '/w');
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(NpurunError);
+    expect((caught as NpurunError).message).toMatch(message);
+    expect((caught as NpurunError).kind).toBe('input');
+  });
+
+  it('an unquoted number in env: the message says to quote it', () => {
+    expect(() => loadJobFile(`${fixtures}bad-env-unquoted.yaml`)).toThrow(/bad-env-unquoted\.yaml: invalid job file: env\.HCCL_CONNECT_TIMEOUT: expected string, got number 1 \(a string: quote numbers and booleans in YAML, e\.g\. "1"\)/);
+  });
+
+  it('an empty program name after -- is refused too', () => {
+    expect(() => resolveJob(undefined, { command: [''], env: [] }, '/w')).toThrow(/^flags: command: names no program/);
   });
 
   it('a profile flag that is not a profile, and no command at all', () => {

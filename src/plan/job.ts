@@ -59,7 +59,8 @@ export function loadJobFile(file: string): JobFile {
  * Splits a command string into words the way a POSIX shell splits them, without running one:
  * whitespace separates words; 'single quotes' keep everything literally; "double quotes" keep
  * everything literally except the escapes \" \\ \$ \`; outside quotes a backslash keeps the next
- * character. Nothing is expanded: $VAR, $(...), `...`, globs and ~ reach the program as written.
+ * character; backslash-newline outside single quotes joins lines. Nothing is expanded: $VAR,
+ * $(...), `...`, globs and ~ reach the program as written.
  */
 export function splitCommand(text: string, where: string): string[] {
   const words: string[] = [];
@@ -73,11 +74,15 @@ export function splitCommand(text: string, where: string): string[] {
       else cur += c;
     } else if (quote === '"') {
       if (c === '"') quote = undefined;
+      else if (c === '\\' && text[i + 1] === '\n') i++;
       else if (c === '\\' && i + 1 < text.length && '"\\$`'.includes(text[i + 1] as string)) cur += text[++i];
       else cur += c;
     } else if (c === "'" || c === '"') {
       quote = c;
       inWord = true;
+    } else if (c === '\\' && text[i + 1] === '\n') {
+      // A line continuation, as in a `command: |` block copied from a shell script: no character at all.
+      i++;
     } else if (c === '\\' && i + 1 < text.length) {
       cur += text[++i];
       inWord = true;
@@ -109,10 +114,16 @@ export function checkVisibleDevices(value: string, where: string): void {
   if (ids.some((id, i) => i > 0 && id <= (ids[i - 1] as number))) throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must list ids in ascending order`);
 }
 
+/** The checkpoint policy's placeholders, {ckpt.<key>}. */
+const CKPT_PLACEHOLDERS = ['interval', 'unit', 'keep_max', 'master_only', 'dir'];
+
 /** Fills {ckpt.*}, {vars.*} and {job_dir} in one argument of the job file's command or args_template. */
 function substitute(arg: string, values: Record<string, string>, where: string): string {
   return arg.replace(/\{((?:ckpt|vars)\.[A-Za-z0-9_]+|job_dir)\}/g, (_, key: string) => {
     const v = values[key];
+    if (key.startsWith('ckpt.') && !CKPT_PLACEHOLDERS.includes(key.slice(5))) {
+      throw inputError(where, `unknown placeholder {${key}}; expected one of ${CKPT_PLACEHOLDERS.map((k) => `{ckpt.${k}}`).join(' ')}`);
+    }
     if (v === undefined) {
       const source = key.startsWith('vars.') ? `vars.${key.slice(5)}` : `checkpoint.${key.slice(5)}`;
       throw inputError(where, `placeholder {${key}} has no value; expected ${source} in the job file`);
@@ -182,6 +193,8 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   else if (Array.isArray(f.command)) command = f.command.map((a) => substitute(a, values, `${where}: command`));
   else if (typeof f.command === 'string') command = splitCommand(f.command, `${where}: command`).map((a) => substitute(a, values, `${where}: command`));
   else throw inputError('npurun launch', 'no command to run: give it after `--` or as `command:` in the job file');
+  // A command string of blanks and line continuations splits into no words at all.
+  if (command.length === 0 || command[0] === '') throw inputError(`${where}: command`, 'names no program; expected the program to run and its arguments');
   // args_template hands the checkpoint policy and vars to the script's own flags, whichever command runs.
   for (const arg of f.args_template ?? []) command = [...command, substitute(arg, values, `${where}: args_template`)];
 
