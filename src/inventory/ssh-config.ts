@@ -10,11 +10,13 @@ import { inputError } from '../errors.js';
  * `IdentityFile` (several; `~` and %d %u %h %r %%), `UserKnownHostsFile` (several per line),
  * `StrictHostKeyChecking` (yes/no/accept-new; ask and unknown values mean yes), `ProxyJump`,
  * `IdentityAgent` (none turns the agent off), `Include` (relative to ~/.ssh, globs in the last
- * component), quoted arguments and trailing `#` comments. `Match` blocks are skipped and reported in
+ * component; inside a Host block its Host blocks apply only to hosts that block matches), quoted arguments and trailing `#` comments. `Match` blocks are skipped and reported in
  * `warnings`; every other keyword is ignored.
  */
 export interface SshConfigBlock {
   patterns: string[];
+  /** Patterns of the Host blocks an Include stood in: they must match too (OpenSSH's conditional include). */
+  within?: string[][];
   /** Keyword (lower case) and its arguments, quotes removed. */
   options: [string, string[]][];
 }
@@ -61,8 +63,9 @@ function expandInclude(pattern: string, home: string): string[] {
   return readdirSync(dir).filter((f) => globMatch(base, f)).sort().map((f) => join(dir, f));
 }
 
-export function parseSshConfig(text: string, home = homedir(), depth = 0): SshConfig {
+export function parseSshConfig(text: string, home = homedir(), depth = 0, within: string[][] = []): SshConfig {
   const config: SshConfig = { blocks: [{ patterns: ['*'], options: [] }], warnings: [] };
+  const guarded = (patterns: string[]): SshConfigBlock => (within.length > 0 ? { patterns, options: [], within } : { patterns, options: [] });
   let current = config.blocks[0] as SshConfigBlock;
   let skipping = false;
   for (const raw of text.split(/\r?\n/)) {
@@ -73,7 +76,7 @@ export function parseSshConfig(text: string, home = homedir(), depth = 0): SshCo
     const key = (m[1] as string).toLowerCase();
     const args = splitConfigArgs(m[2] as string);
     if (key === 'host') {
-      current = { patterns: args, options: [] };
+      current = guarded(args);
       config.blocks.push(current);
       skipping = false;
     } else if (key === 'match') {
@@ -88,7 +91,7 @@ export function parseSshConfig(text: string, home = homedir(), depth = 0): SshCo
       }
       for (const pattern of args) {
         for (const file of expandInclude(pattern, home)) {
-          const inner = parseSshConfig(readFileSync(file, 'utf8'), home, depth + 1);
+          const inner = parseSshConfig(readFileSync(file, 'utf8'), home, depth + 1, [...(current.within ?? []), current.patterns]);
           // An included file's top-level lines belong to the block that included it.
           current.options.push(...(inner.blocks[0] as SshConfigBlock).options);
           config.blocks.push(...inner.blocks.slice(1));
@@ -96,7 +99,7 @@ export function parseSshConfig(text: string, home = homedir(), depth = 0): SshCo
         }
       }
       // Lines after the Include still belong to the including block, but come after what the file added.
-      current = { patterns: current.patterns, options: [] };
+      current = { ...current, options: [] };
       config.blocks.push(current);
     } else if (args.length > 0) {
       current.options.push([key, args]);
@@ -120,7 +123,7 @@ export function hostMatches(patterns: string[], name: string): boolean {
 function optionsFor(config: SshConfig, alias: string): Map<string, string[][]> {
   const out = new Map<string, string[][]>();
   for (const block of config.blocks) {
-    if (!hostMatches(block.patterns, alias)) continue;
+    if (!hostMatches(block.patterns, alias) || !(block.within ?? []).every((p) => hostMatches(p, alias))) continue;
     for (const [k, v] of block.options) {
       const list = out.get(k) ?? [];
       list.push(v);

@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { userInfo } from 'node:os';
 import { hostMatches, parseSshConfig, resolveJumpSpec, resolveSshHost, splitConfigArgs } from '../src/inventory/ssh-config.js';
 
 const home = '/home/u';
@@ -124,6 +125,9 @@ describe('ssh_config resolution', () => {
     const c = config(['Host login', '  HostName 10.9.0.1', '  User jumper', '  Port 2201']);
     expect(resolveJumpSpec('login', c, home)).toMatchObject({ hostname: '10.9.0.1', user: 'jumper', port: 2201 });
     expect(resolveJumpSpec('me@login:22', c, home)).toMatchObject({ hostname: '10.9.0.1', user: 'me', port: 22 });
+    expect(resolveJumpSpec('user@host:2222', undefined, home)).toMatchObject({ hostname: 'host', user: 'user', port: 2222 });
+    expect(resolveJumpSpec('[10.0.0.1]:2200', undefined, home)).toMatchObject({ hostname: '10.0.0.1', port: 2200 });
+    expect(() => resolveJumpSpec('a@b@c:x', undefined, home)).toThrow(/ProxyJump: "a@b@c:x" is not \[user@\]host\[:port\]/);
   });
 });
 
@@ -148,5 +152,55 @@ describe('ssh_config Include', () => {
 
   it('files the glob does not match are not read; other hosts fall through to Host *', () => {
     expect(resolveSshHost('login', cfg, {}, fixtureHome)).toMatchObject({ hostname: 'login', user: 'fallback', port: 22 });
+  });
+});
+
+describe('ssh_config Include in a home of its own', () => {
+  /** A fresh home whose ~/.ssh holds `files` (path relative to .ssh -> text). */
+  function homeWith(files: Record<string, string>): string {
+    const h = mkdtempSync(join(tmpdir(), 'npurun-home-'));
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(join(h, '.ssh', path, '..'), { recursive: true });
+      writeFileSync(join(h, '.ssh', path), text);
+    }
+    return h;
+  }
+  const resolve = (h: string, alias: string) => resolveSshHost(alias, parseSshConfig(readFileSync(join(h, '.ssh', 'config'), 'utf8'), h), {}, h);
+
+  it('a glob, ~/ and absolute paths; files read in name order, a missing file is no error', () => {
+    const h = homeWith({
+      config: 'Include conf.d/*.conf ~/.ssh/extra missing.conf\nHost *\n  Port 2000\n',
+      'conf.d/b.conf': 'Host n1\n  User b-user\n  Port 2002\n',
+      'conf.d/a.conf': 'Host n1\n  User a-user\n',
+      'conf.d/skip.txt': 'Host n1\n  HostName 10.9.9.9\n',
+      extra: 'Host n1\n  HostName 10.1.0.1\n  IdentityFile %d/.ssh/%r@%h\n',
+    });
+    expect(resolve(h, 'n1')).toMatchObject({ hostname: '10.1.0.1', user: 'a-user', port: 2002, identityFiles: [`${h}/.ssh/a-user@10.1.0.1`] });
+    expect(resolve(h, 'other').port).toBe(2000);
+  });
+
+  it('Host blocks of a file included inside a Host block apply only to hosts that block matches', () => {
+    const h = homeWith({
+      config: 'Host gpu-*\n  Include cluster.conf\nHost *\n  User everyone\n',
+      'cluster.conf': 'Host login gpu-1\n  User cluster\n  ProxyJump bastion\n',
+    });
+    expect(resolve(h, 'gpu-1')).toMatchObject({ user: 'cluster', proxyJump: 'bastion' });
+    // OpenSSH never activates them for a host outside gpu-*, even when their own pattern matches.
+    expect(resolve(h, 'login').user).toBe('everyone');
+    expect(resolve(h, 'login').proxyJump).toBeUndefined();
+  });
+
+  it('a file including itself stops at 8 levels with a warning', () => {
+    const h = homeWith({ config: 'Include config\nHost x\n  Port 2222\n' });
+    const cfg = parseSshConfig(readFileSync(join(h, '.ssh', 'config'), 'utf8'), h);
+    expect(cfg.warnings).toEqual(['Include nested more than 8 deep was skipped: "Include config"']);
+    expect(resolveSshHost('x', cfg, {}, h).port).toBe(2222);
+  });
+
+  it('a Match block in an included file is skipped with a warning; the including file goes on', () => {
+    const h = homeWith({ config: 'Include m.conf\nHost y\n  User after\n', 'm.conf': 'Match host y\n  User matched\n' });
+    const cfg = parseSshConfig(readFileSync(join(h, '.ssh', 'config'), 'utf8'), h);
+    expect(cfg.warnings).toEqual(['Match blocks are not supported and were skipped: "Match host y"']);
+    expect(resolveSshHost('y', cfg, {}, h).user).toBe('after');
   });
 });
