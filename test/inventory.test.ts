@@ -53,6 +53,16 @@ describe('YAML inventories', () => {
   });
 });
 
+describe('device selections in a YAML inventory', () => {
+  it('a list of ids, a half-open range, and slots', () => {
+    const hosts = loadInventory(dir + 'good-devices-forms.yaml', { home });
+    expect(hosts.map((h) => [h.address, h.devices, h.slots])).toEqual([
+      ['10.0.0.1', [0, 1], undefined],
+      ['10.0.0.2', [2, 3], 1],
+    ]);
+  });
+});
+
 describe('hostfiles (DeepSpeed/MPI form)', () => {
   it('reads "host slots=N" lines, skipping comments and blank lines', () => {
     const hosts = loadInventory(dir + 'good-hostfile', { home });
@@ -97,6 +107,11 @@ const bad: [file: string, message: RegExp][] = [
   ['bad-top-list.yaml', /bad-top-list\.yaml: not a hosts file: expected a YAML mapping with a `hosts:` list .* or "host slots=N" lines/],
   ['bad-hostfile-token', /bad-hostfile-token:3: unexpected "slot=2" after 10\.0\.0\.2; expected "host slots=N"/],
   ['bad-hostfile-slots', /bad-hostfile-slots:1: slots=x is not a whole number; expected "host slots=N"/],
+  ['bad-hostfile-slots-zero', /bad-hostfile-slots-zero:1: slots=0 is out of range; expected 1 to 16 ranks per host/],
+  ['bad-hostfile-colon', /bad-hostfile-colon:2: "node1:4" is not a host name or IPv4 address; expected "host slots=N"/],
+  ['bad-neither-ini', /bad-neither-ini:2: "\[servers\]" is not a host name or IPv4 address; expected "host slots=N"/],
+  ['bad-neither-prose.txt', /bad-neither-prose\.txt: invalid hosts file: \(top level\): unknown key "These are our servers"; expected one of defaults, hosts/],
+  ['bad-binary', /bad-binary: not a hosts file \(binary content\): expected a YAML mapping with a `hosts:` list or "host slots=N" lines/],
   ['bad-hostfile-duplicate', /bad-hostfile-duplicate:2: "10\.0\.0\.1" is listed twice \(also line 1\)/],
   ['bad-hostfile-empty', /bad-hostfile-empty: no hosts listed; expected at least one host/],
   ['missing-file.yaml', /missing-file\.yaml: cannot read hosts file: ENOENT/],

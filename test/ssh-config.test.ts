@@ -177,6 +177,10 @@ describe('ssh_config Include in a home of its own', () => {
     });
     expect(resolve(h, 'n1')).toMatchObject({ hostname: '10.1.0.1', user: 'a-user', port: 2002, identityFiles: [`${h}/.ssh/a-user@10.1.0.1`] });
     expect(resolve(h, 'other').port).toBe(2000);
+    // An absolute path is read where it is, not under ~/.ssh.
+    const abs = homeWith({ config: 'Host *\n  User x\n' });
+    const cfg = parseSshConfig(`Include ${abs}/.ssh/config\n`, h);
+    expect(resolveSshHost('anything', cfg, {}, h).user).toBe('x');
   });
 
   it('Host blocks of a file included inside a Host block apply only to hosts that block matches', () => {

@@ -108,12 +108,13 @@ export function parseHostfile(text: string, file: string): HostfileLine[] {
     const where = `${file}:${i + 1}`;
     const [address, ...rest] = line.split(/\s+/) as [string, ...string[]];
     if (!/^[A-Za-z0-9_.-]+$/.test(address) || address.startsWith('-')) {
-      throw inputError(where, `"${address}" is not a host name or IPv4 address; expected "host slots=N"`);
+      // JSON quoting shows control characters instead of printing them.
+      throw inputError(where, `${JSON.stringify(address)} is not a host name or IPv4 address; expected "host slots=N"`);
     }
     let slots: number | undefined;
     for (const token of rest) {
       const m = /^slots=(.*)$/.exec(token);
-      if (!m) throw inputError(where, `unexpected "${token}" after ${address}; expected "host slots=N"`);
+      if (!m) throw inputError(where, `unexpected ${JSON.stringify(token)} after ${address}; expected "host slots=N"`);
       if (slots !== undefined) throw inputError(where, `slots given twice; expected "host slots=N"`);
       if (!/^\d+$/.test(m[1] as string)) throw inputError(where, `slots=${m[1]} is not a whole number; expected "host slots=N"`);
       slots = Number(m[1]);
@@ -143,6 +144,7 @@ export function loadInventory(file: string, opts: InventoryOptions = {}): HostSp
   } catch (err) {
     throw new NpurunError('input', `${file}: cannot read hosts file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+  if (text.includes('\0')) throw inputError(file, 'not a hosts file (binary content): expected a YAML mapping with a `hosts:` list or "host slots=N" lines');
   let parsed: unknown;
   let yamlBroken = false;
   try {
