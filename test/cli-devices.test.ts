@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { HostFacts } from '../src/devices/types.js';
+import { ensureBuilt, NPURUN_BIN } from './helpers/cli-build.js';
 
-const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
 const FIX = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
 /** PATH and NPURUN_HCCN_CONF for stand-in npu-smi / hccn_tool printing fixture text, like a real server. */
@@ -18,7 +18,9 @@ function standIns(npuSmiFixture: string, hccnConf = `${FIX}hccn.conf.server-a`):
   chmodSync(join(bin, 'hccn_tool'), 0o755);
   return { PATH: `${bin}:/usr/bin:/bin`, NPURUN_HCCN_CONF: hccnConf };
 }
-const npurun = (args: string[], env: Record<string, string> = {}) => execa('node', [BIN, ...args], { reject: false, env: { NO_COLOR: '1', ...env } });
+const npurun = (args: string[], env: Record<string, string> = {}) => execa('node', [NPURUN_BIN, ...args], { reject: false, env: { NO_COLOR: '1', ...env } });
+
+beforeAll(ensureBuilt);
 
 describe('npurun devices as a process', () => {
   it('910B stand-ins: a table of every device with its address and source, the Warning and held devices named; exit 1', async () => {
@@ -74,6 +76,9 @@ describe('npurun devices as a process', () => {
     const flag = await npurun(['devices', '--device', '0']);
     expect(flag.exitCode).toBe(2);
     expect(flag.stderr).toMatch(/Unknown option '--device'/);
+    const both = await npurun(['devices', '--simulate', '2', '--hosts', 'hosts/two-servers.yaml']);
+    expect(both.exitCode).toBe(2);
+    expect(both.stderr).toMatch(/--simulate: not with --hosts/);
     const help = await npurun(['devices', '--help']);
     expect(help.exitCode).toBe(0);
     expect(help.stdout).toMatch(/Exit code: 0 every device healthy, free and addressed; 1 .*; 3 a host has no usable/s);

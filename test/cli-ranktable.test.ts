@@ -3,12 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, NPURUN_BIN } from './helpers/cli-build.js';
 
-const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
 const FIX = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'npurun-rt-cli-'));
-const npurun = (args: string[], env: Record<string, string> = {}) => execa('node', [BIN, ...args], { reject: false, cwd: work, env: { NO_COLOR: '1', ...env } });
+const npurun = (args: string[], env: Record<string, string> = {}) => execa('node', [NPURUN_BIN, ...args], { reject: false, cwd: work, env: { NO_COLOR: '1', ...env } });
+
+beforeAll(ensureBuilt);
 
 describe('npurun ranktable as a process', () => {
   it('generate --simulate 8 --server-ip writes the hccl_tools file, which validate accepts', async () => {
@@ -119,7 +121,7 @@ describe('npurun ranktable as a process', () => {
     ['duplicate device ip', () => { const t = good(); t.server_list[0]!.device[1]!.device_ip = t.server_list[0]!.device[0]!.device_ip; return JSON.stringify(t); }, /device\[1\]\.device_ip: 192\.168\.100\.101 is also server_list\[0\]\.device\[0\]\.device_ip/],
     ['status not completed', () => JSON.stringify({ ...good(), status: 'initializing' }), /status: expected "completed", got string "initializing"/],
   ];
-  it.each(malformed)('validate refuses %s: exit 2, message on stderr with the JSON path', async (name, text, message) => {
+  it.concurrent.each(malformed)('validate refuses %s: exit 2, message on stderr with the JSON path', async (name, text, message) => {
     const file = join(work, `${name.replace(/\W+/g, '-')}.json`);
     writeFileSync(file, text());
     const r = await npurun(['ranktable', 'validate', file]);
@@ -165,6 +167,23 @@ describe('npurun ranktable as a process', () => {
     const stray = await npurun(['ranktable', 'generate', '--simulate', '8', '--json']);
     expect(stray.exitCode).toBe(2);
     expect(stray.stderr).toMatch(/npurun ranktable generate: --json is not an option of generate/);
+  });
+
+  it('generate --hosts refuses before connecting: a bad inventory, a host listed by name, --server-ip with --hosts', async () => {
+    const inventory = (name: string, text: string) => {
+      writeFileSync(join(work, name), text);
+      return join(work, name);
+    };
+    const typo = inventory('typo.yaml', 'hosts:\n  - { adress: 10.0.0.1 }\n');
+    const [bad, named, both] = await Promise.all([
+      npurun(['ranktable', 'generate', '--hosts', typo, '--ssh-config', '/dev/null']),
+      npurun(['ranktable', 'generate', '--hosts', inventory('named.yaml', 'hosts:\n  - { address: node1 }\n'), '--ssh-config', '/dev/null']),
+      npurun(['ranktable', 'generate', '--hosts', typo, '--server-ip', '10.0.0.1']),
+    ]);
+    expect([bad.exitCode, named.exitCode, both.exitCode]).toEqual([2, 2, 2]);
+    expect(bad.stderr).toMatch(/typo\.yaml: invalid hosts file: hosts\[0\]: unknown key "adress" \(did you mean "address"\?\)/);
+    expect(named.stderr).toMatch(/named\.yaml: host node1: address "node1" is not an IPv4 address; server_id must be the server's IP/);
+    expect(both.stderr).toMatch(/--server-ip: not with --hosts/);
   });
 
   it('usage errors: unknown subcommand, unknown flag, missing file all exit 2', async () => {

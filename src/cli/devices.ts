@@ -2,11 +2,8 @@ import { resolve } from 'node:path';
 import { deviceUsable, localShellRunner, probeHost } from '../devices/probe.js';
 import { simulatedHostFacts } from '../devices/simulate.js';
 import type { HostFacts } from '../devices/types.js';
-import { loadInventory } from '../inventory/inventory.js';
-import { preflight } from '../launch/preflight.js';
-import { sshJumpResolver } from '../launch/jump.js';
+import { inputError } from '../errors.js';
 import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
-import { sshConfigText } from './launch.js';
 
 const HELP = `Usage: npurun devices [--hosts FILE] [--simulate N] [--json]
 
@@ -54,6 +51,14 @@ export async function run(argv: string[]): Promise<number> {
   const hostsFile = stringFlag(args, 'hosts');
   let all: Record<string, HostFacts>;
   if (hostsFile) {
+    if (simulate !== undefined) throw inputError('--simulate', 'not with --hosts: each host is probed as it is');
+    // SSH and the launcher load only when hosts are probed: the local table starts faster.
+    const [{ loadInventory }, { preflight }, { sshJumpResolver }, { sshConfigText }] = await Promise.all([
+      import('../inventory/inventory.js'),
+      import('../launch/preflight.js'),
+      import('../launch/jump.js'),
+      import('./launch.js'),
+    ]);
     const configText = sshConfigText(stringFlag(args, 'ssh-config'));
     const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
     const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });

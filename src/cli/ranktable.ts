@@ -1,21 +1,43 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseDeviceList } from '../devices/device-list.js';
-import { detectHostIp } from '../devices/host-ip.js';
 import { isIPv4, parseHccnConf } from '../devices/npu-smi.js';
-import { deviceUsable, localShellRunner, probeHost } from '../devices/probe.js';
-import { simulatedHostFacts } from '../devices/simulate.js';
 import type { HostFacts } from '../devices/types.js';
 import { inputError, NpurunError } from '../errors.js';
-import { loadInventory } from '../inventory/inventory.js';
-import { sshJumpResolver } from '../launch/jump.js';
-import { preflight } from '../launch/preflight.js';
+import type { HostSpec } from '../plan/types.js';
 import { generateRankTable, mergeRankTables, rankTableFileName, serializeRankTable } from '../ranktable/generate.js';
 import type { SuperPodRankTable } from '../ranktable/super-pod.js';
 import type { RankTable, RankTableServerInput } from '../ranktable/types.js';
 import { groupingProblem, validateRankTable, validateRankTableFile, type Problem } from '../ranktable/validate.js';
 import { boolFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
-import { sshConfigText } from './launch.js';
+
+/**
+ * Probing and SSH (execa, ssh2, listr2, the launcher) load only when a subcommand reaches hosts:
+ * validate, show and merge then start in half the time.
+ */
+async function hostAccess() {
+  const [probe, simulate, hostIp, inventory, preflight, jump, launchCli] = await Promise.all([
+    import('../devices/probe.js'),
+    import('../devices/simulate.js'),
+    import('../devices/host-ip.js'),
+    import('../inventory/inventory.js'),
+    import('../launch/preflight.js'),
+    import('../launch/jump.js'),
+    import('./launch.js'),
+  ]);
+  return { ...probe, ...simulate, ...hostIp, ...inventory, ...preflight, ...jump, sshConfigText: launchCli.sshConfigText };
+}
+
+/** Every host of an inventory, probed over SSH (or locally): its facts by host name. `check` runs before any connection. */
+async function probeInventory(hostsFile: string, sshConfigFlag: string | undefined, check: (hosts: HostSpec[]) => void = () => {}) {
+  const { sshConfigText, loadInventory, preflight, sshJumpResolver } = await hostAccess();
+  const configText = sshConfigText(sshConfigFlag);
+  const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
+  check(hosts);
+  const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
+  await Promise.all([...transports.values()].map((t) => t.close()));
+  return { hosts, facts };
+}
 
 const HELP: Record<string, string> = {
   generate: `Usage: npurun ranktable generate [--devices "[0,8)"|0-7|0,1,2,3] [--server-ip IP] [--visible-devices LIST]
@@ -144,7 +166,14 @@ function withDeviceIpFile(facts: HostFacts, file: string): HostFacts {
   };
 }
 
-function serverFromFacts(serverId: string, facts: HostFacts, physical: number[], where: string, ipSource: string): RankTableServerInput {
+function serverFromFacts(
+  serverId: string,
+  facts: HostFacts,
+  physical: number[],
+  where: string,
+  ipSource: string,
+  deviceUsable: (d: HostFacts['devices'][number], needIp: boolean) => string | undefined,
+): RankTableServerInput {
   const devices = physical.map((id) => {
     const d = facts.devices.find((x) => x.deviceId === id);
     if (!d) throw inputError('--devices', `${where}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
@@ -165,20 +194,19 @@ async function generate(args: ParsedArgs): Promise<number> {
   const ipFile = stringFlag(args, 'device-ip-file');
   const ipSource = ipFile ?? '/etc/hccn.conf, and hccn_tool gave none';
   const hostsFile = stringFlag(args, 'hosts');
+  const { deviceUsable, simulatedHostFacts, probeHost, localShellRunner, detectHostIp } = await hostAccess();
   let table: RankTable;
   let name: string | undefined;
   if (hostsFile) {
     if (serverIp) throw inputError('--server-ip', 'not with --hosts: each server_id is that host\'s address in the inventory');
     if (ipFile) throw inputError('--device-ip-file', 'not with --hosts: each host\'s addresses come from its own /etc/hccn.conf or hccn_tool');
-    const configText = sshConfigText(stringFlag(args, 'ssh-config'));
-    const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
-    for (const h of hosts) if (!isIPv4(h.address)) throw inputError(hostsFile, `host ${h.name}: address "${h.address}" is not an IPv4 address; server_id must be the server's IP`);
-    const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
-    await Promise.all([...transports.values()].map((t) => t.close()));
+    const { hosts, facts } = await probeInventory(hostsFile, stringFlag(args, 'ssh-config'), (hosts) => {
+      for (const h of hosts) if (!isIPv4(h.address)) throw inputError(hostsFile, `host ${h.name}: address "${h.address}" is not an IPv4 address; server_id must be the server's IP`);
+    });
     table = generateRankTable(
       hosts.map((h) => {
         const f = facts[h.name] as HostFacts;
-        return serverFromFacts(h.address, f, selectDevices(f, logicalFlag, visible).physical, `host ${h.name}`, ipSource);
+        return serverFromFacts(h.address, f, selectDevices(f, logicalFlag, visible).physical, `host ${h.name}`, ipSource, deviceUsable);
       }),
     );
   } else {
@@ -188,7 +216,7 @@ async function generate(args: ParsedArgs): Promise<number> {
     const facts = ipFile ? withDeviceIpFile(probed, ipFile) : probed;
     const { logical, physical } = selectDevices(facts, logicalFlag, visible);
     const id = serverIp ?? (await detectHostIp(facts));
-    table = generateRankTable([serverFromFacts(id, facts, physical, 'this host', ipSource)]);
+    table = generateRankTable([serverFromFacts(id, facts, physical, 'this host', ipSource, deviceUsable)]);
     // hccl_tools names the file by the logical ids of --device_num, whatever --visible_devices maps them to.
     name = `hccl_${logical.length}p_${logical.join('')}_${id}.json`;
   }
@@ -297,10 +325,7 @@ export async function run(argv: string[]): Promise<number> {
 
 /** Each server of the table against the live host with that address: its devices and their NIC addresses. */
 async function crossCheckHosts(table: RankTable, hostsFile: string, sshConfigFlag: string | undefined): Promise<Problem[]> {
-  const configText = sshConfigText(sshConfigFlag);
-  const hosts = loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {});
-  const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
-  await Promise.all([...transports.values()].map((t) => t.close()));
+  const { hosts, facts } = await probeInventory(hostsFile, sshConfigFlag);
   const problems: Problem[] = [];
   table.server_list.forEach((s, si) => {
     const host = hosts.find((h) => h.address === s.server_id);
