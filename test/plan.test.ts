@@ -237,7 +237,10 @@ describe('ASCEND_RT_VISIBLE_DEVICES for profiles that pick the device by local i
     expect(plan({ profile: 'mindspore', hosts: 1, flags: { devices: '4-7' } }).ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
     expect(plan({ profile: 'tensorflow', hosts: 1 }).ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
     expect(plan({ profile: 'torch', hosts: 1, flags: { nprocPerNode: 2 }, tweak: (_i, f) => (f.devices = []) }).ranks[0]!.env.ASCEND_RT_VISIBLE_DEVICES).toBeUndefined();
-    expect(plan({ profile: 'torch', hosts: 1, flags: { devices: '0,1', env: ['ASCEND_RT_VISIBLE_DEVICES=4,5'] } }).ranks[1]!.env.ASCEND_RT_VISIBLE_DEVICES).toBe('4,5');
+    const warnings: string[] = [];
+    const p = plan({ profile: 'torch', hosts: 1, flags: { devices: '0,1', env: ['ASCEND_RT_VISIBLE_DEVICES=4,5'] }, input: { onWarning: (w) => warnings.push(w) } });
+    expect(p.ranks[1]!.env.ASCEND_RT_VISIBLE_DEVICES).toBe('4,5');
+    expect(warnings).toEqual(['host h1: ASCEND_RT_VISIBLE_DEVICES=4,5 (--env or the job file) replaces the devices npurun chose and checked (0,1)']);
   });
 });
 

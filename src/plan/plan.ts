@@ -201,6 +201,12 @@ export function planRun(input: PlanInput): RunPlan {
       cpuSets = split.sets;
       if (split.warning) input.onWarning?.(`host ${c.host.name}: ${split.warning}`);
     }
+    const visibleDevices = c.devices.every((d) => d !== null) ? c.devices.join(',') : undefined;
+    const userVisible = job.env.ASCEND_RT_VISIBLE_DEVICES;
+    if ((job.profile === 'torch' || job.profile === 'msrun') && userVisible !== undefined && visibleDevices !== undefined && userVisible !== visibleDevices) {
+      // The user's value wins, but then ranks run on devices preflight did not check for health and holders.
+      input.onWarning?.(`host ${c.host.name}: ASCEND_RT_VISIBLE_DEVICES=${userVisible} (--env or the job file) replaces the devices npurun chose and checked (${visibleDevices})`);
+    }
     const roles: { role: RankSpec['role']; local: number }[] = c.devices.map((_, local) => ({ role: 'rank', local }));
     if (job.profile === 'msrun' && nodeRank === 0) roles.unshift({ role: 'scheduler', local: -1 });
     for (const { role, local } of roles) {
@@ -226,7 +232,6 @@ export function planRun(input: PlanInput): RunPlan {
         env.NPURUN_CKPT_SAVE = saves ? '1' : '0';
         env.NPURUN_CKPT_DIR = fill(job.checkpoint.dir ?? 'ckpt_{rank}', { rank, local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name });
       }
-      const visibleDevices = c.devices.every((d) => d !== null) ? c.devices.join(',') : undefined;
       Object.assign(env, profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId, visibleDevices }));
       let argv = job.command;
       if (input.resume && role === 'rank') {
