@@ -156,15 +156,18 @@ describe('npurun ranktable as a process', () => {
   });
 
   it('every subcommand has --help; a flag of another subcommand is a usage error', async () => {
-    for (const sub of ['generate', 'merge', 'validate', 'show']) {
-      const h = await npurun(['ranktable', sub, '--help']);
+    const subs = ['generate', 'merge', 'validate', 'show'];
+    const [none, stray, ...helps] = await Promise.all([
+      npurun(['ranktable']),
+      npurun(['ranktable', 'generate', '--simulate', '8', '--json']),
+      ...subs.map((sub) => npurun(['ranktable', sub, '--help'])),
+    ]);
+    helps.forEach((h, i) => {
       expect(h.exitCode).toBe(0);
-      expect(h.stdout).toMatch(new RegExp(`^Usage: npurun ranktable ${sub}`));
-    }
-    const none = await npurun(['ranktable']);
+      expect(h.stdout).toMatch(new RegExp(`^Usage: npurun ranktable ${subs[i]}`));
+    });
     expect(none.exitCode).toBe(2);
     expect(none.stderr).toMatch(/Usage: npurun ranktable generate\|merge\|validate\|show/);
-    const stray = await npurun(['ranktable', 'generate', '--simulate', '8', '--json']);
     expect(stray.exitCode).toBe(2);
     expect(stray.stderr).toMatch(/npurun ranktable generate: --json is not an option of generate/);
   });
