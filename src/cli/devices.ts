@@ -11,7 +11,8 @@ The NPUs of this host (or of every host of --hosts, over SSH): device id, NPU/ch
 health, HCCL NIC address and where it came from (/etc/hccn.conf or hccn_tool), bus id, and the
 pids holding a device. Problems (no npu-smi, unhealthy device, device without address, device held
 by another process) are listed under the table.
-  --simulate N  N simulated devices (1-16) instead of probing this host
+  --simulate N  N simulated devices instead of probing this host: 1-8 NPUs of a 910B server,
+                9-16 dies of an A3 server
   --json        the facts as JSON (one object; with --hosts one per host name)
 Exit code: 0 every device healthy, free and addressed; 1 some devices have problems (the others are
 usable); 3 a host has no usable (healthy and free) device, or cannot be reached.

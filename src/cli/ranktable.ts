@@ -8,7 +8,7 @@ import type { HostSpec } from '../plan/types.js';
 import { generateRankTable, mergeRankTables, rankTableFileName, serializeRankTable } from '../ranktable/generate.js';
 import type { SuperPodRankTable } from '../ranktable/super-pod.js';
 import type { RankTable, RankTableServerInput } from '../ranktable/types.js';
-import { groupingProblem, validateRankTable, validateRankTableFile, type Problem } from '../ranktable/validate.js';
+import { groupingProblem, serverKindOf, validateRankTable, validateRankTableFile, type Problem } from '../ranktable/validate.js';
 import { boolFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
 
 /**
@@ -141,7 +141,7 @@ function selectDevices(facts: HostFacts, logicalFlag: number[] | undefined, visi
     if (p === undefined) throw inputError('--devices', `logical device ${l} is beyond --visible-devices (${visible.length} visible: logical ids 0-${visible.length - 1})`);
     return p;
   });
-  const bad = groupingProblem([...physical].sort((a, b) => a - b));
+  const bad = groupingProblem([...physical].sort((a, b) => a - b), serverKindOf(facts.devices));
   if (bad) throw inputError(visible ? '--visible-devices' : '--devices', visible ? `${bad} (physical ids ${physical.join(',')})` : bad);
   return { logical, physical };
 }

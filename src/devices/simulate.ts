@@ -28,12 +28,19 @@ export function simulatedDeviceIp(deviceId: number, serverIndex = 0): string {
   return `192.168.${100 + (deviceId % 4)}.${101 - Math.floor(deviceId / 4) + 10 * serverIndex}`;
 }
 
+/** Devices per server type: a 910A/910B server has 8 NPUs, an A3 server 16 dies (two per NPU). */
+export const DEVICES_910B = 8;
+export const DIES_A3 = 16;
+
 /**
- * A host with `n` simulated 910B NPUs, for machines without Ascend hardware (demo, CI): health OK,
- * no processes, and this machine's real CPUs, NUMA nodes and interfaces.
+ * A host with `n` simulated devices, for machines without Ascend hardware (demo, CI): health OK,
+ * no processes, and this machine's real CPUs, NUMA nodes and interfaces. Up to 8 it is a 910B server
+ * with `n` NPUs; 9 to 16 can only be an A3 server, whose first `n` dies are shown as npu-smi numbers
+ * them (NPU id = die / 2, chip = die % 2, as in test/fixtures/npu-smi-info-a3.txt).
  */
 export function simulatedHostFacts(n: number, opts: SimulateOptions = {}): HostFacts {
-  if (!Number.isInteger(n) || n < 1 || n > 16) throw inputError('--simulate', `${n} is not a device count from 1 to 16`);
+  if (!Number.isInteger(n) || n < 1 || n > DIES_A3) throw inputError('--simulate', `${n} is not a device count from 1 to 16`);
+  const a3 = n > DEVICES_910B;
   const server = opts.serverIndex ?? 0;
   if (!Number.isInteger(server) || server < 0 || server > 14) throw inputError('simulate', `server index ${server} is not from 0 to 14`);
   const cpus = parseCpuList(readOr('/sys/devices/system/cpu/online', '0'));
@@ -51,9 +58,9 @@ export function simulatedHostFacts(n: number, opts: SimulateOptions = {}): HostF
     hostname: opts.hostname ?? hostname(),
     devices: Array.from({ length: n }, (_, i) => ({
       deviceId: i,
-      npuId: i,
-      chipId: 0,
-      name: '910B3 (simulated)',
+      npuId: a3 ? Math.floor(i / 2) : i,
+      chipId: a3 ? i % 2 : 0,
+      name: a3 ? 'Ascend910 A3 (simulated)' : '910B3 (simulated)',
       health: 'OK',
       deviceIp: simulatedDeviceIp(i, server),
       ipSource: 'simulated' as const,

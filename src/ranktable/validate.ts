@@ -15,20 +15,40 @@ export interface ValidationResult {
   warnings: Problem[];
 }
 
+/** Server types by their device count: 910A/910B servers have 8 NPUs (ids 0-7), A3 servers 16 dies (0-15). */
+export type ServerKind = '910' | 'a3';
+
 /**
  * Devices one server may contribute. 910A/910B servers (ids 0-7): 1, 2 or 4 devices inside one
- * group (0-3 or 4-7), or all 8, as hccl_tools.py allows. Servers with ids 8-15 are A3 servers (two
- * chips per NPU, 16 devices) where the 910 groups do not apply.
+ * group (0-3 or 4-7), or all 8, as hccl_tools.py allows. A3 servers (two dies per NPU, 16 devices,
+ * ids 0-15) are not held to the 910 groups. Ids above 7 can only be an A3's: when the server's kind
+ * is known (probed or simulated) a 910 server with them is refused; when it is not, see `a3OnlyWarning`.
  */
-export function groupingProblem(ids: number[]): string | undefined {
+export function groupingProblem(ids: number[], kind?: ServerKind): string | undefined {
   const n = ids.length;
   if (ids.some((id) => id > 15)) return `device ids ${ids.join(',')} go beyond 15; a server has at most 16 devices`;
-  if (ids.some((id) => id > 7)) return undefined;
+  const beyond = ids.filter((id) => id > 7);
+  if (beyond.length > 0) {
+    return kind === '910' ? `device ids ${beyond.join(',')} are beyond 7: a 910A/910B server has 8 NPUs (ids 0-7); only A3 servers have 16 dies` : undefined;
+  }
+  if (kind === 'a3') return undefined;
   if (![1, 2, 4, 8].includes(n)) return `${n} devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8`;
   if (n === 8) return undefined;
   const inOneGroup = ids.every((id) => id < 4) || ids.every((id) => id >= 4);
   if (!inOneGroup) return `devices ${ids.join(',')} cross the 910 device groups 0-3 and 4-7; use devices within one group, or all 8`;
   return undefined;
+}
+
+/** A probed or simulated server's kind: A3 servers show two dies (chips) per NPU, or more than 8 devices. */
+export function serverKindOf(devices: { chipId: number }[]): ServerKind {
+  return devices.length > 8 || devices.some((d) => d.chipId > 0) ? 'a3' : '910';
+}
+
+/** A table alone does not say the server's kind: ids above 7 are right only on an A3 server. */
+export function a3OnlyWarning(ids: number[]): string | undefined {
+  const beyond = ids.filter((id) => id > 7 && id <= 15);
+  if (beyond.length === 0) return undefined;
+  return `${ids.length} devices with ids ${beyond.join(',')} above 7: right only on an A3 server (16 dies, ids 0-15); a 910A/910B server has 8 NPUs (ids 0-7), so there this table is wrong`;
 }
 
 const SUPPORTED_VERSIONS = ['1.0', '1.2'];
@@ -100,8 +120,11 @@ function checkServers(servers: ServerView[], serverCount: string | undefined, v1
       if (Number.isNaN(rank)) problems.push({ path: `${dp}.rank_id`, message: `expected a rank number like "0", got "${String(raw)}"` });
       else ranks.push({ rank, path: `${dp}.rank_id`, server: si });
     });
-    const grouping = v10 ? groupingProblem([...ids.keys()].map(Number).sort((a, b) => a - b)) : undefined;
+    const sorted = [...ids.keys()].map(Number).sort((a, b) => a - b);
+    const grouping = v10 ? groupingProblem(sorted) : undefined;
     if (grouping) problems.push({ path: `${sp}.device`, message: grouping });
+    const a3Only = v10 ? a3OnlyWarning(sorted) : undefined;
+    if (a3Only) warnings.push({ path: `${sp}.device`, message: a3Only });
   });
   const counts = servers.map((s) => s.device.length);
   if (new Set(counts).size > 1) {
