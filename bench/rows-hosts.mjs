@@ -1,0 +1,177 @@
+// The hosts row (issue 19): N namespaced hosts x 8 no-op ranks over real SSH (test/cluster), npurun
+// against pdsh starting the same 8 processes per host, with a plain home and with the cluster's slow
+// login shell. Run by bench.mjs as its own process under the cluster lock:
+//   flock /tmp/npurun-cluster.lock node bench/rows-hosts.mjs OUT.json
+// OUT.json gets { row, problems, notes, targets }, which bench.mjs merges into its own.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  FAULT, REPEAT, checkNothingLeft, checkRunRecord, childEnv, fmt, have, median, mib, notes, problem, problems, root, run, runCounted, runNpurun, sh,
+  target, targets, work,
+} from './harness.mjs';
+
+export const CLUSTER = join(root, 'test', 'cluster', 'cluster.sh');
+const HOSTS = (process.env.BENCH_HOSTS ?? '16,32,64').split(',').map(Number);
+// How long one (host count, login) pair may take before it stops after the round it is in (at least one round).
+const BUDGET_SECS = Number(process.env.BENCH_HOSTS_BUDGET ?? 90);
+const LAUNCH_TIMEOUT_SECS = Number(process.env.BENCH_HOSTS_TIMEOUT ?? 240);
+const ANSWER = 'npurun-bench-ok';
+
+/** The cluster's option for a login shell that costs ~0.3 s and takes a shared lock, if cluster.sh has one. */
+export function slowLoginOption() {
+  if (process.env.BENCH_SLOW_LOGIN === '0' || !existsSync(CLUSTER)) return undefined;
+  return /\bslow-login\b/.test(readFileSync(CLUSTER, 'utf8')) ? 'slow-login' : undefined;
+}
+
+/** Why the hosts row cannot run here, or undefined. */
+export function hostsUnavailable() {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
+  if (!existsSync(CLUSTER)) return 'no test/cluster/cluster.sh';
+  if (!existsSync('/usr/sbin/sshd')) return 'needs openssh-server (/usr/sbin/sshd)';
+  if (!have('pdsh')) return 'needs pdsh (the peer)';
+  for (const tool of ['ip', 'unshare', 'nsenter', 'flock']) if (!have(tool)) return `needs ${tool}`;
+  return undefined;
+}
+
+/** Processes on the cluster's hosts other than each host's sshd listener, polled for up to `ms`. */
+function leftoversOnHosts(info, ms = 5000) {
+  const scan = () =>
+    info.hosts.flatMap((h) => {
+      const listener = h.sshdPidFile && existsSync(h.sshdPidFile) ? readFileSync(h.sshdPidFile, 'utf8').trim() : '';
+      const pids = (spawnSync('ip', ['netns', 'pids', h.netns], { encoding: 'utf8' }).stdout ?? '').split('\n').filter((p) => p && p !== listener);
+      return pids.flatMap((pid) => {
+        try {
+          return [`${h.name} ${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim().slice(0, 100)}`];
+        } catch {
+          return []; // exited while we looked
+        }
+      });
+    });
+  const end = Date.now() + ms;
+  let left = scan();
+  while (left.length > 0 && Date.now() < end) {
+    sh('sleep 0.2');
+    left = scan();
+  }
+  return left;
+}
+
+function clusterUp(n, login) {
+  const args = ['up', String(n), '--owner', String(process.pid)];
+  if (login) args.push('-o', `all:${login}`);
+  const up = spawnSync(CLUSTER, args, { encoding: 'utf8', env: childEnv });
+  if (up.status !== 0) throw new Error(`cluster.sh ${args.join(' ')}: ${up.stderr.trim().slice(-400)}`);
+  return JSON.parse(readFileSync(join(up.stdout.trim().split('\n').pop(), 'cluster.json'), 'utf8'));
+}
+
+/** One (host count, login) pair: npurun and pdsh interleaved until REPEAT rounds or the time budget. */
+function measurePair(n, login) {
+  const where = `hosts, ${n} × 8${login ? `, ${login}` : ''}`;
+  const t0 = Date.now();
+  const info = clusterUp(n, login);
+  const setupSecs = (Date.now() - t0) / 1000;
+  const hostsFile = join(work, `hosts${n}.yaml`);
+  writeFileSync(
+    hostsFile,
+    ['defaults:', '  user: root', `  identity_file: ${info.keyPath}`, `  known_hosts: ${info.knownHostsPath}`, 'hosts:', ...info.hosts.map((h) => `  - { name: ${h.name}, address: ${h.address} }`), ''].join('\n'),
+  );
+  const samples = { npurun: [], pdsh: [], npurunRss: [], pdshRss: [] };
+  const errors = [];
+  try {
+    for (let i = 0; i < REPEAT && (i === 0 || Date.now() - t0 < BUDGET_SECS * 1000); i++) {
+      const runs = join(work, `hosts-runs-${n}-${i}`);
+      try {
+        const r = runNpurun(['launch', '--hosts', hostsFile, '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--workdir', '/tmp/w', '--', 'true'], { timeoutSecs: LAUNCH_TIMEOUT_SECS });
+        samples.npurun.push(r.secs);
+        samples.npurunRss.push(r.rssKiB);
+        checkRunRecord(`${where}, npurun`, runs, { ranks: 8 * n, hosts: n });
+      } catch (e) {
+        errors.push(`npurun: ${e.message.slice(0, 300)}`);
+      }
+      checkNothingLeft(`${where}, npurun (this machine)`);
+      const left = leftoversOnHosts(info);
+      if (left.length) problem(`${where}, npurun: ${left.length} process(es) left on the hosts: ${left.slice(0, 5).join('; ')}`);
+      rmSync(runs, { recursive: true, force: true });
+      // BENCH_FAULT=pdsh-fail points pdsh at a closed port: every host fails at once, which must not pass for fast.
+      const sshArgs = `-F ${info.sshConfigPath} -o BatchMode=yes${FAULT === 'pdsh-fail' ? ' -p 1' : ''}`;
+      try {
+        const p = runCounted('pdsh', ['-S', '-R', 'ssh', '-f', String(n), '-w', `h[1-${n}]`, `for i in 1 2 3 4 5 6 7 8; do true & done; wait; echo ${ANSWER}`], {
+          env: { PDSH_SSH_ARGS_APPEND: sshArgs },
+          stdout: 'pipe',
+          timeoutSecs: LAUNCH_TIMEOUT_SECS,
+        });
+        const answered = new Set(p.stdout.split('\n').filter((l) => l.endsWith(`: ${ANSWER}`)).map((l) => l.split(':')[0]));
+        if (answered.size !== n) problem(`${where}, pdsh: ${answered.size} of ${n} hosts answered`);
+        samples.pdsh.push(p.secs);
+        samples.pdshRss.push(p.maxRssKiB);
+      } catch (e) {
+        problem(`${where}, pdsh: ${e.message.slice(0, 300)}`);
+      }
+    }
+  } finally {
+    spawnSync(CLUSTER, ['down', '--if-id', info.id], { stdio: 'ignore' });
+  }
+  for (const e of errors) problem(`${where}: ${e}`);
+  return {
+    hosts: n,
+    login: login ?? 'plain',
+    setupSecs,
+    npurun: samples.npurun.length ? { secs: median(samples.npurun), samples: samples.npurun, rssKiB: Math.max(...samples.npurunRss) } : undefined,
+    pdsh: samples.pdsh.length ? { secs: median(samples.pdsh), samples: samples.pdsh, rssKiB: Math.max(...samples.pdshRss) } : undefined,
+    errors,
+  };
+}
+
+export function benchHosts() {
+  const logins = [undefined];
+  const slow = slowLoginOption();
+  if (slow) logins.push(slow);
+  else notes.push(`hosts row: no slow login shell (${process.env.BENCH_SLOW_LOGIN === '0' ? 'BENCH_SLOW_LOGIN=0' : 'test/cluster/cluster.sh has no slow-login option yet'}): plain homes only`);
+  const pairs = [];
+  for (const login of logins) {
+    for (const n of HOSTS) {
+      process.stderr.write(`npurun bench: hosts, ${n} × 8, ${login ?? 'plain home'}...\n`);
+      try {
+        pairs.push(measurePair(n, login));
+      } catch (e) {
+        problem(`hosts, ${n} × 8, ${login ?? 'plain'}: ${e.message}`);
+        pairs.push({ hosts: n, login: login ?? 'plain', errors: [e.message] });
+      }
+      const p = pairs.at(-1);
+      if (p.npurun && p.pdsh) {
+        process.stderr.write(`npurun bench:   npurun ${fmt(p.npurun.secs)} (peak RSS ${mib(p.npurun.rssKiB)}), pdsh ${fmt(p.pdsh.secs)}, ${p.npurun.samples.length} round(s)\n`);
+        target('hosts', `${n} hosts × 8, ${p.login} login: npurun ÷ pdsh (issue 19: at most 1.5)`, p.npurun.secs / p.pdsh.secs, 1.5, '×');
+      } else {
+        target('hosts', `${n} hosts × 8, ${p.login} login: npurun ÷ pdsh (issue 19: at most 1.5): no measurement`, Infinity, 1.5, '×');
+      }
+    }
+    const mine = pairs.filter((p) => p.login === (login ?? 'plain') && p.npurun);
+    const small = mine.find((p) => p.hosts === 16);
+    const large = mine.filter((p) => p.hosts > 16).at(-1);
+    if (small && large) {
+      const perHost = large.npurun.secs / large.hosts / (small.npurun.secs / small.hosts);
+      target('hosts', `per-host cost at ${large.hosts} ÷ at 16 hosts, ${small.login} login (issue 19: at most 1.2, asked at 128)`, perHost, 1.2, '×');
+    }
+    if (large) target('hosts', `launcher peak RSS at ${large.hosts} hosts × 8, ${large.login} login (issue 19: at most 300 MiB, asked at 128)`, large.npurun.rssKiB / 1024, 300, ' MiB');
+  }
+  return {
+    name: 'hosts: N namespaced hosts × 8 no-op ranks over SSH, npurun vs `pdsh -S -R ssh -f N` starting the same 8 processes per host',
+    hosts: pairs,
+    remark: `all hosts share this machine's cores: launcher overhead per host and rank, not network latency; every npurun launch's run.json checked (8 ranks a host, each exited 0), every pdsh host's answer counted, nothing left on any host`,
+  };
+}
+
+// As its own process (bench.mjs starts it under the cluster lock): write the row and what it found.
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) {
+  const out = process.argv[2];
+  let row;
+  try {
+    row = benchHosts();
+  } catch (e) {
+    problem(`hosts row failed: ${e.message}`);
+    row = { name: 'hosts', error: e.message };
+  }
+  writeFileSync(out, JSON.stringify({ row, problems, notes, targets }));
+  rmSync(work, { recursive: true, force: true });
+}
