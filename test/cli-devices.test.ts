@@ -44,6 +44,7 @@ describe('npurun devices as a process', () => {
   });
 
   it('910A stand-ins: the Critical device and the two processes holding NPU 2', async () => {
+    // npu-smi-info-910a.txt is hand-written (test/fixtures/PROVENANCE-devices.md), not captured from a 910A server.
     const r = await npurun(['devices'], standIns('npu-smi-info-910a.txt'));
     expect(r.stdout).toMatch(/problem: device 6 health is Critical/);
     expect(r.stdout).toMatch(/^ {2}2\s+2\/0\s+910A\s+OK\s+\S+\s+hccn\.conf\s+0000:41:00\.0\s+31415 python, 31416 python$/m);

@@ -83,6 +83,7 @@ describe('npurun ranktable as a process', () => {
   });
 
   it('merge of the two 8p fixtures equals merge_hccl.py output, with string ranks', async () => {
+    // A structural comparison (parsed JSON, rank ids as strings), not bytes: key order and spacing are not checked.
     const out = join(work, 'merged.json');
     const r = await npurun(['ranktable', 'merge', `${FIX}hccl_8p_01234567_10.155.111.140.json`, `${FIX}hccl_8p_01234567_10.155.111.141.json`, '--out', out]);
     expect(r.exitCode, r.stderr).toBe(0);
@@ -132,6 +133,7 @@ describe('npurun ranktable as a process', () => {
   });
 
   it('validate and show read a version 1.2 (Atlas A3 SuperPoD) table; merge refuses it', async () => {
+    // rank-table-1.2-superpod.json is hand-written from the HCCL guide's field list (test/fixtures/PROVENANCE-devices.md), not a captured table.
     const file = `${FIX}rank-table-1.2-superpod.json`;
     const v = await npurun(['ranktable', 'validate', file]);
     expect(v.exitCode, v.stderr).toBe(0);

@@ -28,6 +28,7 @@ describe('npu-smi info', () => {
     expect(info.devices[3]).toMatchObject({ npuId: 1, chipId: 1, busId: '0000:9C:00.0' });
   });
   it('reads a 910A server: one chip per NPU, the Critical device, two processes on NPU 2', () => {
+    // npu-smi-info-910a.txt is hand-written (test/fixtures/PROVENANCE-devices.md), not captured from a 910A server.
     const info = parseNpuSmiInfo(fixture('npu-smi-info-910a.txt'));
     expect(info.version).toBe('21.0.4');
     expect(info.devices.map((d) => `${d.deviceId}:${d.npuId}/${d.chipId}`)).toEqual(['0:0/0', '1:1/0', '2:2/0', '3:3/0', '4:4/0', '5:5/0', '6:6/0', '7:7/0']);

@@ -30,6 +30,7 @@ describe('generate: what hccl_tools.py writes, byte for byte', () => {
 
 describe('merge: merge_hccl.py numbering, string ranks', () => {
   it('equals the merge fixture once its numeric rank ids are read as strings', () => {
+    // A structural comparison (parsed JSON, rank ids as strings), not bytes: key order and spacing are not checked.
     const a = JSON.parse(fixture('hccl_8p_01234567_10.155.111.140.json')) as RankTable;
     const b = JSON.parse(fixture('hccl_8p_01234567_10.155.111.141.json')) as RankTable;
     const merged = mergeRankTables([a, b]);
@@ -118,6 +119,7 @@ describe('validate: every problem with its JSON path', () => {
 });
 
 describe('version 1.2 (Atlas A3 SuperPoD), fields as the HCCL user guide documents them', () => {
+  // rank-table-1.2-superpod.json is hand-written from the HCCL guide's field list (test/fixtures/PROVENANCE-devices.md), not a captured table.
   it('reads a valid table: no 1.0 table, the SuperPoD form with string ranks', () => {
     const r = validateRankTable(json('rank-table-1.2-superpod.json'));
     expect(r.problems).toEqual([]);

@@ -30,7 +30,12 @@ describe('supervisor with local ranks', () => {
     const started = Date.now();
     const out = await supervise(plan, new Map([['local', t]]), { graceSeconds: 5, orphanGraceSeconds: 1, sink: new MemorySink(), onEvent: (e) => events.push(e) });
     await t.close();
-    expect(Date.now() - started).toBeLessThan(2500);
+    // Measured between the recorded exits (not the harness's wall time, which 2 busy cores stretch):
+    // the others were stopped well inside the 5 s grace, i.e. by SIGTERM at once.
+    const endOf = (label: string) => Date.parse(out.ranks.find((r) => r.label === label)?.endedAt ?? '');
+    const stoppedWithin = Math.max(...['0', '1', '3'].map(endOf)) - endOf('2');
+    process.stdout.write(`supervise: others stopped ${stoppedWithin} ms after rank 2 failed (harness ${Date.now() - started} ms)\n`);
+    expect(stoppedWithin).toBeLessThan(2000);
     expect(out.status).toBe('failed');
     expect(out.exitCode).toBe(7);
     expect(out.rootCause).toMatchObject({ label: '2', code: 7, cause: 'exited', rootCause: true });
