@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import {
-  BIN, PY, REPEAT, WARMUP, childEnv, fmt, killTagged, mib, notes, problem, problems, root, sh, targets, taggedProcesses, work,
+  BIN, PY, REPEAT, WARMUP, childEnv, fmt, killTagged, lockHeldByAncestor, mib, notes, problem, problems, root, sh, targets, taggedProcesses, work,
 } from './harness.mjs';
 import { benchFailure, benchLocalStart, benchLogs, benchMemory } from './rows-local.mjs';
 import { hostsUnavailable } from './rows-hosts.mjs';
@@ -19,8 +19,9 @@ const SCALE = (process.env.BENCH_SCALE ?? '1,64,512,4096').split(',').map(Number
 const ROWS = (process.env.BENCH_ROWS ?? 'local,failure,logs,memory,ranktable,hosts').split(',');
 const OUT = process.env.BENCH_OUT ?? join(root, 'bench', 'results.json');
 const STRICT = process.env.BENCH_STRICT === '1';
-// Empty: the caller already holds the cluster lock (bench-smoke under `flock`), cluster.sh's --owner wait only.
-const CLUSTER_LOCK = process.env.BENCH_CLUSTER_LOCK ?? '/tmp/npurun-cluster.lock';
+// The lock every user of the test cluster holds (test/cluster/index.ts takes the same), unless a process
+// the bench descends from holds it already (`flock /tmp/npurun-cluster.lock npm run bench`).
+const CLUSTER_LOCK = '/tmp/npurun-cluster.lock';
 const rows = [];
 
 // Rank tables at scale: each size in a fresh node (heap and RSS not inherited from another size).
@@ -47,7 +48,8 @@ function benchRankTable() {
 function benchHostsLocked() {
   const out = join(work, 'hosts-row.json');
   const argv = ['node', join(root, 'bench', 'rows-hosts.mjs'), out];
-  const r = spawnSync(CLUSTER_LOCK ? 'flock' : argv[0], CLUSTER_LOCK ? [CLUSTER_LOCK, ...argv] : argv.slice(1), { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+  const locked = lockHeldByAncestor(CLUSTER_LOCK);
+  const r = spawnSync(locked ? argv[0] : 'flock', locked ? argv.slice(1) : [CLUSTER_LOCK, ...argv], { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] });
   if (!existsSync(out)) throw new Error(`bench/rows-hosts.mjs exited ${r.status ?? r.signal} without results`);
   const got = JSON.parse(readFileSync(out, 'utf8'));
   problems.push(...got.problems);
@@ -189,5 +191,8 @@ if (remarks.length || notes.length) lines.push('', ...[...remarks, ...notes].map
 if (problems.length) lines.push('', '**PROBLEMS (correctness, not speed):**', '', ...problems.map((p) => `- ${p}`));
 process.stdout.write(lines.join('\n') + '\n');
 writeFileSync(OUT, JSON.stringify({ environment: env, rows, targets, notes, problems }, null, 2) + '\n');
+// The summary kept in git beside bench/README.md (results.json, with every sample, is not committed).
+const SUMMARY = process.env.BENCH_SUMMARY ?? (process.env.BENCH_OUT ? '' : join(root, 'bench', `results-${new Date().toISOString().slice(0, 10)}-${env.commit || 'unknown'}.md`));
+if (SUMMARY) writeFileSync(SUMMARY, `# npurun bench, ${new Date().toISOString().slice(0, 16)}Z\n\n\`BENCH_ROWS=${ROWS.join(',')}\`${process.env.BENCH_HOSTS ? ` \`BENCH_HOSTS=${process.env.BENCH_HOSTS}\`` : ''}\n\n${lines.join('\n')}\n`);
 rmSync(work, { recursive: true, force: true });
 if (problems.length || (STRICT && targets.some((t) => !t.met))) process.exitCode = 1;

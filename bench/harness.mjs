@@ -1,7 +1,7 @@
 // What every row shares: running a contender and timing it, the tag that finds every process the bench
 // started, the launcher's peak RSS, interleaved rounds, and the lists of problems, notes and targets.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,21 @@ export function taggedProcesses() {
     }
   }
   return found;
+}
+
+/** Whether a process this one descends from holds an flock on `path` (from /proc/locks). */
+export function lockHeldByAncestor(path) {
+  if (!existsSync(path)) return false;
+  const st = statSync(path);
+  const dev = `${((st.dev >> 8) & 0xfff).toString(16).padStart(2, '0')}:${((st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)).toString(16).padStart(2, '0')}`;
+  // "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
+  const holders = readFileSync('/proc/locks', 'utf8').split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === 'FLOCK' && f[5] === `${dev}:${st.ino}`).map((f) => Number(f[4]));
+  for (let pid = process.pid; pid > 1; ) {
+    if (holders.includes(pid)) return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  }
+  return false;
 }
 
 export function killTagged() {

@@ -119,8 +119,8 @@ describe("the bench's merged.log check", () => {
 
 describeCluster('bench hosts row on 2 namespaced hosts', () => {
   it('counts every pdsh answer: a pdsh that fails fast makes the bench exit 1; npurun runs are checked and pass', () => {
-    // The caller holds the cluster lock (run this file under `flock /tmp/npurun-cluster.lock`, as every cluster test).
-    const r = bench({ BENCH_ROWS: 'hosts', BENCH_HOSTS: '2', BENCH_FAULT: 'pdsh-fail', BENCH_CLUSTER_LOCK: '', BENCH_SLOW_LOGIN: '0' });
+    // The bench takes /tmp/npurun-cluster.lock for this row, unless the test runs under `flock` on it already.
+    const r = bench({ BENCH_ROWS: 'hosts', BENCH_HOSTS: '2', BENCH_FAULT: 'pdsh-fail', BENCH_SLOW_LOGIN: '0' });
     expect(r.code).toBe(1);
     expect(r.results.problems).toEqual([expect.stringMatching(/^hosts, 2 × 8, pdsh: .*exited 255/s)]);
     const row = r.results.rows.find((x) => x.key === 'hosts');
