@@ -13,7 +13,7 @@ describe('checkpoint watcher on the local transport', () => {
     const saving = savingRanks({ ranks: planRanks });
     expect(saving.map((s) => s.dir)).toEqual([join(base, 'r0', 'ckpt'), join(base, 'r1', 'ckpt')]);
     for (const s of saving) mkdirSync(s.dir, { recursive: true });
-    const t = new LocalTransport({ name: 'local', address: '127.0.0.1', local: true, devices: 'auto' });
+    const t = await LocalTransport.connect({ name: 'local', address: '127.0.0.1', local: true, devices: 'auto' });
     const events: CheckpointEvent[] = [];
     const w = new CheckpointWatcher(saving, new Map([['local', t]]), { keepMax: 2, intervalMs: 50, onEvent: (e) => events.push(e) });
     const save = (rank: string, epoch: number, size = 1000) => writeFileSync(join(base, `r${rank}`, 'ckpt', `${rank}-${epoch}_${epoch * 10}.ckpt`), Buffer.alloc(size));

@@ -229,7 +229,7 @@ describe('RunRecorder', () => {
         : `printf 'epoch[1] '; sleep 0.1; printf 'loss:2.0\\n'; sleep 30`;
     const plan = manualPlan('supervised', [local], [0, 1].map((rank) => ({ rank, host: 'local', deviceId: rank, cwd: join(base, `sup${rank}`), argv: ['sh', '-c', script(rank)], env: {} })));
     const rec = await RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' });
-    const transport = new LocalTransport(local);
+    const transport = await LocalTransport.connect(local);
     const outcome = await supervise(plan, new Map([['local', transport]]), {
       graceSeconds: 2, orphanGraceSeconds: 1, sink: rec,
       onEvent: (e) => (e.kind === 'rank-ended' ? rec.rankExited(e.outcome.label, e.outcome) : rec.event(e.kind, { ...e })),

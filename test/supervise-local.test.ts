@@ -14,7 +14,7 @@ describe('supervisor with local ranks', () => {
   it('all ranks succeed: exit 0 and every line of output collected', async () => {
     const plan = manualPlan('ok', [host], [0, 1, 2].map((rank) => ({ rank, host: 'local', deviceId: rank, cwd: join(base, `ok${rank}`), argv: ['sh', '-c', `echo hello from ${rank}`], env: {} })));
     const sink = new MemorySink();
-    const t = new LocalTransport(host);
+    const t = await LocalTransport.connect(host);
     const out = await supervise(plan, new Map([['local', t]]), { graceSeconds: 2, orphanGraceSeconds: 1, sink });
     await t.close();
     expect(out.status).toBe('succeeded');
@@ -26,7 +26,7 @@ describe('supervisor with local ranks', () => {
     const argv = (rank: number) => (rank === 2 ? ['sh', '-c', 'sleep 0.3; echo dying >&2; exit 7'] : ['sleep', '60']);
     const plan = manualPlan('fail', [host], [0, 1, 2, 3].map((rank) => ({ rank, host: 'local', deviceId: rank, cwd: join(base, `f${rank}`), argv: argv(rank), env: {} })));
     const events: SupervisorEvent[] = [];
-    const t = new LocalTransport(host);
+    const t = await LocalTransport.connect(host);
     const started = Date.now();
     const out = await supervise(plan, new Map([['local', t]]), { graceSeconds: 5, orphanGraceSeconds: 1, sink: new MemorySink(), onEvent: (e) => events.push(e) });
     await t.close();
@@ -46,7 +46,7 @@ describe('supervisor with local ranks', () => {
 
   it('a rank killed by a signal gives 128+signal', async () => {
     const plan = manualPlan('sig', [host], [{ rank: 0, host: 'local', deviceId: 0, cwd: join(base, 's0'), argv: ['sh', '-c', 'kill -9 $$'], env: {} }]);
-    const t = new LocalTransport(host);
+    const t = await LocalTransport.connect(host);
     const out = await supervise(plan, new Map([['local', t]]), { graceSeconds: 2, orphanGraceSeconds: 1, sink: new MemorySink() });
     await t.close();
     expect(out.exitCode).toBe(137);

@@ -78,7 +78,9 @@ function eventLine(e: SupervisorEvent): string | undefined {
     case 'host-lost':
       return `npurun: host ${e.host} lost: ${e.reason}`;
     case 'escalate':
-      return `npurun: ranks ${e.labels.join(', ')} still running after the grace period: SIGKILL`;
+      return `npurun: ranks still running after the grace period: SIGKILL on ${e.hosts.length} host${e.hosts.length === 1 ? '' : 's'}`;
+    case 'suspend-refused':
+      return 'npurun: not suspending (Ctrl-Z): the hosts would stop the ranks once heartbeats stop; Ctrl-C stops the run';
     default:
       return undefined;
   }

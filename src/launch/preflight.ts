@@ -18,6 +18,8 @@ export interface PreflightOptions {
   /** PATH the ranks will use, when the job sets one. */
   programPath?: string;
   ssh?: SshOptions;
+  /** Hosts connected and probed at once (default 256). */
+  fanout?: number;
   /** Progress display: listr2 on a TTY, plain lines otherwise, nothing for `--json`. */
   progress: 'tty' | 'lines' | 'none';
 }
@@ -36,11 +38,40 @@ export function scriptOf(argv: string[]): string | undefined {
   return first.startsWith('/') ? first : undefined;
 }
 
+export const DEFAULT_FANOUT = 256;
+/** Beyond this many hosts a terminal gets one counting line instead of a row per host. */
+const LISTR_MAX_HOSTS = 16;
+
+/** `preflight: 97/128 hosts ready, 1 failed` redrawn in place on a terminal. */
+class ProgressLine {
+  private ok = 0;
+  private failed = 0;
+  constructor(private readonly total: number) {}
+  tick(ok: boolean): void {
+    if (ok) this.ok++;
+    else this.failed++;
+    process.stderr.write(`\r\x1b[Kpreflight: ${this.ok}/${this.total} hosts ready${this.failed ? `, ${this.failed} failed` : ''}`);
+  }
+  done(): void {
+    process.stderr.write('\n');
+  }
+}
+
 /** What preflight learned about one host, or why it failed. */
 type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts; error?: string };
 
+/** Connects to a host and starts its agent: the only way npurun reaches a host. */
 export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise<HostTransport> {
-  return host.local ? new LocalTransport(host) : SshTransport.connect(host, ssh);
+  return host.local ? LocalTransport.connect(host) : SshTransport.connect(host, ssh);
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time (connection fan-out). */
+export async function withFanout<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
 /**
@@ -104,7 +135,8 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
       throw new Error(`${c.host.name}: ${c.error}`);
     }
   };
-  if (opts.progress === 'tty') {
+  const fanout = opts.fanout ?? DEFAULT_FANOUT;
+  if (opts.progress === 'tty' && checks.length <= LISTR_MAX_HOSTS) {
     await new Listr(
       checks.map((c) => ({
         title: `${c.host.name}`,
@@ -112,19 +144,20 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
           task.title = `${c.host.name}: ${await runCheck(c)}`;
         },
       })),
-      { concurrent: true, exitOnError: false, collectErrors: false, rendererOptions: { collapseErrors: false } },
+      { concurrent: fanout, exitOnError: false, collectErrors: false, rendererOptions: { collapseErrors: false } },
     ).run();
   } else {
-    await Promise.all(
-      checks.map(async (c) => {
-        try {
-          const summary = await runCheck(c);
-          if (opts.progress === 'lines') process.stderr.write(`preflight: ${c.host.name}: ok, ${summary}\n`);
-        } catch {
-          if (opts.progress === 'lines') process.stderr.write(`preflight: ${c.host.name}: FAILED: ${c.error}\n`);
-        }
-      }),
-    );
+    const counter = opts.progress === 'tty' ? new ProgressLine(checks.length) : undefined;
+    await withFanout(checks, fanout, async (c) => {
+      try {
+        const summary = await runCheck(c);
+        if (opts.progress === 'lines') process.stderr.write(`preflight: ${c.host.name}: ok, ${summary}\n`);
+      } catch {
+        if (opts.progress !== 'none') process.stderr.write(`${counter ? '\r\x1b[K' : ''}preflight: ${c.host.name}: FAILED: ${c.error}\n`);
+      }
+      counter?.tick(c.error === undefined);
+    });
+    counter?.done();
   }
   const failed = checks.filter((c) => c.error !== undefined);
   if (failed.length > 0) {

@@ -1,214 +1,184 @@
-import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { RankSpec, RunPlan } from '../plan/types.js';
-import type { HostTransport, RankEnd, RankProcess } from '../transport/types.js';
+import type { AgentRun, HostTransport, RankEnd, RankProcess } from '../transport/types.js';
+import { describeEnd, rankOutcome, runOutcome, type RankOutcome, type RunOutcome } from './outcome.js';
+
+export { describeEnd, exitCodeOf, type RankCause, type RankOutcome, type RunOutcome } from './outcome.js';
 
 /** Where each rank's output goes (the run recorder); pipe() into these Writables carries backpressure. */
 export interface RankOutputSink {
   stream(label: string, which: 'stdout' | 'stderr'): Writable;
 }
 
-export type RankCause = 'exited' | 'signal' | 'stopped' | 'lost' | 'failed-to-start';
-
-export interface RankOutcome {
-  label: string;
-  rank: number;
-  host: string;
-  deviceId: number | null;
-  code: number | null;
-  signal: string | null;
-  /** exited: ended on its own; signal: killed by a signal npurun did not send; stopped: stopped by npurun
-   * after the root cause; lost: its host went away; failed-to-start: never ran. */
-  cause: RankCause;
-  rootCause: boolean;
-  message?: string;
-  endedAt: string;
-}
-
-export interface RunOutcome {
-  status: 'succeeded' | 'failed' | 'interrupted';
-  exitCode: number;
-  rootCause?: RankOutcome;
-  /** The signal npurun received, when interrupted. */
-  interruptedBy?: string;
-  ranks: RankOutcome[];
-}
-
 export type SupervisorEvent =
-  | { kind: 'rank-started'; label: string; host: string }
+  | { kind: 'rank-started'; label: string; host: string; pid?: number }
   | { kind: 'rank-ended'; outcome: RankOutcome }
   | { kind: 'stopping'; reason: string; graceSeconds: number }
   | { kind: 'host-lost'; host: string; reason: string }
-  | { kind: 'escalate'; labels: string[] };
+  | { kind: 'escalate'; hosts: string[] }
+  | { kind: 'suspend-refused' };
 
 export interface SuperviseOptions {
   graceSeconds: number;
-  /** Seconds a guard waits before SIGKILL once it loses the launcher. */
+  /** Seconds an agent waits before SIGKILL once it loses the launcher. */
   orphanGraceSeconds: number;
   sink: RankOutputSink;
   onEvent?: (event: SupervisorEvent) => void;
-  /** Handle SIGINT/SIGTERM/SIGHUP of this process (the CLI does; tests may not). */
+  /** Handle SIGINT/SIGTERM/SIGHUP/SIGTSTP of this process (the CLI does; tests may not). */
   handleSignals?: boolean;
 }
 
-/** Where the guard records the rank's pids on its host: `npurun ps/kill` read them. */
+/** Where the agent records the rank's pids on its host: `npurun ps/kill` read them. */
 export function pidFilePath(remoteDir: string, label: string): string {
   return posix.join(remoteDir, 'pids', `${label}.json`);
-}
-
-export function exitCodeOf(outcome: RankOutcome): number {
-  if (outcome.cause === 'lost' || outcome.cause === 'failed-to-start') return 3;
-  if (outcome.code !== null && outcome.code !== 0) return outcome.code;
-  if (outcome.signal) return 128 + (constants.signals[outcome.signal as keyof typeof constants.signals] ?? 0);
-  return 1;
-}
-
-/**
- * Starts every rank of the plan, streams its output into the sink and waits for all of them.
- * Fail-fast: the first rank to end badly is the root cause and every other rank, on every host, is
- * stopped (SIGTERM through its guard, SIGKILL after the grace period). Ranks that die after the root
- * cause are victims and never reported as the cause.
- */
-export async function supervise(plan: RunPlan, transports: Map<string, HostTransport>, opts: SuperviseOptions): Promise<RunOutcome> {
-  const emit = opts.onEvent ?? (() => {});
-  const running = new Map<string, RankProcess>();
-  const outcomes: RankOutcome[] = [];
-  let rootCause: RankOutcome | undefined;
-  let stopping = false;
-  let interruptedBy: string | undefined;
-  let escalation: NodeJS.Timeout | undefined;
-
-  const stopAll = (reason: string) => {
-    if (stopping) return;
-    stopping = true;
-    emit({ kind: 'stopping', reason, graceSeconds: opts.graceSeconds });
-    for (const p of running.values()) p.stop(opts.graceSeconds);
-    // The guards enforce the grace period themselves; this is the launcher's own backstop.
-    escalation = setTimeout(() => {
-      emit({ kind: 'escalate', labels: [...running.keys()] });
-      for (const p of running.values()) p.kill();
-    }, (opts.graceSeconds + 3) * 1000);
-    escalation.unref();
-  };
-
-  const record = (spec: RankSpec, end: RankEnd | undefined, message?: string) => {
-    let cause: RankCause;
-    if (!end) cause = 'failed-to-start';
-    else if (end.lost) cause = 'lost';
-    else if (end.code === 0) cause = 'exited';
-    else if (stopping) cause = 'stopped';
-    else cause = end.signal ? 'signal' : 'exited';
-    const failed = cause === 'failed-to-start' || cause === 'lost' || cause === 'signal' || (cause === 'exited' && end?.code !== 0);
-    const outcome: RankOutcome = {
-      label: spec.label,
-      rank: spec.rank,
-      host: spec.host,
-      deviceId: spec.deviceId,
-      code: end?.code ?? null,
-      signal: end?.signal ?? null,
-      cause,
-      rootCause: false,
-      endedAt: new Date().toISOString(),
-      ...(message ? { message } : {}),
-    };
-    if (failed && !rootCause && !interruptedBy) {
-      outcome.rootCause = true;
-      rootCause = outcome;
-    }
-    outcomes.push(outcome);
-    emit({ kind: 'rank-ended', outcome });
-    if (failed) stopAll(`rank ${spec.label} on ${spec.host} ${describeEnd(outcome)}`);
-    // A rank that finished cleanly while others run on is normal (e.g. msrun's scheduler): keep going.
-  };
-
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interruptedBy) {
-      // Second signal: no more patience.
-      for (const p of running.values()) p.kill();
-      return;
-    }
-    interruptedBy = sig;
-    stopAll(`npurun received ${sig}`);
-  };
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  if (opts.handleSignals) for (const s of signals) process.on(s, onSignal);
-
-  for (const [name, t] of transports) {
-    t.onLost((reason) => {
-      emit({ kind: 'host-lost', host: name, reason });
-    });
-  }
-
-  const runOne = async (spec: RankSpec): Promise<void> => {
-    const transport = transports.get(spec.host);
-    if (!transport) throw new Error(`no transport for host ${spec.host}`);
-    if (stopping) {
-      record(spec, { code: null, signal: null, lost: false }, 'not started: the run was already stopping');
-      return;
-    }
-    let proc: RankProcess;
-    try {
-      proc = await transport.startRank({
-        runId: plan.runId,
-        label: spec.label,
-        argv: spec.argv,
-        env: spec.env,
-        cwd: spec.cwd,
-        cpus: spec.cpus,
-        pidFile: pidFilePath(remoteDirOf(plan), spec.label),
-        heartbeatTimeout: plan.job.heartbeatTimeoutSeconds,
-        orphanGrace: opts.orphanGraceSeconds,
-      });
-    } catch (err) {
-      record(spec, undefined, err instanceof Error ? err.message : String(err));
-      return;
-    }
-    running.set(spec.label, proc);
-    emit({ kind: 'rank-started', label: spec.label, host: spec.host });
-    if (stopping) proc.stop(opts.graceSeconds);
-    const out = opts.sink.stream(spec.label, 'stdout');
-    const err = opts.sink.stream(spec.label, 'stderr');
-    proc.stdout.pipe(out);
-    proc.stderr.pipe(err);
-    const end = await proc.ended;
-    // Output is complete once both sink streams have taken everything the rank wrote.
-    await Promise.all([finished(out).catch(() => {}), finished(err).catch(() => {})]);
-    running.delete(spec.label);
-    record(spec, end);
-  };
-
-  try {
-    await Promise.all(plan.ranks.map(runOne));
-  } finally {
-    if (escalation) clearTimeout(escalation);
-    if (opts.handleSignals) for (const s of signals) process.off(s, onSignal);
-  }
-
-  outcomes.sort((a, b) => a.rank - b.rank);
-  if (interruptedBy) {
-    return { status: 'interrupted', exitCode: 128 + (constants.signals[interruptedBy as keyof typeof constants.signals] ?? 2), interruptedBy, ranks: outcomes };
-  }
-  if (rootCause) return { status: 'failed', exitCode: exitCodeOf(rootCause), rootCause, ranks: outcomes };
-  return { status: 'succeeded', exitCode: 0, ranks: outcomes };
 }
 
 export function remoteDirOf(plan: RunPlan): string {
   return plan.job.remoteDir.replace(/\{run_id\}/g, plan.runId);
 }
 
-export function describeEnd(o: RankOutcome): string {
-  switch (o.cause) {
-    case 'failed-to-start':
-      return `failed to start${o.message ? `: ${o.message}` : ''}`;
-    case 'lost':
-      return 'was lost with its host';
-    case 'stopped':
-      return `was stopped by npurun (${o.signal ?? `exit ${o.code}`})`;
-    case 'signal':
-      return `was killed by ${o.signal}`;
-    case 'exited':
-      return `exited with code ${o.code}`;
+/** The run's state as supervision goes: what the rules in outcome.ts need to judge each rank's end. */
+class RunState {
+  readonly outcomes: RankOutcome[] = [];
+  rootCause: RankOutcome | undefined;
+  stopReason: string | undefined;
+  interruptedBy: string | undefined;
+
+  constructor(private readonly emit: (e: SupervisorEvent) => void) {}
+
+  record(spec: RankSpec, end: RankEnd | undefined, message?: string): RankOutcome {
+    const outcome = rankOutcome(spec, end, { stopping: this.stopReason !== undefined, interrupted: this.interruptedBy !== undefined }, message);
+    if (outcome.rootCause) {
+      if (this.rootCause) outcome.rootCause = false;
+      else this.rootCause = outcome;
+    }
+    this.outcomes.push(outcome);
+    this.emit({ kind: 'rank-ended', outcome });
+    return outcome;
   }
+}
+
+/** Stops every host's ranks once: SIGTERM through the agents, SIGKILL after the grace period. */
+class Stopper {
+  private escalation: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly transports: Map<string, HostTransport>,
+    private readonly state: RunState,
+    private readonly graceSeconds: number,
+    private readonly emit: (e: SupervisorEvent) => void,
+  ) {}
+
+  stop(reason: string): void {
+    if (this.state.stopReason !== undefined) return;
+    this.state.stopReason = reason;
+    this.emit({ kind: 'stopping', reason, graceSeconds: this.graceSeconds });
+    for (const t of this.transports.values()) void t.stopAll(this.graceSeconds, reason);
+    // The agents enforce the grace period themselves; this is the launcher's own backstop.
+    this.escalation = setTimeout(() => this.kill(), (this.graceSeconds + 3) * 1000);
+    this.escalation.unref();
+  }
+
+  kill(): void {
+    this.emit({ kind: 'escalate', hosts: [...this.transports.keys()] });
+    for (const t of this.transports.values()) void t.killAll('npurun stopped waiting');
+  }
+
+  dispose(): void {
+    if (this.escalation) clearTimeout(this.escalation);
+  }
+}
+
+/** SIGINT/SIGTERM/SIGHUP stop the run (a second one kills at once); SIGTSTP is refused. */
+function handleProcessSignals(state: RunState, stopper: Stopper, emit: (e: SupervisorEvent) => void): () => void {
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (state.interruptedBy) {
+      stopper.kill();
+      return;
+    }
+    state.interruptedBy = sig;
+    stopper.stop(`npurun received ${sig}`);
+  };
+  // Suspended, npurun would stop sending heartbeats and every agent would stop its ranks: refuse.
+  const onSuspend = () => emit({ kind: 'suspend-refused' });
+  const stops: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of stops) process.on(s, onSignal);
+  process.on('SIGTSTP', onSuspend);
+  return () => {
+    for (const s of stops) process.off(s, onSignal);
+    process.off('SIGTSTP', onSuspend);
+  };
+}
+
+/** Pipes one rank's output into the sink and waits for its end and for the sink to take everything. */
+async function followRank(spec: RankSpec, proc: RankProcess, sink: RankOutputSink): Promise<RankEnd> {
+  const out = sink.stream(spec.label, 'stdout');
+  const err = sink.stream(spec.label, 'stderr');
+  proc.stdout.pipe(out);
+  proc.stderr.pipe(err);
+  const end = await proc.ended;
+  await Promise.all([finished(out).catch(() => {}), finished(err).catch(() => {})]);
+  return end;
+}
+
+/**
+ * Starts every rank of the plan, one agent per host, streams output into the sink and waits for all of
+ * them. Fail-fast: the first rank to end badly is the root cause and every other rank, on every host,
+ * is stopped. Ranks that end after the root cause are victims, never reported as the cause.
+ */
+export async function supervise(plan: RunPlan, transports: Map<string, HostTransport>, opts: SuperviseOptions): Promise<RunOutcome> {
+  const emit = opts.onEvent ?? (() => {});
+  const state = new RunState(emit);
+  const stopper = new Stopper(transports, state, opts.graceSeconds, emit);
+  const unhook = opts.handleSignals ? handleProcessSignals(state, stopper, emit) : () => {};
+  for (const [name, t] of transports) t.onLost((reason) => emit({ kind: 'host-lost', host: name, reason }));
+
+  const ended = (spec: RankSpec, end: RankEnd | undefined, message?: string) => {
+    const outcome = state.record(spec, end, message);
+    if (outcome.failed) stopper.stop(`rank ${spec.label} on ${spec.host} ${describeEnd(outcome)}`);
+  };
+
+  const runHost = async (host: string, specs: RankSpec[]): Promise<void> => {
+    const transport = transports.get(host);
+    if (!transport) throw new Error(`no transport for host ${host}`);
+    if (state.stopReason !== undefined) {
+      for (const spec of specs) ended(spec, { code: null, signal: null, lost: false }, 'not started: the run was already stopping');
+      return;
+    }
+    const run: AgentRun = {
+      runId: plan.runId,
+      host,
+      runDir: remoteDirOf(plan),
+      heartbeatTimeout: plan.job.heartbeatTimeoutSeconds,
+      orphanGrace: opts.orphanGraceSeconds,
+    };
+    let procs: RankProcess[];
+    try {
+      procs = await transport.startRanks(run, specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus })));
+    } catch (err) {
+      for (const spec of specs) ended(spec, undefined, err instanceof Error ? err.message : String(err));
+      return;
+    }
+    if (state.stopReason !== undefined) void transport.stopAll(opts.graceSeconds, state.stopReason);
+    await Promise.all(
+      specs.map(async (spec, i) => {
+        const proc = procs[i] as RankProcess;
+        if (proc.startError === undefined) emit({ kind: 'rank-started', label: spec.label, host: spec.host, ...(proc.pid !== undefined ? { pid: proc.pid } : {}) });
+        const end = await followRank(spec, proc, opts.sink);
+        ended(spec, proc.startError === undefined ? end : undefined, proc.startError);
+      }),
+    );
+  };
+
+  const byHost = new Map<string, RankSpec[]>();
+  for (const r of plan.ranks) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r]);
+  try {
+    await Promise.all([...byHost].map(([host, specs]) => runHost(host, specs)));
+  } finally {
+    stopper.dispose();
+    unhook();
+  }
+  return runOutcome(state.outcomes, state.rootCause, state.interruptedBy);
 }

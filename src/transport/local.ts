@@ -1,28 +1,15 @@
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { NpurunError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
-import { GUARD_BOOTSTRAP, guardPreamble, type GuardSpec } from './guard.js';
-import { Heartbeat, guardControl } from './heartbeat.js';
-import type { CommandResult, DirEntry, HostTransport, RankEnd, RankProcess } from './types.js';
+import { AgentClient, agentCommand } from './agent-client.js';
+import { AgentTransport } from './agent-transport.js';
 
-/** The launching machine itself: processes started with execa, the same guard as on remote hosts. */
-export class LocalTransport implements HostTransport {
-  private readonly heartbeat = new Heartbeat();
-
-  constructor(readonly host: HostSpec) {}
-
-  async exec(command: string, input = ''): Promise<CommandResult> {
-    const r = await execa('sh', ['-c', command], { input, reject: false, stripFinalNewline: false });
-    return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? null, signal: r.signal ?? null };
-  }
-
-  async startRank(spec: GuardSpec): Promise<RankProcess> {
-    // Detached: a Ctrl-C on the terminal reaches npurun, which stops ranks with the grace period,
-    // instead of hitting the guards and ranks directly.
-    const child = execa('sh', ['-c', GUARD_BOOTSTRAP], {
+/** The launching machine itself: the same agent as on remote hosts, through a pipe. */
+export class LocalTransport extends AgentTransport {
+  static async connect(host: HostSpec): Promise<LocalTransport> {
+    // Detached: a Ctrl-C on the terminal reaches npurun, which stops the ranks with the grace period,
+    // instead of hitting the agent and the ranks directly.
+    const child = execa('sh', ['-c', agentCommand(process.env.NPURUN_PYTHON || 'python3')], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
@@ -31,68 +18,11 @@ export class LocalTransport implements HostTransport {
       detached: true,
       cleanup: false,
     });
-    const stdin = child.stdin;
-    const stdout = child.stdout;
-    const stderr = child.stderr;
-    if (!stdin || !stdout || !stderr) throw new NpurunError('runtime', `local: cannot open pipes for rank ${spec.label}`);
-    stdin.on('error', () => {}); // the guard may be gone already; its end is reported through `ended`
-    stdin.write(guardPreamble(spec));
-    const control = guardControl(stdin);
-    this.heartbeat.add(control);
-    const ended: Promise<RankEnd> = child.then((r) => {
-      this.heartbeat.remove(control);
-      stdin.end();
-      return { code: r.exitCode ?? null, signal: r.signal ?? null, lost: false };
-    });
-    return {
-      stdout,
-      stderr,
-      ended,
-      stop: (grace) => control.send(`TERM ${grace}`),
-      kill: () => control.send('KILL'),
-    };
+    const { stdin, stdout, stderr } = child;
+    if (!stdin || !stdout || !stderr) throw new NpurunError('runtime', `local: cannot open pipes to the npurun agent`);
+    const agent = new AgentClient(stdin, stdout, { name: host.name }, stderr);
+    child.catch(() => undefined);
+    const hello = await agent.start();
+    return new LocalTransport(host, agent, hello);
   }
-
-  async putFile(path: string, data: Buffer, mode = 0o644): Promise<void> {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    const tmp = `${path}.npurun-tmp`;
-    await writeFile(tmp, data, { mode });
-    await rename(tmp, path);
-    const back = await readFile(path);
-    if (!sha256(back).equals(sha256(data))) throw new NpurunError('runtime', `${this.host.name}: ${path} does not match what was written`);
-  }
-
-  async listDir(dir: string): Promise<DirEntry[] | null> {
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    const out: DirEntry[] = [];
-    for (const name of names) {
-      const st = await stat(join(dir, name)).catch(() => undefined);
-      if (st?.isFile()) out.push({ name, size: st.size, mtimeMs: st.mtimeMs });
-    }
-    return out;
-  }
-
-  async removeFile(path: string): Promise<void> {
-    await unlink(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
-  }
-
-  onLost(): void {
-    // The local machine cannot become unreachable.
-  }
-
-  async close(): Promise<void> {
-    this.heartbeat.stop();
-  }
-}
-
-export function sha256(data: Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
 }
