@@ -69,10 +69,32 @@ export interface RunRecorderOptions {
   color?: boolean;
   /** Console (default process.stdout). */
   out?: NodeJS.WritableStream;
+  /**
+   * Told once per problem when the run folder cannot be written (disk full, folder removed): the run
+   * goes on, the ranks are not harmed, and the message says what is being lost. Default: stderr.
+   */
+  onProblem?: (message: string) => void;
 }
 
-/** How many of a rank's last lines are kept in memory for the failure report. */
+/** How many of a rank's last lines are kept in memory for the failure report, and how much of each. */
 const LAST_LINES_KEPT = 200;
+const LAST_LINE_BYTES = 4096;
+const NEWLINE = Buffer.from('\n');
+
+/** "no space left on device" rather than ENOSPC: file errors in words. */
+function describeFsError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    ENOENT: 'the folder was removed',
+    EACCES: 'permission denied',
+    EROFS: 'read-only file system',
+    EDQUOT: 'disk quota exceeded',
+    EIO: 'input/output error',
+  };
+  return (code && words[code]) ?? (err instanceof Error ? err.message : String(err));
+}
+
 /** Per-channel buffer before pipe() pauses the rank's stream. */
 const CHANNEL_HIGH_WATER_MARK = 64 * 1024;
 const FILE_HIGH_WATER_MARK = 256 * 1024;
@@ -82,10 +104,15 @@ class Destination {
   private drained: Promise<void> | undefined;
   private failure: Error | undefined;
   private readonly onError = (err: Error) => {
-    this.failure ??= err;
+    if (this.failure) return;
+    this.failure = err;
+    this.onFailure?.(err);
   };
 
-  constructor(readonly stream: NodeJS.WritableStream) {
+  constructor(
+    readonly stream: NodeJS.WritableStream,
+    private readonly onFailure?: (err: Error) => void,
+  ) {
     stream.on('error', this.onError);
   }
 
@@ -98,9 +125,9 @@ class Destination {
   }
 
   /** undefined when the caller may go on; otherwise a promise for the drain. */
-  write(text: string): Promise<void> | undefined {
-    if (this.failure || text === '') return undefined;
-    if (this.stream.write(text)) return undefined;
+  write(data: Buffer | string): Promise<void> | undefined {
+    if (this.failure || data.length === 0) return undefined;
+    if (this.stream.write(data)) return undefined;
     this.drained ??= new Promise<void>((resolve) => {
       const done = () => {
         this.stream.off('drain', done);
@@ -126,12 +153,12 @@ class Destination {
 class RankChannel extends Writable {
   private readonly splitter = new LineSplitter();
 
-  constructor(private readonly deliver: (lines: string[]) => Promise<void> | undefined) {
+  constructor(private readonly deliver: (lines: Buffer[]) => Promise<void> | undefined) {
     super({ highWaterMark: CHANNEL_HIGH_WATER_MARK });
   }
 
-  get pendingChars(): number {
-    return this.splitter.bufferedChars;
+  get pendingBytes(): number {
+    return this.splitter.bufferedBytes;
   }
 
   override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -142,7 +169,7 @@ class RankChannel extends Writable {
     this.forward(this.splitter.end(), callback);
   }
 
-  private forward(lines: string[], callback: (error?: Error | null) => void): void {
+  private forward(lines: Buffer[], callback: (error?: Error | null) => void): void {
     const wait = lines.length > 0 ? this.deliver(lines) : undefined;
     if (wait) wait.then(() => callback(), callback);
     else callback();
@@ -152,8 +179,8 @@ class RankChannel extends Writable {
 interface RankSlot {
   spec: RankSpec;
   file: Destination;
-  mergedPrefix: Record<StreamName, string>;
-  consolePrefix: string | undefined;
+  mergedPrefix: Record<StreamName, Buffer>;
+  consolePrefix: Buffer | undefined;
   lastLines: string[];
   channels: RankChannel[];
 }
@@ -222,9 +249,12 @@ export class RunRecorder {
   private readonly eventsFile: ReturnType<typeof pino.destination>;
   private readonly events: pino.Logger;
   private done = false;
+  private readonly problems = new Set<string>();
+  private readonly onProblem: (message: string) => void;
 
   private constructor(dir: string, opts: RunRecorderOptions) {
     this.dir = dir;
+    this.onProblem = opts.onProblem ?? ((m) => process.stderr.write(`npurun: ${m}\n`));
     this.timestamps = opts.timestamps ?? false;
     this.record = initialRecord(opts.plan, opts.argv, this.timestamps);
     writeRunRecord(dir, this.record);
@@ -237,13 +267,18 @@ export class RunRecorder {
     const shown = consoleRanks(opts.console, opts.plan.ranks);
     const prefixes = new ConsolePrefixes(shown, opts.color ?? wantsColor(out));
     this.console = shown.length > 0 ? new Destination(out) : undefined;
-    this.merged = new Destination(createWriteStream(join(dir, MERGED_LOG_FILE), { highWaterMark: FILE_HIGH_WATER_MARK }));
+    const file = (path: string, what: string) =>
+      new Destination(createWriteStream(path, { highWaterMark: FILE_HIGH_WATER_MARK }), (err) =>
+        this.problem(`cannot write ${path} (${describeFsError(err)}): ${what} is no longer saved; the run goes on`),
+      );
+    this.merged = file(join(dir, MERGED_LOG_FILE), 'the merged log');
     for (const spec of opts.plan.ranks) {
+      const consolePrefix = prefixes.of(spec.label);
       this.slots.set(spec.label, {
         spec,
-        file: new Destination(createWriteStream(rankLogPath(dir, spec.label), { highWaterMark: FILE_HIGH_WATER_MARK })),
-        mergedPrefix: { stdout: mergedPrefix(spec, 'stdout'), stderr: mergedPrefix(spec, 'stderr') },
-        consolePrefix: prefixes.of(spec.label),
+        file: file(rankLogPath(dir, spec.label), `rank ${spec.label}'s output`),
+        mergedPrefix: { stdout: Buffer.from(mergedPrefix(spec, 'stdout')), stderr: Buffer.from(mergedPrefix(spec, 'stderr')) },
+        consolePrefix: consolePrefix === undefined ? undefined : Buffer.from(consolePrefix),
         lastLines: [],
         channels: [],
       });
@@ -283,7 +318,30 @@ export class RunRecorder {
   /** One structured line in events.jsonl; secret-looking fields are redacted. */
   event(kind: string, fields: Record<string, unknown> = {}): void {
     if (this.done) return;
-    this.events.info({ ...(redactFields(fields) as Record<string, unknown>), event: kind });
+    try {
+      this.events.info({ ...(redactFields(fields) as Record<string, unknown>), event: kind });
+    } catch (err) {
+      this.problem(`cannot write ${join(this.dir, EVENTS_FILE)} (${describeFsError(err)}): events are no longer saved; the run goes on`);
+    }
+  }
+
+  /** Problems met while recording, each said once (also kept for the final report). */
+  get recordingProblems(): string[] {
+    return [...this.problems];
+  }
+
+  private problem(message: string): void {
+    if (this.problems.has(message)) return;
+    this.problems.add(message);
+    this.onProblem(message);
+  }
+
+  private saveRecord(): void {
+    try {
+      writeRunRecord(this.dir, this.record);
+    } catch (err) {
+      this.problem(`cannot write ${join(this.dir, 'run.json')} (${describeFsError(err)}): the run record is not up to date; the run goes on`);
+    }
   }
 
   rankExited(rankLabel: string, exit: RankExit): void {
@@ -299,7 +357,7 @@ export class RunRecorder {
     };
     if (exit.rootCause) this.record.root_cause = rankLabel;
     this.event('rank-exited', { label: rankLabel, host: rank.host, ...rank.exit });
-    if (!this.done) writeRunRecord(this.dir, this.record);
+    if (!this.done) this.saveRecord();
   }
 
   /** The rank's last `n` lines (stdout and stderr, in arrival order, at most 200 kept). */
@@ -313,7 +371,8 @@ export class RunRecorder {
     let total = this.merged.bufferedBytes + (this.console?.bufferedBytes ?? 0);
     for (const slot of this.slots.values()) {
       total += slot.file.bufferedBytes;
-      for (const c of slot.channels) total += c.writableLength + c.pendingChars;
+      for (const c of slot.channels) total += c.writableLength + c.pendingBytes;
+      for (const l of slot.lastLines) total += l.length;
     }
     return total;
   }
@@ -332,7 +391,11 @@ export class RunRecorder {
     if (failed.length > 0) this.event('log-write-failed', { errors: failed });
     this.event('finish', { status: result.status, exit_code: result.exitCode, root_cause: result.rootCause ?? null });
     this.done = true;
-    this.eventsFile.end();
+    try {
+      this.eventsFile.end();
+    } catch {
+      // already reported as a problem
+    }
     Object.assign(this.record, {
       status: result.status,
       exit_code: result.exitCode,
@@ -340,7 +403,7 @@ export class RunRecorder {
       report: result.report ?? null,
       ended_at: new Date().toISOString(),
     });
-    writeRunRecord(this.dir, this.record);
+    this.saveRecord();
   }
 
   private slot(label: string): RankSlot {
@@ -349,22 +412,28 @@ export class RunRecorder {
     return slot;
   }
 
-  /** One chunk's whole lines to every place they go; resolves when all of them can take more. */
-  private writeLines(slot: RankSlot, which: StreamName, lines: string[]): Promise<void> | undefined {
+  /** One chunk's whole lines to every place they go, as bytes; resolves when all of them can take more. */
+  private writeLines(slot: RankSlot, which: StreamName, lines: Buffer[]): Promise<void> | undefined {
     const time = new Date().toISOString();
-    const rankTime = this.timestamps ? time : undefined;
-    const merged = `${time} ${slot.mergedPrefix[which]}`;
-    let rankText = '';
-    let mergedText = '';
-    let consoleText = '';
+    const rankPrefix = Buffer.from(rankLogLine('', which, this.timestamps ? time : undefined).slice(0, -1));
+    const merged = Buffer.concat([Buffer.from(`${time} `), slot.mergedPrefix[which]]);
+    const rankParts: Buffer[] = [];
+    const mergedParts: Buffer[] = [];
+    const consoleParts: Buffer[] = [];
     for (const line of lines) {
-      rankText += rankLogLine(line, which, rankTime);
-      mergedText += `${merged}${line}\n`;
-      if (slot.consolePrefix !== undefined) consoleText += `${slot.consolePrefix}${line}\n`;
+      rankParts.push(rankPrefix, line, NEWLINE);
+      mergedParts.push(merged, line, NEWLINE);
+      if (slot.consolePrefix !== undefined) consoleParts.push(slot.consolePrefix, line, NEWLINE);
     }
-    slot.lastLines.push(...lines.slice(-LAST_LINES_KEPT));
+    // Kept for the failure report: the last lines, each cut to a few KiB, so memory stays bounded
+    // whatever a rank prints.
+    for (const line of lines.slice(-LAST_LINES_KEPT)) slot.lastLines.push(line.subarray(0, LAST_LINE_BYTES).toString('utf8'));
     if (slot.lastLines.length > 2 * LAST_LINES_KEPT) slot.lastLines.splice(0, slot.lastLines.length - LAST_LINES_KEPT);
-    const waits = [slot.file.write(rankText), this.merged.write(mergedText), this.console?.write(consoleText)].filter((w) => w !== undefined);
+    const waits = [
+      slot.file.write(Buffer.concat(rankParts)),
+      this.merged.write(Buffer.concat(mergedParts)),
+      this.console?.write(Buffer.concat(consoleParts)),
+    ].filter((w) => w !== undefined);
     return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
   }
 }
