@@ -27,7 +27,7 @@ describe('job defaults', () => {
       bindCores: false,
       graceSeconds: 10,
       masterPort: 29500,
-      remoteDir: '/tmp/npurun/{run_id}',
+      remoteDir: '/tmp/npurun-{uid}/{run_id}',
       heartbeatTimeoutSeconds: 3,
     });
   });

@@ -10,7 +10,7 @@ import type { HostSpec, ProfileName } from '../src/plan/types.js';
 import { generateRankTable } from '../src/ranktable/generate.js';
 
 const RUN = '20261123-052433-t-a1b2';
-const TABLE = `/tmp/npurun/${RUN}/rank_table.json`;
+const TABLE = `/tmp/npurun-{uid}/${RUN}/rank_table.json`;
 
 /** Host i (1-based): address 10.0.0.(10+i) on eth0, device d's NIC at 192.168.(100+d).(10+i), 16 CPUs on 2 NUMA nodes. */
 function facts(i: number, devices = 8): HostFacts {

@@ -76,7 +76,7 @@ def members(rec, procs):
 
 found = []
 procs = scan()
-for path in sorted(glob.glob(args["pattern"])):
+for path in sorted(glob.glob(args["pattern"].replace("{uid}", str(UID)))):
     if not trusted(path):
         continue
     try:
@@ -90,9 +90,11 @@ for path in sorted(glob.glob(args["pattern"])):
         continue
     pid = rec.get("pid")
     rec["alive"] = isinstance(pid, int) and rec.get("start_ticks") is not None and start_ticks(pid) == rec.get("start_ticks")
-    found.append({"run_id": rec.get("run_id"), "label": rec.get("label"), "pid": pid, "alive": rec["alive"],
+    left = members(rec, procs)
+    # Alive: the rank itself, or anything that escaped its group carrying its tag.
+    found.append({"run_id": rec.get("run_id"), "label": rec.get("label"), "pid": pid, "alive": rec["alive"] or bool(left),
                   "pgid": rec.get("pgid", pid), "tag": rec.get("tag"), "file": path,
-                  "members": [{"pid": m, "cmdline": cmdline(m)} for m in members(rec, procs)]})
+                  "members": [{"pid": m, "cmdline": cmdline(m)} for m in left]})
 
 if args.get("kill"):
     for sig, pause in ((signal.SIGTERM, float(args.get("grace", 5))), (signal.SIGKILL, 0.2)):

@@ -39,7 +39,7 @@ How:
   --bind-cores            pin each rank to its share of the host's CPUs (NUMA-aware)
   --grace SECONDS         SIGTERM -> SIGKILL grace when stopping ranks (default 10)
   --master-port PORT      MASTER_PORT / MS_SCHED_PORT (default 29500; msrun 8118)
-  --remote-dir DIR        where the rank table and pid files go on each host (default /tmp/npurun/{run_id})
+  --remote-dir DIR        where the rank table and pid files go on each host (default /tmp/npurun-{uid}/{run_id}, private to you)
   --heartbeat-timeout S   a host's ranks stop after S seconds without the launcher (default 3)
 Output:
   --dry-run               preflight and print the plan (per rank: host, device, CPUs, cwd, command, env)

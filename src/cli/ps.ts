@@ -45,7 +45,7 @@ function targetOf(command: string, runId: string | undefined, hostsFile: string 
   }
   if (command === 'kill') throw inputError('npurun kill', 'which run? give its id (see `npurun runs`)');
   const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : [localHost()];
-  return { hosts, remoteDir: remoteDirFlag ?? '/tmp/npurun/{run_id}' };
+  return { hosts, remoteDir: remoteDirFlag ?? '/tmp/npurun-{uid}/{run_id}' };
 }
 
 async function perHost(target: Target, configText: string | undefined, fn: (h: HostSpec, t: Awaited<ReturnType<typeof connectHost>>) => Promise<LeftoverRank[]>) {

@@ -28,6 +28,8 @@ export interface LaunchRequest {
   ssh?: SshOptions;
   /** Seconds a guard waits before SIGKILL once the launcher is gone. */
   orphanGraceSeconds: number;
+  /** Hosts connected and probed at once (default 256). */
+  fanout?: number;
   /** Resume from the latest checkpoint every saving rank of this earlier run completed. */
   resume?: { runId: string; scan: (runsDir: string, runId: string) => Promise<PlanInput['resume']> };
   out?: NodeJS.WriteStream;
@@ -101,12 +103,16 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
     program,
     ...(scriptOf(req.job.command) ? { script: scriptOf(req.job.command) as string } : {}),
     ...(req.job.env.PATH ? { programPath: req.job.env.PATH } : {}),
-    ...(req.ssh ? { ssh: req.ssh } : {}),
+    // The connection tolerates as long a silence as the agents do (a blip shorter than the heartbeat
+    // timeout is survived), never less than 3 s.
+    ssh: { ...req.ssh, keepaliveIntervalMs: 1000, keepaliveCountMax: Math.max(3, Math.ceil(req.job.heartbeatTimeoutSeconds)) },
+    ...(req.fanout !== undefined ? { fanout: req.fanout } : {}),
     progress,
   });
   const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));
   let plan: RunPlan;
   try {
+    req.job.remoteDir = expandUid(req.job.remoteDir, transports);
     const resume = req.resume ? await req.resume.scan(req.runsDir, req.resume.runId) : undefined;
     plan = planRun({
       runId: newRunId(new Date(), req.job.name),
@@ -127,6 +133,21 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
     return { exitCode: 0, plan };
   }
   return runPlanned(plan, transports, req).finally(closeAll);
+}
+
+/**
+ * `{uid}` in the remote dir (default /tmp/npurun-{uid}/{run_id}) is the launching user's uid on the
+ * hosts: each user gets a private directory under /tmp, so nobody else's files are trusted.
+ */
+function expandUid(remoteDir: string, transports: Map<string, HostTransport>): string {
+  if (!remoteDir.includes('{uid}')) return remoteDir;
+  const uids = new Set([...transports.values()].map((t) => t.hello.uid));
+  if (uids.size > 1) {
+    throw new NpurunError('input', `--remote-dir: {uid} stands for one uid, but the hosts log in as uids ${[...uids].join(', ')}`, {
+      hint: 'give --remote-dir (or remote_dir:) without {uid}, in a directory private to you on every host',
+    });
+  }
+  return remoteDir.replace(/\{uid\}/g, String([...uids][0]));
 }
 
 async function copyRankTable(plan: RunPlan, transports: Map<string, HostTransport>): Promise<void> {

@@ -209,7 +209,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     bindCores: flags.bindCores ?? f.bind_cores ?? false,
     graceSeconds: flags.graceSeconds ?? f.grace ?? 10,
     masterPort: flags.masterPort ?? f.master_port ?? (profile === 'msrun' ? 8118 : 29500),
-    remoteDir: flags.remoteDir ?? f.remote_dir ?? '/tmp/npurun/{run_id}',
+    remoteDir: flags.remoteDir ?? f.remote_dir ?? '/tmp/npurun-{uid}/{run_id}',
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
   };
   const name = flags.name ?? f.name;

@@ -64,7 +64,7 @@ export interface JobSpec {
   masterPort: number;
   /** Rank table given by the user instead of generated. */
   rankTableFile?: string;
-  /** Directory on every host where npurun puts the rank table and its records ("/tmp/npurun/{run_id}" by default). */
+  /** Directory on every host where npurun puts the rank table and its records ("/tmp/npurun-{uid}/{run_id}" by default: {uid} is the uid npurun logs in as, so the directory is private to that user). */
   remoteDir: string;
   checkpoint?: CheckpointPolicy;
   /** Seconds the per-host guard waits without a heartbeat before it stops the ranks (cut network). */

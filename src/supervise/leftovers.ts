@@ -14,7 +14,7 @@ export interface LeftoverRank {
   killed?: boolean;
 }
 
-/** The glob of pid files for runs under a remote-dir template such as "/tmp/npurun/{run_id}". */
+/** The glob of pid files for runs under a remote-dir template such as "/tmp/npurun-{uid}/{run_id}" ({uid} is expanded on the host). */
 export function pidFileGlob(remoteDirTemplate: string, runId?: string): string {
   return `${remoteDirTemplate.replace(/\{run_id\}/g, runId ?? '*')}/pids/*.json`;
 }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { HostSpec } from '../plan/types.js';
+import type { AgentHello } from './agent-client.js';
 
 export interface CommandResult {
   stdout: string;
@@ -64,6 +65,8 @@ export interface RankProcess {
 /** A host npurun works on through one agent: the local machine (a pipe) or a remote one (one SSH channel). */
 export interface HostTransport {
   readonly host: HostSpec;
+  /** What the host's agent said of itself: its interpreter, uid, user. */
+  readonly hello: AgentHello;
   /** Runs `sh -c command` on the host through its agent, feeding `input` on stdin. */
   exec(command: string, input?: string): Promise<CommandResult>;
   /** Starts all of this host's ranks of a run. */
