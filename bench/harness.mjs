@@ -72,11 +72,12 @@ export function runCounted(cmd, args, opts) {
 
 /**
  * `node bin/npurun ...args`, with the launcher's own peak RSS (KiB, getrusage of the node process alone,
- * not its ranks) written by bench/rss-probe.mjs as it exits.
+ * not its ranks) written by bench/rss-probe.mjs as it exits. `counted`: under GNU time too (run time's cpu).
  */
 export function runNpurun(args, opts = {}) {
   const rssFile = join(work, `rss-${process.hrtime.bigint()}`);
-  const r = run('node', ['--import', RSS_PROBE, BIN, ...args], { ...opts, env: { ...opts.env, BENCH_RSS_FILE: rssFile } });
+  const { counted = false, ...rest } = opts;
+  const r = (counted ? runCounted : run)('node', ['--import', RSS_PROBE, BIN, ...args], { ...rest, env: { ...rest.env, BENCH_RSS_FILE: rssFile } });
   const rssKiB = existsSync(rssFile) ? Number(readFileSync(rssFile, 'utf8')) : NaN;
   rmSync(rssFile, { force: true });
   return { ...r, rssKiB };

@@ -157,8 +157,8 @@ export function benchLogs(torch) {
       name: 'npurun',
       measure: () => {
         const runs = freshRuns('logs');
-        const r = runNpurun(npurunLaunch(runs, [PY, writer]));
-        (cpu.npurun ??= []).push(NaN);
+        const r = runNpurun(npurunLaunch(runs, [PY, writer]), { counted: true });
+        (cpu.npurun ??= []).push(r.cpu);
         rss.npurun.push(r.rssKiB);
         checkNothingLeft('log throughput, npurun');
         checkRunRecord('log throughput, npurun', runs, { ranks: 8 });
