@@ -171,6 +171,29 @@ describe('the host agent on a local pipe', () => {
     }
   });
 
+  it('the launcher vanishing while a rank fills its window: the agent stops it, drops its output and exits', async () => {
+    for (const close of ['input', 'output'] as const) {
+      const child = execa('sh', ['-c', agentCommand('/usr/bin/python3')], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false, detached: true });
+      const agent = new AgentClient(child.stdin!, child.stdout!, { name: 'local' }, child.stderr!);
+      await agent.start();
+      const flood = ['/usr/bin/python3', '-c', 'import os\nb=b"x"*65535+b"\\n"\nwhile True: os.write(1,b)'];
+      const [p] = await agent.startRanks(run(`vanish-${close}`), [rank('9', flood)]);
+      // Nobody reads: the rank's window fills and the agent stops reading its pipe.
+      await new Promise((r) => setTimeout(r, 500));
+      if (close === 'input') child.stdin!.destroy();
+      else {
+        // Output closed: the agent learns it at its next write (here: the reply to a request).
+        child.stdout!.destroy();
+        void agent.request('list', { dir: '/' }).catch(() => undefined);
+      }
+      const started = Date.now();
+      const r = await child;
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(r.exitCode).toBe(0);
+      expect(alive(p!.pid as number)).toBe(false);
+    }
+  });
+
   it('a killed agent (kill -9) still leaves nothing: its watchdog stops every process of its ranks', async () => {
     const mark = randomUUID();
     const t = await LocalTransport.connect(host);

@@ -206,9 +206,15 @@ class Agent(object):
             except BlockingIOError:
                 break
             except OSError:
+                # The launcher is gone: nothing more can be said; stop waiting for the pipe, stop the
+                # ranks, and read their output only to discard it so none blocks on a full pipe.
                 self.out_open = False
                 self.outbuf = bytearray()
-                return
+                self.abandoned = True
+                self.stop_all(self.orphan_grace, "output closed: the launcher is gone")
+                for rank in self.ranks:
+                    self.update_rank_interest(rank)
+                break
             del self.outbuf[:n]
         want = selectors.EVENT_WRITE if self.outbuf else 0
         self.set_interest(1, want, "out")
@@ -236,9 +242,13 @@ class Agent(object):
             except OSError:
                 chunk = b""
             if not chunk:
+                # The launcher is gone (or done): nobody will acknowledge output any more, so what the
+                # ranks still write is read and dropped rather than left to block them.
                 self.in_open = False
                 self.set_interest(0, 0, "in")
                 self.stop_all(self.orphan_grace, "input closed: the launcher is gone")
+                for rank in self.ranks:
+                    self.update_rank_interest(rank)
                 break
             self.inbuf += chunk
             self.last_heard = time.monotonic()
@@ -524,13 +534,17 @@ class Agent(object):
             except OSError:
                 pass
 
+    def forwarding(self):
+        """Whether rank output still goes to a launcher that acknowledges it."""
+        return self.out_open and self.in_open
+
     def update_rank_interest(self, rank):
-        room = rank.unacked < self.window
+        room = rank.unacked < self.window or not self.forwarding()
         for fd, kind in list(rank.fds.items()):
             self.set_interest(fd, selectors.EVENT_READ if room else 0, ("rank", rank, kind))
 
     def on_rank_output(self, rank, fd, kind):
-        room = self.window - rank.unacked
+        room = self.window - rank.unacked if self.forwarding() else 1 << 16
         if room <= 0:
             self.update_rank_interest(rank)
             return
@@ -544,6 +558,8 @@ class Agent(object):
             data = b""
         if not data:
             self.close_rank_fd(rank, fd)
+            return
+        if not self.forwarding():
             return
         rank.unacked += len(data)
         self.frame(kind, rank.index, data)
@@ -636,12 +652,13 @@ class Agent(object):
             if rank.close_at is not None and now >= rank.close_at and rank.fds:
                 # Drain what is there (within the window), then close: an escaped holder cannot block the end.
                 for fd, kind in list(rank.fds.items()):
-                    if self.window - rank.unacked > 0:
+                    if self.window - rank.unacked > 0 or not self.forwarding():
                         self.on_rank_output(rank, fd, kind)
                         if fd in rank.fds:
                             self.close_rank_fd(rank, fd)
         deadlines = [r.kill_at for r in self.ranks if r.kill_at is not None]
-        deadlines += [r.close_at for r in self.ranks if r.close_at is not None and r.fds]
+        # A close deadline already past waits for acknowledgements, not for time: no busy loop.
+        deadlines += [r.close_at for r in self.ranks if r.close_at is not None and r.fds and r.close_at > now]
         wait = 0.5
         if deadlines:
             wait = max(0.0, min(wait, min(deadlines) - now))
