@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 // The bench's own line checker (plain JavaScript beside bench.mjs).
 import { checkMergedLog, checkRankLog, expectedLine } from '../bench/check-logs.mjs';
@@ -26,22 +26,24 @@ interface Results {
 }
 
 let seq = 0;
-function bench(env: Record<string, string>): { code: number | null; stdout: string; stderr: string; results: Results } {
+// Asynchronous on purpose: a synchronous spawn blocks vitest's worker, whose RPC times out when the
+// hosts case waits minutes for the cluster lock.
+async function bench(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string; results: Results }> {
   const out = join(dir, `results-${seq++}.json`);
-  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'bench.mjs')], {
+  const r = await execa(process.execPath, [join(ROOT, 'bench', 'bench.mjs')], {
     cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 110_000,
-    env: { ...process.env, BENCH_TORCH: '0', BENCH_LINES: '500', BENCH_REPEAT: '1', BENCH_WARMUP: '0', BENCH_SCALE: '1,2', BENCH_OUT: out, ...env },
+    reject: false,
+    timeout: 280_000,
+    env: { BENCH_TORCH: '0', BENCH_LINES: '500', BENCH_REPEAT: '1', BENCH_WARMUP: '0', BENCH_SCALE: '1,2', BENCH_OUT: out, ...env },
   });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, results: JSON.parse(readFileSync(out, 'utf8')) as Results };
+  return { code: r.exitCode ?? null, stdout: r.stdout, stderr: r.stderr, results: JSON.parse(readFileSync(out, 'utf8')) as Results };
 }
 
 describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
   requireBuild();
 
-  it('passes on healthy output: every line checked, run.json read, launcher RSS measured, nothing left', () => {
-    const r = bench({ BENCH_ROWS: 'local,failure,logs,memory,ranktable', BENCH_MEM: '8x2' });
+  it('passes on healthy output: every line checked, run.json read, launcher RSS measured, nothing left', async () => {
+    const r = await bench({ BENCH_ROWS: 'local,failure,logs,memory,ranktable', BENCH_MEM: '8x2' });
     expect(r.results.problems, r.stderr).toEqual([]);
     expect(r.code).toBe(0);
     expect(r.stderr).not.toContain('!!!');
@@ -61,8 +63,8 @@ describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
     ['drop-line', /line 251 is "rank 3 line 251 .*", expected "rank 3 line 250 /],
     ['cut-line', /line 251 is "rank ", expected "rank 3 line 250 /],
     ['swap-lines', /line 251 is "rank 3 line 251 .*", expected "rank 3 line 250 /],
-  ])('exits 1 when a writer breaks one line (%s), for npurun and the floor alike', (fault, message) => {
-    const r = bench({ BENCH_ROWS: 'logs', BENCH_FAULT: fault });
+  ])('exits 1 when a writer breaks one line (%s), for npurun and the floor alike', async (fault, message) => {
+    const r = await bench({ BENCH_ROWS: 'logs', BENCH_FAULT: fault });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('!!!');
     const lost = r.results.problems.filter((p) => message.test(p));
@@ -70,8 +72,8 @@ describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
     expect(r.stdout).toContain('npurun: LINES LOST OR DAMAGED; floor: LINES LOST OR DAMAGED');
   }, 120_000);
 
-  it('exits 1 when npurun starts 7 ranks where 8 were asked (run.json and the missing rank-7.log)', () => {
-    const r = bench({ BENCH_ROWS: 'local,logs', BENCH_FAULT: 'missing-rank' });
+  it('exits 1 when npurun starts 7 ranks where 8 were asked (run.json and the missing rank-7.log)', async () => {
+    const r = await bench({ BENCH_ROWS: 'local,logs', BENCH_FAULT: 'missing-rank' });
     expect(r.code).toBe(1);
     expect(r.results.problems).toEqual(
       expect.arrayContaining([
@@ -80,7 +82,7 @@ describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
         expect.stringMatching(/^log throughput, npurun: \S+\/rank-7\.log: missing$/),
       ]),
     );
-  }, 120_000);
+  }, 300_000);
 });
 
 describe("the bench's merged.log check", () => {
@@ -118,13 +120,13 @@ describe("the bench's merged.log check", () => {
 });
 
 describeCluster('bench hosts row on 2 namespaced hosts', () => {
-  it('counts every pdsh answer: a pdsh that fails fast makes the bench exit 1; npurun runs are checked and pass', () => {
+  it('counts every pdsh answer: a pdsh that fails fast makes the bench exit 1; npurun runs are checked and pass', async () => {
     // The bench takes /tmp/npurun-cluster.lock for this row, unless the test runs under `flock` on it already.
-    const r = bench({ BENCH_ROWS: 'hosts', BENCH_HOSTS: '2', BENCH_FAULT: 'pdsh-fail', BENCH_SLOW_LOGIN: '0' });
+    const r = await bench({ BENCH_ROWS: 'hosts', BENCH_HOSTS: '2', BENCH_FAULT: 'pdsh-fail', BENCH_SLOW_LOGIN: '0' });
     expect(r.code).toBe(1);
     expect(r.results.problems).toEqual([expect.stringMatching(/^hosts, 2 × 8, pdsh: .*exited 255/s)]);
     const row = r.results.rows.find((x) => x.key === 'hosts');
     expect(row?.hosts?.[0]?.npurun?.samples).toHaveLength(1);
     expect(r.stdout).toContain('ps check after the bench: no process started by the bench is still running');
-  }, 120_000);
+  }, 300_000);
 });
