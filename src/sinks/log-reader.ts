@@ -27,7 +27,7 @@ export function lineMatches(line: MergedLine, filter: LogFilter): boolean {
 const READ_CHUNK = 1024 * 1024;
 
 /** Reads a growing file from where it stopped last time, in whole lines; a partial last line waits. */
-class FileTail {
+export class FileTail {
   private handle: FileHandle | undefined;
   private offset = 0;
   private partial = '';

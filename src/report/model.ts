@@ -1,0 +1,211 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { classifyFailure } from '../sinks/classify.js';
+import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, type RankExitRecord, type RunRecord } from '../sinks/run-folder.js';
+import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metrics.js';
+import { summarize, type RunSummary } from '../summary/summary.js';
+import { describeEnd } from '../supervise/supervisor.js';
+import { chartData, type ChartData } from './charts.js';
+import { timeline, type RunEvent, type TimelineEntry } from './timeline.js';
+import { RunSeriesReader } from './series.js';
+
+/**
+ * Everything the report page shows, as one JSON-able object: a pure function of the run folder
+ * (run.json, events.jsonl, merged.log). The page and the dashboard both render this.
+ */
+
+export type RankState = 'running' | 'ok' | 'failed' | 'root-cause' | 'stopped' | 'hang' | 'straggler' | 'unknown';
+
+export interface ReportRank {
+  label: string;
+  rank: number;
+  host: string;
+  localRank: number;
+  device: number | null;
+  role: string;
+  state: RankState;
+  /** How it ended, in words ("exited with code 7"); absent while it runs. */
+  end?: string;
+  lines: number;
+  lastLines: string[];
+}
+
+export interface ReportData {
+  generatedAt: string;
+  run: {
+    id: string;
+    command: string[];
+    hosts: string[];
+    worldSize: number;
+    profile: string;
+    /** As `npurun runs` shows it: a "running" record whose launcher died is not running. */
+    status: string;
+    exitCode: number | null;
+    startedAt: string;
+    endedAt: string | null;
+    durationMs: number;
+    /** run.json's `attempts` when the launcher records restarts; absent otherwise. */
+    attempts?: unknown[];
+    /** Whether the run can still change (the dashboard keeps polling). */
+    live: boolean;
+  };
+  ranks: ReportRank[];
+  charts: ChartData;
+  eval: {
+    perRank: { label: string; top1: number; top5: number; total: number }[];
+    summary: Omit<RunSummary, 'ranks'>;
+    /** "agrees": in-script allreduce checked against every rank and the per-rank sums. */
+    verdict: 'agrees' | 'mismatch' | 'none';
+  };
+  timeline: TimelineEntry[];
+  rootCause?: {
+    label: string;
+    host: string;
+    device: number | null;
+    end: string;
+    classification?: string;
+    lastLines: string[];
+  };
+}
+
+function describeExit(r: RunRecord['ranks'][number], exit: RankExitRecord): string {
+  return describeEnd({ ...exit, label: r.label, rank: r.rank, host: r.host, deviceId: r.device_id, rootCause: exit.root_cause, endedAt: exit.ended_at });
+}
+
+function rankState(exit: RankExitRecord | null, live: boolean): RankState {
+  if (!exit) return live ? 'running' : 'unknown';
+  if (exit.root_cause) return 'root-cause';
+  if (exit.cause === 'stopped') return 'stopped';
+  if (exit.cause === 'exited' && exit.code === 0) return 'ok';
+  return 'failed';
+}
+
+/** Labels that events name as hung or straggling (the resilience work records these). */
+function flaggedLabels(events: RunEvent[], word: 'hang' | 'straggler'): Set<string> {
+  const out = new Set<string>();
+  for (const e of events) {
+    if (!e.event.includes(word)) continue;
+    if (typeof e.label === 'string') out.add(e.label);
+    if (Array.isArray(e.labels)) for (const l of e.labels) if (typeof l === 'string') out.add(l);
+  }
+  return out;
+}
+
+export async function readRunRecordFile(runDir: string): Promise<RunRecord> {
+  return JSON.parse(await readFile(join(runDir, RUN_RECORD_FILE), 'utf8')) as RunRecord;
+}
+
+export async function readEvents(runDir: string): Promise<RunEvent[]> {
+  let text: string;
+  try {
+    text = await readFile(join(runDir, EVENTS_FILE), 'utf8');
+  } catch {
+    return [];
+  }
+  const out: RunEvent[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const e = JSON.parse(line) as RunEvent;
+      if (e && typeof e.event === 'string' && typeof e.time === 'string') out.push(e);
+    } catch {
+      // A line being written as we read: the next refresh sees it whole.
+    }
+  }
+  return out;
+}
+
+/** Whether anything may still write to the run folder. */
+export function runIsLive(record: RunRecord): boolean {
+  return record.status === 'running' && launcherState(record) !== 'gone';
+}
+
+/** Builds the page's data from what the run folder holds now (`series` read up to now). */
+export function buildReportData(record: RunRecord, events: RunEvent[], series: RunSeriesReader, now = new Date()): ReportData {
+  const live = runIsLive(record);
+  const hang = flaggedLabels(events, 'hang');
+  const straggler = flaggedLabels(events, 'straggler');
+  const ranks: ReportRank[] = record.ranks.map((r) => {
+    let state = rankState(r.exit, live);
+    if (hang.has(r.label) && (state === 'running' || state === 'stopped' || state === 'unknown')) state = 'hang';
+    else if (straggler.has(r.label) && (state === 'running' || state === 'ok')) state = 'straggler';
+    return {
+      label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state,
+      ...(r.exit ? { end: describeExit(r, r.exit) } : {}),
+      lines: series.lineCounts.get(r.label) ?? 0,
+      lastLines: series.lastLines.get(r.label) ?? [],
+    };
+  });
+
+  const workers = record.ranks.filter((r) => r.role !== 'scheduler');
+  const metrics = new Map<string, RankMetrics>(workers.map((r) => [r.label, emptyRankMetrics(r.label)]));
+  for (const row of series.rows) {
+    const acc = metrics.get(row.rank);
+    if (acc) foldMetric(acc, row.event);
+  }
+  const { ranks: summaryRanks, ...summary } = summarize([...metrics.values()]);
+  const perRank = summaryRanks.flatMap((m) => (m.evalCounts ? [{ label: m.label, ...m.evalCounts }] : []));
+  const verdict = summary.problems.length > 0 ? 'mismatch' : summary.allreduce ? 'agrees' : 'none';
+
+  const started = Date.parse(record.started_at);
+  const ended = record.ended_at ? Date.parse(record.ended_at) : now.getTime();
+  const data: ReportData = {
+    generatedAt: now.toISOString(),
+    run: {
+      id: record.run_id,
+      command: record.job?.command ?? [],
+      hosts: (record.inventory ?? []).map((h) => h.name),
+      worldSize: record.world_size,
+      profile: record.job?.profile ?? '',
+      status: displayStatus(record),
+      exitCode: record.exit_code,
+      startedAt: record.started_at,
+      endedAt: record.ended_at,
+      durationMs: Math.max(0, ended - started),
+      live,
+    },
+    ranks,
+    charts: chartData(workers.map((r) => r.label), series.rows, started),
+    eval: { perRank, summary, verdict },
+    timeline: timeline(events, record),
+  };
+  const attempts = (record as unknown as { attempts?: unknown }).attempts;
+  if (Array.isArray(attempts)) data.run.attempts = attempts;
+  const root = record.ranks.find((r) => r.exit?.root_cause) ?? record.ranks.find((r) => r.label === record.root_cause);
+  if (root) {
+    const lastLines = series.lastLines.get(root.label) ?? [];
+    const classification = classifyFailure(lastLines.map((l) => l.replace(/^\[stderr\] /, '')), root.exit?.signal ?? undefined);
+    data.rootCause = {
+      label: root.label, host: root.host, device: root.device_id,
+      end: root.exit ? describeExit(root, root.exit) : 'unknown',
+      ...(classification ? { classification } : {}),
+      lastLines,
+    };
+  }
+  return data;
+}
+
+export interface RunFolderSnapshot {
+  record: RunRecord;
+  events: RunEvent[];
+  series: RunSeriesReader;
+}
+
+/** One look at a run folder: its record, events and every metric line so far. */
+export async function snapshotRunFolder(runDir: string): Promise<RunFolderSnapshot> {
+  const record = await readRunRecordFile(runDir);
+  const series = new RunSeriesReader(runDir);
+  try {
+    await series.refresh();
+    if (!runIsLive(record)) series.finish();
+  } finally {
+    await series.close();
+  }
+  return { record, events: await readEvents(runDir), series };
+}
+
+/** The report's data as of now. */
+export async function reportDataOf(runDir: string): Promise<ReportData> {
+  const s = await snapshotRunFolder(runDir);
+  return buildReportData(s.record, s.events, s.series);
+}

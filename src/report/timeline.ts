@@ -1,0 +1,111 @@
+import type { RunRecord } from '../sinks/run-folder.js';
+
+/**
+ * events.jsonl as a person reads it: one entry per thing that happened, with the noisy ones folded
+ * (8 "rank-started" lines are one "8 ranks started"; a checkpoint step is one entry saying how many
+ * saving ranks completed it).
+ */
+
+/** One events.jsonl line (pino): `event` names it, the rest depends on it. */
+export interface RunEvent {
+  time: string;
+  event: string;
+  [field: string]: unknown;
+}
+
+export interface TimelineEntry {
+  time: string;
+  /** Milliseconds since the run started. */
+  offsetMs: number;
+  kind: string;
+  text: string;
+  level: 'info' | 'ok' | 'warn' | 'error';
+}
+
+/** Events npurun writes for its own bookkeeping: not shown. */
+const HIDDEN = new Set(['ckpt-pruned', 'rank-table-copied']);
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
+}
+
+/** Ranks the launcher expects a checkpoint from (master-only saving: rank 0 alone). */
+function savingRanks(record: RunRecord): number {
+  const workers = record.ranks.filter((r) => r.role !== 'scheduler');
+  const flagged = workers.filter((r) => r.env?.NPURUN_CKPT_SAVE !== undefined);
+  if (flagged.length > 0) return flagged.filter((r) => r.env.NPURUN_CKPT_SAVE === '1').length;
+  return record.job?.checkpoint?.masterOnly ? 1 : workers.length;
+}
+
+function genericText(e: RunEvent): string {
+  const skip = new Set(['level', 'time', 'run_id', 'event', 'kind', 'pid', 'hostname', 'msg']);
+  const parts = Object.entries(e)
+    .filter(([k]) => !skip.has(k))
+    .map(([k, v]) => `${k}=${str(v)}`);
+  return `${e.event}${parts.length ? `: ${parts.join(', ')}` : ''}`.slice(0, 300);
+}
+
+export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[] {
+  const started = Date.parse(record.started_at);
+  const out: TimelineEntry[] = [];
+  const add = (e: RunEvent, kind: string, text: string, level: TimelineEntry['level']) =>
+    out.push({ time: e.time, offsetMs: Date.parse(e.time) - started, kind, text, level });
+  const saving = savingRanks(record);
+  const ckptSteps = new Map<number, { last: RunEvent; labels: Set<string>; epoch: unknown }>();
+  let startedRun: { last: RunEvent; count: number } | undefined;
+  let cleanExits: { last: RunEvent; count: number } | undefined;
+
+  const flushStarted = () => {
+    if (startedRun) add(startedRun.last, 'rank-started', `${startedRun.count} rank${startedRun.count === 1 ? '' : 's'} started`, 'info');
+    startedRun = undefined;
+  };
+  for (const e of events) {
+    if (e.event !== 'rank-started') flushStarted();
+    switch (e.event) {
+      case 'launch': {
+        const hosts = Array.isArray(e.hosts) ? e.hosts.length : 0;
+        add(e, 'launch', `launch: ${str(e.world_size)} ranks on ${hosts} host${hosts === 1 ? '' : 's'} (preflight passed)`, 'info');
+        break;
+      }
+      case 'rank-started':
+        startedRun = { last: e, count: (startedRun?.count ?? 0) + 1 };
+        break;
+      case 'rank-exited':
+        if (e.code === 0 && e.cause === 'exited') cleanExits = { last: e, count: (cleanExits?.count ?? 0) + 1 };
+        else {
+          const how = e.cause === 'stopped' ? `stopped by npurun (${str(e.signal ?? e.code)})` : e.signal ? `killed by ${str(e.signal)}` : `exited with code ${str(e.code)}`;
+          add(e, 'rank-exited', `rank ${str(e.label)} (${str(e.host)}) ${how}${e.root_cause ? ': root cause' : ''}`, e.root_cause ? 'error' : e.cause === 'stopped' ? 'warn' : 'error');
+        }
+        break;
+      case 'ckpt-saved': {
+        const step = Number(e.step);
+        const entry = ckptSteps.get(step) ?? { last: e, labels: new Set<string>(), epoch: e.epoch };
+        entry.last = e;
+        entry.labels.add(str(e.label));
+        ckptSteps.set(step, entry);
+        break;
+      }
+      case 'ckpt-latest':
+        add(e, 'ckpt-latest', `newest checkpoint every saving rank completed: epoch ${str(e.epoch)}, step ${str(e.step)}`, 'ok');
+        break;
+      case 'finish':
+        add(e, 'finish', `run ${str(e.status)}, exit code ${str(e.exit_code)}${e.root_cause ? `, root cause rank ${str(e.root_cause)}` : ''}`, e.status === 'succeeded' ? 'ok' : 'error');
+        break;
+      case 'stopping':
+        add(e, 'stopping', `stopping all ranks: ${str(e.reason)}`, 'warn');
+        break;
+      default:
+        if (!HIDDEN.has(e.event)) {
+          const bad = /error|fail|lost|hang|straggler|escalate|restart|partial/.test(e.event);
+          add(e, e.event, genericText(e), bad ? 'warn' : 'info');
+        }
+    }
+  }
+  flushStarted();
+  if (cleanExits) add(cleanExits.last, 'rank-exited', `${cleanExits.count} rank${cleanExits.count === 1 ? '' : 's'} exited with code 0`, 'ok');
+  for (const [step, c] of ckptSteps) {
+    const complete = c.labels.size >= saving;
+    add(c.last, 'ckpt-saved', `checkpoint step ${step} (epoch ${str(c.epoch)}): ${c.labels.size}/${saving} saving ranks complete`, complete ? 'ok' : 'warn');
+  }
+  return out.sort((a, b) => a.time.localeCompare(b.time));
+}
