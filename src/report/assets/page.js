@@ -102,6 +102,9 @@
     return Math.max(320, document.getElementById(id).clientWidth || 800);
   }
 
+  // Steps are whole numbers: never a tick at 2.5.
+  var STEP_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
+
   // One series per rank (thin, coloured), the median across ranks (thick, black), outliers thicker.
   function rankChart(id, title, yLabel, c, values, medianValues, outliers) {
     var n = c.labels.length;
@@ -120,7 +123,7 @@
       u = new uPlot({
         width: chartWidth(id), height: 300, title: title,
         scales: { x: { time: false } },
-        axes: [{ label: 'step' }, { label: yLabel, size: 70 }],
+        axes: [{ label: 'step', incrs: STEP_INCRS }, { label: yLabel, size: 70 }],
         legend: { show: n <= 16 },
         series: series,
       }, data, box);
