@@ -68,10 +68,6 @@ export interface ReportData {
   };
 }
 
-function describeExit(r: RunRecord['ranks'][number], exit: RankExitRecord): string {
-  return describeEnd({ ...exit, label: r.label, rank: r.rank, host: r.host, deviceId: r.device_id, rootCause: exit.root_cause, endedAt: exit.ended_at });
-}
-
 function rankState(exit: RankExitRecord | null, live: boolean): RankState {
   if (!exit) return live ? 'running' : 'unknown';
   if (exit.root_cause) return 'root-cause';
@@ -131,7 +127,7 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
     else if (straggler.has(r.label) && (state === 'running' || state === 'ok')) state = 'straggler';
     return {
       label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state,
-      ...(r.exit ? { end: describeExit(r, r.exit) } : {}),
+      ...(r.exit ? { end: describeEnd(r.exit) } : {}),
       lines: series.lineCounts.get(r.label) ?? 0,
       lastLines: series.lastLines.get(r.label) ?? [],
     };
@@ -177,7 +173,7 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
     const classification = classifyFailure(lastLines.map((l) => l.replace(/^\[stderr\] /, '')), root.exit?.signal ?? undefined);
     data.rootCause = {
       label: root.label, host: root.host, device: root.device_id,
-      end: root.exit ? describeExit(root, root.exit) : 'unknown',
+      end: root.exit ? describeEnd(root.exit) : 'unknown',
       ...(classification ? { classification } : {}),
       lastLines,
     };
