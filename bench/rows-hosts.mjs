@@ -17,6 +17,10 @@ const HOSTS = (process.env.BENCH_HOSTS ?? '16,32,64').split(',').map(Number);
 const BUDGET_SECS = Number(process.env.BENCH_HOSTS_BUDGET ?? 90);
 const LAUNCH_TIMEOUT_SECS = Number(process.env.BENCH_HOSTS_TIMEOUT ?? 240);
 const ANSWER = 'npurun-bench-ok';
+// The failure measurement runs on the 16-host plain-home cluster (else the smallest); the failing rank is
+// the 6th on h2 (h1 with one host).
+const FAILURE_HOSTS = HOSTS.includes(16) ? 16 : Math.min(...HOSTS);
+const FAILING_RANK = FAILURE_HOSTS > 1 ? 13 : 5;
 
 /** The cluster's option for a login shell that costs ~0.3 s and takes a shared lock, if cluster.sh has one. */
 export function slowLoginOption() {
@@ -76,7 +80,7 @@ function measurePair(n, login) {
     hostsFile,
     ['defaults:', '  user: root', `  identity_file: ${info.keyPath}`, `  known_hosts: ${info.knownHostsPath}`, 'hosts:', ...info.hosts.map((h) => `  - { name: ${h.name}, address: ${h.address} }`), ''].join('\n'),
   );
-  const samples = { npurun: [], pdsh: [], npurunRss: [], pdshRss: [] };
+  const samples = { npurun: [], pdsh: [], npurunRss: [], pdshRss: [], failure: [] };
   const errors = [];
   try {
     for (let i = 0; i < REPEAT && (i === 0 || Date.now() - t0 < BUDGET_SECS * 1000); i++) {
@@ -108,6 +112,7 @@ function measurePair(n, login) {
       } catch (e) {
         problem(`${where}, pdsh: ${e.message.slice(0, 300)}`);
       }
+      if (n === FAILURE_HOSTS && !login) samples.failure.push(measureFailure(info, hostsFile, where, i));
     }
   } finally {
     spawnSync(CLUSTER, ['down', '--if-id', info.id], { stdio: 'ignore' });
@@ -119,8 +124,37 @@ function measurePair(n, login) {
     setupSecs,
     npurun: samples.npurun.length ? { secs: median(samples.npurun), samples: samples.npurun, rssKiB: Math.max(...samples.npurunRss) } : undefined,
     pdsh: samples.pdsh.length ? { secs: median(samples.pdsh), samples: samples.pdsh, rssKiB: Math.max(...samples.pdshRss) } : undefined,
+    failure: samples.failure.filter(Number.isFinite).length ? { secs: median(samples.failure.filter(Number.isFinite)), samples: samples.failure } : undefined,
     errors,
   };
+}
+
+/**
+ * Issue 19's failure target: rank FAILING_RANK (on the second host) exits 1 after 1 s, writing its exit
+ * time to its host's private /tmp just before; the others sleep. Seconds from that exit until npurun
+ * has stopped every rank on every host and exited with code 1 (NaN if the launch went wrong).
+ */
+function measureFailure(info, hostsFile, where, i) {
+  const runs = join(work, `hosts-fail-${i}`);
+  const script = `import os, sys, time\nif os.environ["RANK"] == "${FAILING_RANK}":\n    time.sleep(1)\n    open("/tmp/npurun-bench-exit-at", "w").write(repr(time.time()))\n    sys.exit(1)\ntime.sleep(60)\n`;
+  const stamp = join(info.hosts[Math.floor(FAILING_RANK / 8)].root, 'tmp', 'npurun-bench-exit-at');
+  rmSync(stamp, { force: true });
+  let secs = NaN;
+  try {
+    runNpurun(['launch', '--hosts', hostsFile, '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--workdir', '/tmp/w', '--', 'python3', '-c', script], { expect: 1, timeoutSecs: LAUNCH_TIMEOUT_SECS });
+    const end = Date.now() / 1000;
+    if (!existsSync(stamp)) throw new Error(`rank ${FAILING_RANK} never wrote its exit time (did another rank fail first?)`);
+    secs = end - Number(readFileSync(stamp, 'utf8'));
+    checkRunRecord(`${where}, failure`, runs, { ranks: 8 * info.hosts.length, hosts: info.hosts.length, status: 'failed', exitCode: 1 });
+  } catch (e) {
+    problem(`${where}, failure: ${e.message.slice(0, 300)}`);
+  }
+  checkNothingLeft(`${where}, failure (this machine)`);
+  // Right at exit, not after a grace: every rank must already be stopped.
+  const left = leftoversOnHosts(info, 1000);
+  if (left.length) problem(`${where}, failure: ${left.length} process(es) still on the hosts after npurun exited: ${left.slice(0, 5).join('; ')}`);
+  rmSync(runs, { recursive: true, force: true });
+  return secs;
 }
 
 export function benchHosts() {
@@ -142,6 +176,7 @@ export function benchHosts() {
       if (p.npurun && p.pdsh) {
         process.stderr.write(`npurun bench:   npurun ${fmt(p.npurun.secs)} (peak RSS ${mib(p.npurun.rssKiB)}), pdsh ${fmt(p.pdsh.secs)}, ${p.npurun.samples.length} round(s)\n`);
         target('hosts', `${n} hosts × 8, ${p.login} login: npurun ÷ pdsh (issue 19: at most 1.5)`, p.npurun.secs / p.pdsh.secs, 1.5, '×');
+        if (p.failure) target('hosts', `failure of rank ${FAILING_RANK} of ${8 * n} on ${n} hosts until every rank stopped and npurun exited 1 (issue 19: at most 0.5 s)`, p.failure.secs, 0.5, ' s');
       } else {
         target('hosts', `${n} hosts × 8, ${p.login} login: npurun ÷ pdsh (issue 19: at most 1.5): no measurement`, Infinity, 1.5, '×');
       }
