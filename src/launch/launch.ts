@@ -209,7 +209,11 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     ...(report ? { report } : {}),
   });
   const summary = await summarizeRunFolder(recorder.dir, plan);
-  writeSummary(recorder.dir, summary);
+  try {
+    writeSummary(recorder.dir, summary);
+  } catch (err) {
+    say(`npurun: cannot write the summary into ${recorder.dir} (${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (err as Error).message}); it is shown below`);
+  }
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
   if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);
   return { exitCode: outcome.exitCode, plan, outcome, runDir: recorder.dir };

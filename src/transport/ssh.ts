@@ -106,8 +106,12 @@ function connectOne(ssh: SshSettings, opts: Required<Omit<SshOptions, 'resolveJu
       },
     };
     if (sock) config.sock = sock;
+    // ssh2 can emit more than one 'error' (a timeout, then "connection lost before handshake" as the
+    // socket closes): every one after the first is already answered, and must not crash npurun.
+    client.on('error', () => {});
     client.once('ready', () => resolve(client));
     client.once('error', (err: Error & { level?: string; code?: string }) => {
+      client.end();
       let why = err.message;
       if (hostKeyProblem) why = hostKeyProblem;
       else if (err.code === 'ECONNREFUSED') why = `connection refused (is sshd running on port ${ssh.port}?)`;
