@@ -46,7 +46,7 @@ describe('faults around a local run (real launcher, real ranks)', () => {
   it('rank logs keep the bytes the rank wrote: GBK text and random binary, byte for byte', () => {
     const runsDir = join(base, 'bytes');
     const gbk = Buffer.from([0xc4, 0xe3, 0xba, 0xc3, 0x0a]); // "你好\n" in GBK: not UTF-8
-    const binary = randomBytes(64 * 1024).filter((b) => b !== 0x0a && b !== 0x0d);
+    const binary = Buffer.from(randomBytes(64 * 1024).filter((b) => b !== 0x0a && b !== 0x0d));
     const payload = Buffer.concat([gbk, binary, Buffer.from('\n')]);
     const file = join(base, 'payload.bin');
     writeFileSync(file, payload);
