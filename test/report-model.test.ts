@@ -192,3 +192,10 @@ describe('the page', () => {
     expect(JSON.parse(scriptJson({ line: '</script>\u2028' }))).toEqual({ line: '</script>\u2028' });
   });
 });
+
+describe('median line', () => {
+  it('is drawn only where at least half the ranks reported (not at a live run\'s newest step)', () => {
+    const rows = [row('0', 1, 1), row('1', 1, 3), row('2', 1, 5), row('0', 2, 7)];
+    expect(chartData(['0', '1', '2'], rows, 0).lossMedian).toEqual([3, null]);
+  });
+});

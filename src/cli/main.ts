@@ -21,6 +21,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   runs: { summary: 'list runs in the run folder', load: () => import('./runs.js') },
   summary: { summary: 'training and evaluation totals of a run, reduced across ranks and cross-checked', load: () => import('./summary.js') },
   ckpt: { summary: 'list checkpoints of a run, or the latest step every saving rank completed', load: () => import('./ckpt.js') },
+  dashboard: { summary: 'serve a run\'s report page on localhost, updating live while the run goes', load: () => import('./dashboard.js') },
   report: { summary: 'one self-contained HTML page of a run: ranks, loss, throughput, eval, timeline, root cause', load: () => import('./report.js') },
 };
 

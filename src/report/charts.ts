@@ -46,7 +46,9 @@ function fmt(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(0) : n.toPrecision(3);
 }
 
+/** Per step, the median over ranks; none where fewer than half the ranks reported (a live run's newest step). */
 function columnMedians(series: (number | null)[][], width: number): (number | null)[] {
+  const quorum = Math.ceil(series.length / 2);
   const out: (number | null)[] = [];
   for (let i = 0; i < width; i++) {
     const column: number[] = [];
@@ -54,7 +56,7 @@ function columnMedians(series: (number | null)[][], width: number): (number | nu
       const v = s[i];
       if (v !== null && v !== undefined) column.push(v);
     }
-    out.push(median(column) ?? null);
+    out.push(column.length >= quorum ? (median(column) ?? null) : null);
   }
   return out;
 }

@@ -1,0 +1,152 @@
+import { stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { EVENTS_FILE, MERGED_LOG_FILE, RUN_RECORD_FILE } from '../sinks/run-folder.js';
+import { buildReportData, readEvents, readRunRecordFile, runIsLive, type ReportData } from './model.js';
+import { renderReportHtml } from './page.js';
+import { RunSeriesReader } from './series.js';
+
+/**
+ * The live dashboard: an HTTP server on loopback serving the report page of one run folder, and a
+ * server-sent event stream that carries the page's data again whenever the folder changed. It only
+ * reads the folder, so it follows a run started by any npurun process, and keeps serving after it.
+ */
+
+export interface DashboardOptions {
+  runDir: string;
+  /** 0: any free port. */
+  port?: number;
+  /** Default 127.0.0.1. Anything but loopback exposes every rank's output: `warn` says so. */
+  host?: string;
+  /** How often the run folder is looked at (ms). */
+  pollMs?: number;
+  warn?: (message: string) => void;
+}
+
+export interface Dashboard {
+  url: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+async function fingerprint(runDir: string): Promise<string> {
+  const parts = await Promise.all(
+    [RUN_RECORD_FILE, EVENTS_FILE, MERGED_LOG_FILE].map((f) =>
+      stat(join(runDir, f)).then(
+        (s) => `${s.size}:${s.mtimeMs}`,
+        () => '-',
+      ),
+    ),
+  );
+  return parts.join('|');
+}
+
+/** Follows one run folder: re-reads what changed, keeps the page data of the latest look. */
+class RunFolderFollower {
+  private readonly series: RunSeriesReader;
+  private last = '';
+  private finished = false;
+  data: ReportData | undefined;
+  json = '';
+
+  constructor(private readonly runDir: string) {
+    this.series = new RunSeriesReader(runDir);
+  }
+
+  /** true when the data changed. */
+  async update(): Promise<boolean> {
+    const now = await fingerprint(this.runDir);
+    if (now === this.last && this.data) return false;
+    const record = await readRunRecordFile(this.runDir);
+    await this.series.refresh();
+    if (!runIsLive(record) && !this.finished) {
+      this.series.finish();
+      this.finished = true;
+    }
+    this.data = buildReportData(record, await readEvents(this.runDir), this.series);
+    this.json = JSON.stringify(this.data);
+    this.last = now;
+    return true;
+  }
+
+  close(): Promise<void> {
+    return this.series.close();
+  }
+}
+
+function hostAllowed(req: IncomingMessage, bound: string): boolean {
+  if (!LOOPBACK.has(bound)) return true;
+  // Bound to loopback: refuse names that are not (a page elsewhere rebinding its DNS to 127.0.0.1).
+  const name = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return LOOPBACK.has(name);
+}
+
+export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
+  const host = opts.host ?? '127.0.0.1';
+  const pollMs = opts.pollMs ?? 500;
+  const follower = new RunFolderFollower(opts.runDir);
+  await follower.update();
+  const clients = new Set<ServerResponse>();
+
+  const server = createServer((req, res) => {
+    if (!hostAllowed(req, host)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('npurun dashboard: only served to localhost\n');
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
+    } else if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(renderReportHtml(follower.data as ReportData, { liveUrl: '/events' }));
+    } else if (path === '/data.json') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(follower.json);
+    } else if (path === '/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      res.write(`data: ${follower.json}\n\n`);
+      clients.add(res);
+      req.on('close', () => clients.delete(res));
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+
+  let polling = true;
+  let timer: NodeJS.Timeout | undefined;
+  const poll = async () => {
+    try {
+      if (await follower.update()) for (const c of clients) c.write(`data: ${follower.json}\n\n`);
+      else for (const c of clients) c.write(': idle\n\n');
+    } catch {
+      // A file replaced or half written as we read it: the next look sees it whole.
+    }
+    if (polling) timer = setTimeout(() => void poll(), pollMs);
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  if (!LOOPBACK.has(host)) (opts.warn ?? ((m) => process.stderr.write(`npurun: warning: ${m}\n`)))(`dashboard listens on ${host}: anyone who can reach it can read every rank's output`);
+  timer = setTimeout(() => void poll(), pollMs);
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : (opts.port ?? 0);
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const url = `http://${isIP(shown) === 6 ? `[${shown}]` : shown}:${port}/`;
+  return {
+    url,
+    close: async () => {
+      polling = false;
+      if (timer) clearTimeout(timer);
+      for (const c of clients) c.end();
+      clients.clear();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await follower.close();
+    },
+  };
+}
