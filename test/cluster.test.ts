@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeHost } from '../src/devices/probe.js';
-import { CLUSTER_SH, describeCluster, startCluster, type Cluster, type SimHost } from './cluster/index.js';
+import { CLUSTER_SH, CLUSTER_START_TIMEOUT, describeCluster, startCluster, type Cluster, type SimHost } from './cluster/index.js';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
@@ -37,12 +38,32 @@ async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolea
   return value;
 }
 
+/** The machine's own files a host's overlays and binds stand in for: what they hold, not only whether they exist. */
+const REAL_PATHS = ['/etc/hccn.conf', '/etc/hostname', '/etc/hosts', '/etc/shadow', '/usr/local/Ascend', '/usr/local/Ascend/driver/tools', '/root/.bashrc', '/root/.profile', '/tmp/npc-mark'];
+function snapshot(): Record<string, string> {
+  return Object.fromEntries(
+    REAL_PATHS.map((path) => {
+      let st;
+      try {
+        st = lstatSync(path);
+      } catch {
+        return [path, 'absent'];
+      }
+      if (st.isDirectory()) return [path, `dir mtime ${st.mtimeMs} entries ${readdirSync(path).sort().join(',')}`];
+      const sha = st.isFile() ? createHash('sha256').update(readFileSync(path)).digest('hex') : 'not a file';
+      return [path, `mode ${st.mode} size ${st.size} mtime ${st.mtimeMs} sha256 ${sha}`];
+    }),
+  );
+}
+
 describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => {
+  let before: Record<string, string> = {};
   let c: Cluster | undefined;
   const cluster = () => c as Cluster;
   const host = (i: number) => cluster().hosts[i] as SimHost;
 
   beforeAll(async () => {
+    before = snapshot();
     c = await startCluster(6, (i) =>
       [
         { unhealthy: [3], held: [{ device: 5, pid: 271828 }] },
@@ -53,7 +74,7 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
         { chip: 'A3' as const, devices: 7, missing: [2], unhealthy: [6], held: [{ device: 5, pid: 4242 }, { device: 5, pid: 4243 }] },
       ][i] ?? {},
     );
-  });
+  }, CLUSTER_START_TIMEOUT);
   afterAll(async () => c?.stop());
 
   it('every host answers over SSH with its own hostname, address, hccn.conf and /tmp', async () => {
@@ -65,15 +86,15 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
       expect(addr).toContain(`inet ${host(i).address}/24`);
       expect(a.stdout).toContain(`address_0=192.168.${i + 1}.100`);
     });
-    // Nothing of the hosts' private files lands on the real root filesystem.
-    expect(existsSync('/etc/hccn.conf')).toBe(false);
-    expect(existsSync('/usr/local/Ascend')).toBe(false);
+    // Nothing of the hosts' private files lands on the real root filesystem: whatever the machine has
+    // there (an Ascend server has /etc/hccn.conf and /usr/local/Ascend) is as it was.
+    expect(snapshot()).toEqual(before);
 
     expect((await ssh(cluster(), host(0), 'echo from-h1 > /tmp/npc-mark')).exitCode).toBe(0);
     expect((await ssh(cluster(), host(0), 'cat /tmp/npc-mark')).stdout).toBe('from-h1');
     expect((await ssh(cluster(), host(1), 'test -e /tmp/npc-mark')).exitCode).toBe(1);
-    expect(existsSync('/tmp/npc-mark')).toBe(false);
     expect(readFileSync(`${host(0).root}/tmp/npc-mark`, 'utf8')).toBe('from-h1\n');
+    expect(snapshot()).toEqual(before);
   });
 
   it('the ssh_config names every host, and hosts reach each other over the bridge', async () => {
@@ -178,6 +199,7 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     await cluster().stop();
     expect(await netnsOfPrefix()).toEqual([]);
     expect(existsSync(cluster().dir)).toBe(false);
+    expect(snapshot()).toEqual(before);
 
     // A run that died without stop(): its owner (pid 2^22 + 1 is above pid_max) is gone.
     const crashed = await execa(CLUSTER_SH, ['up', '2', '--owner', '4194305']);
@@ -191,39 +213,96 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     await cluster().stop();
   });
 
-  it('16 hosts come up and all answer (setup time printed, not asserted)', async () => {
-    const started = Date.now();
-    c = await startCluster(16);
-    const setupMs = Date.now() - started;
-    const answers = await Promise.all(cluster().hosts.map((h) => ssh(cluster(), h, 'hostname -I')));
-    expect(answers.map((a) => a.stdout.trim())).toEqual(cluster().hosts.map((h) => h.address));
-    process.stdout.write(`16-host cluster: setup ${setupMs} ms, all answering after ${Date.now() - started} ms\n`);
+  it('slow login: ~/.bashrc runs once per ssh command and sftp session, puts the python3 shim first, and waits on the lock every host shares', async () => {
+    c = await startCluster(3, (i) => (i < 2 ? { slowLogin: { sleepMs: 300 } } : {}));
+    const [h1, h2, h3] = [host(0), host(1), host(2)];
+    expect((await ssh(cluster(), h3, 'command -v python3')).stdout).toBe('/usr/bin/python3');
+    expect((await cluster().logins(h3)).map((l) => l.command)).toEqual(['command -v python3']);
+    expect(await cluster().shimRuns(h3)).toEqual([]);
+
+    const t0 = Date.now();
+    const py = await ssh(cluster(), h1, 'command -v python3; python3 -c "import sys; print(sys.executable)"');
+    const slowMs = Date.now() - t0;
+    expect(py.stdout.split('\n')).toEqual([`${cluster().dir}/pyenv/shims/python3`, '/usr/bin/python3']);
+    expect(slowMs).toBeGreaterThanOrEqual(300);
+    const logins = await cluster().logins(h1);
+    expect(logins.map((l) => l.command)).toEqual(['command -v python3; python3 -c "import sys; print(sys.executable)"']);
+    expect((await cluster().shimRuns(h1)).map((l) => [l.pid, l.command])).toEqual([[logins[0]?.pid, '-c import sys; print(sys.executable)']]);
+
+    // The sftp subsystem is started through the login shell too; a multi-line command is one login.
+    const sftp = await execa('sftp', ['-F', cluster().sshConfigPath, '-b', '-', 'h2'], { input: 'ls /tmp\n', reject: false });
+    expect(sftp.exitCode, sftp.stderr).toBe(0);
+    expect((await ssh(cluster(), h2, 'echo a\necho b')).stdout).toBe('a\nb');
+    expect((await cluster().logins(h2)).map((l) => l.command)).toEqual(['/usr/lib/openssh/sftp-server', 'echo a\\necho b']);
+
+    // While someone holds the shared lock (one host's login, or here the test), logins on every slow host wait.
+    const holder = execa('flock', [cluster().loginLockPath, 'sleep', '2']);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const t1 = Date.now();
+    const waited = await Promise.all([h1, h2].map(async (h) => {
+      const r = await ssh(cluster(), h, 'true');
+      return [r.exitCode, Date.now() - t1 >= 1700];
+    }));
+    expect(waited).toEqual([[0, true], [0, true]]);
+    await holder;
+    const t2 = Date.now();
+    expect((await ssh(cluster(), h3, 'true')).exitCode).toBe(0);
+    process.stdout.write(`slow login: ssh + python3 ${slowMs} ms; plain ssh true ${Date.now() - t2} ms\n`);
     await cluster().stop();
-    expect(await netnsOfPrefix()).toEqual([]);
   });
 });
 
-// The skip and the CI failure are what a machine without root sees: run this file as nobody.
-describe.runIf(process.getuid?.() === 0)('test cluster prerequisites, as a user without root', () => {
+// The skip and the CI failure are what a machine without root sees: run every cluster test file as nobody.
+const CLUSTER_FILES = readdirSync(new URL('.', import.meta.url))
+  .filter((f) => f === 'cluster.test.ts' || f.endsWith('-cluster.test.ts'))
+  .sort()
+  .map((f) => `test/${f}`);
+
+describe.runIf(process.getuid?.() === 0)('test cluster prerequisites: skipped with the reason, failing under CI=true', () => {
   const asNobody = (ci: string) =>
-    execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node_modules/.bin/vitest', 'run', 'test/cluster.test.ts', '--configLoader', 'runner'], {
+    execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node_modules/.bin/vitest', 'run', ...CLUSTER_FILES, '--configLoader', 'runner'], {
       reject: false,
       cwd: new URL('..', import.meta.url),
       env: { CI: ci, HOME: '/nonexistent', NO_COLOR: '1' },
       all: true,
     });
 
-  it('skips the cluster suite with a one-line reason', async () => {
+  it('every cluster file uses the one harness', () => {
+    expect(CLUSTER_FILES.length).toBeGreaterThanOrEqual(4);
+    for (const f of CLUSTER_FILES) expect(readFileSync(new URL(`../${f}`, import.meta.url), 'utf8'), f).toMatch(/from '\.\/cluster\/index\.js'/);
+  });
+
+  it('skips every cluster suite with a one-line reason', async () => {
     const r = await asNobody('');
     expect(r.exitCode, r.all).toBe(0);
     expect(r.all).toContain('skipping "test cluster: namespaced Ascend hosts behind real sshd": test cluster unavailable: needs root');
-    // Every test of the file skipped, none run.
+    expect(r.all.match(/^skipping ".*": test cluster unavailable: needs root/gm), r.all).toHaveLength(CLUSTER_FILES.length);
+    // Every test of every file skipped, none run.
+    expect(r.all).toMatch(new RegExp(`Test Files\\s+${CLUSTER_FILES.length} skipped \\(${CLUSTER_FILES.length}\\)`));
     expect(r.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
-  });
+  }, 120_000);
 
-  it('fails instead under CI=true', async () => {
+  it('a test needing torch is skipped with the reason without it, and fails under CI=true', async () => {
+    const withoutTorch = (ci: string) =>
+      execa('node_modules/.bin/vitest', ['run', 'test/launch-cluster.test.ts', '-t', 'real PyTorch', '--configLoader', 'runner'], {
+        reject: false,
+        cwd: new URL('..', import.meta.url),
+        env: { CI: ci, NPURUN_TEST_NO_TORCH: '1', NO_COLOR: '1' },
+        all: true,
+      });
+    const skipped = await withoutTorch('');
+    expect(skipped.exitCode, skipped.all).toBe(0);
+    expect(skipped.all).toContain('skipping "a real PyTorch job (gloo) all_reduces across 4 hosts": NPURUN_TEST_NO_TORCH=1 (torch treated as missing)');
+    expect(skipped.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
+    const failed = await withoutTorch('true');
+    expect(failed.exitCode).toBe(1);
+    expect(failed.all).toContain('torch unavailable (CI=true makes this a failure): NPURUN_TEST_NO_TORCH=1');
+  }, 300_000);
+
+  it('fails every cluster file instead under CI=true', async () => {
     const r = await asNobody('true');
     expect(r.exitCode).toBe(1);
     expect(r.all).toContain('test cluster unavailable (CI=true makes this a failure): needs root');
-  });
+    expect(r.all).toMatch(new RegExp(`Test Files\\s+${CLUSTER_FILES.length} failed \\(${CLUSTER_FILES.length}\\)`));
+  }, 120_000);
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { describeCluster, startCluster, type Cluster } from './sim/index.js';
+import { CLUSTER_START_TIMEOUT, describeCluster, itWithTorch, startCluster, type Cluster } from './cluster/index.js';
 
 const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
 let PROBE = fileURLToPath(new URL('./programs/rank_probe.py', import.meta.url));
@@ -38,16 +38,22 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
   let c: Cluster;
   let hosts4: string;
   beforeAll(async () => {
-    c = await startCluster(5, ['5:wrongkey']);
+    c = await startCluster(5, (i) => (i === 4 ? { wrongHostKey: true } : {}));
     hosts4 = c.hostsFile(c.hosts.slice(0, 4));
     PROBE = c.share(PROBE);
     ALLREDUCE = c.share(ALLREDUCE);
-  });
+  }, CLUSTER_START_TIMEOUT);
   afterAll(async () => c?.stop());
   afterEach(async () => {
     // No orphans: nothing but sshd left in any host, whatever the test did.
-    expect(await c.waitNoLeftovers(5000)).toEqual([]);
+    expect(await c.waitForNoLeftovers(5000)).toEqual([]);
   });
+
+  /** Hosts (of the 4 reachable ones) where `path` exists. */
+  const marked = async (path: string) => {
+    const found = await Promise.all(c.hosts.slice(0, 4).map(async (h) => ((await c.exec(h, ['test', '-e', path])).code === 0 ? [h.name] : [])));
+    return found.flat();
+  };
 
   const base = (profile: string, extra: string[] = []) => [
     'launch', '--hosts', hosts4, '--profile', profile, '--nproc-per-node', '2', '--workdir', '/tmp/w',
@@ -79,18 +85,24 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
   });
 
   it('tensorflow, torch and msrun profiles give the variables each framework reads', async () => {
-    const tf = probes((await npurun(base('tensorflow'))).stdout);
+    const tfRun = await npurun(base('tensorflow'));
+    expect(tfRun.exitCode, tfRun.all).toBe(0);
+    const tf = probes(tfRun.stdout);
     expect(tf).toHaveLength(8);
     for (const p of tf) {
       expect(p.table_entry_found && p.server_id_is_mine && p.device_ip_matches_hccn_conf).toBe(true);
       expect(p.env.ASCEND_DEVICE_ID).toBe(p.env.DEVICE_ID);
       expect(p.env.JOB_ID).toBe(p.env.NPURUN_RUN_ID);
     }
-    const torch = probes((await npurun(base('torch'))).stdout);
+    const torchRun = await npurun(base('torch'));
+    expect(torchRun.exitCode, torchRun.all).toBe(0);
+    const torch = probes(torchRun.stdout);
     expect(torch.map((p) => [p.env.RANK, p.env.LOCAL_RANK, p.env.NODE_RANK, p.env.WORLD_SIZE, p.env.LOCAL_WORLD_SIZE, p.env.MASTER_ADDR]).sort()).toEqual(
       [0, 1, 2, 3, 4, 5, 6, 7].map((r) => [String(r), String(r % 2), String(Math.floor(r / 2)), '8', '2', '10.213.0.11']).sort(),
     );
-    const ms = probes((await npurun(base('msrun'))).stdout);
+    const msRun = await npurun(base('msrun'));
+    expect(msRun.exitCode, msRun.all).toBe(0);
+    const ms = probes(msRun.stdout);
     expect(ms).toHaveLength(9);
     const sched = ms.filter((p) => p.env.MS_ROLE === 'MS_SCHED');
     expect(sched).toHaveLength(1);
@@ -102,16 +114,29 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     }
   });
 
-  it('1 host x 8 ranks on an unmodified sshd (MaxSessions 10): all start', async () => {
-    const one = c.hostsFile([c.hosts[0]!]);
-    const r = await npurun(['launch', '--hosts', one, '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', PROBE]);
-    expect(r.exitCode, r.all).toBe(0);
-    const ps = probes(r.stdout);
-    expect(ps.map((p) => p.env.DEVICE_ID).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
-    expect(ps.every((p) => p.table_entry_found && p.device_ip_matches_hccn_conf)).toBe(true);
-  });
+  for (const profile of ['mindspore', 'tensorflow', 'torch', 'msrun'] as const) {
+    it(`${profile}: 1 host x 8 ranks on an unmodified sshd (MaxSessions 10): all start and exit 0`, async () => {
+      const one = c.hostsFile([c.hosts[0]!]);
+      const r = await npurun(['launch', '--hosts', one, '--profile', profile, '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', PROBE]);
+      expect(r.exitCode, r.all).toBe(0);
+      const ps = probes(r.stdout);
+      // msrun adds its scheduler process (no device) beside the 8 workers.
+      const workers = ps.filter((p) => p.env.MS_ROLE !== 'MS_SCHED');
+      expect(ps).toHaveLength(profile === 'msrun' ? 9 : 8);
+      expect(workers.map((p) => p.env.NPURUN_DEVICE_ID).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
+      if (profile === 'mindspore' || profile === 'tensorflow') {
+        // Rank-table profiles: each rank finds its own entry, with its device's address.
+        expect(workers.map((p) => p.env.DEVICE_ID).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
+        expect(workers.every((p) => p.table_entry_found && p.device_ip_matches_hccn_conf)).toBe(true);
+      } else {
+        // torch and msrun: local rank i sees the host's chosen devices, and uses the i-th.
+        expect(workers.map((p) => p.env.ASCEND_RT_VISIBLE_DEVICES)).toEqual(Array(8).fill('0,1,2,3,4,5,6,7'));
+        expect(workers.map((p) => p.env[profile === 'torch' ? 'LOCAL_RANK' : 'DEVICE_ID']).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
+      }
+    });
+  }
 
-  it('a real PyTorch job (gloo) all_reduces across 4 hosts', async () => {
+  itWithTorch('a real PyTorch job (gloo) all_reduces across 4 hosts', async () => {
     const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', ALLREDUCE]);
     expect(r.exitCode, r.all).toBe(0);
     const sums = [...r.stdout.matchAll(/ALLREDUCE rank=(\d) world=4 sum=(\d+) host=(h\d)/g)].map((m) => [m[1], m[2], m[3]]);
@@ -150,7 +175,7 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
         expect(r.exitCode).toBe(sig === 'SIGINT' ? 130 : 143);
         expect(r.stderr).toMatch(new RegExp(`interrupted by ${sig}`));
       }
-      expect(await c.waitNoLeftovers(5000)).toEqual([]);
+      expect(await c.waitForNoLeftovers(5000)).toEqual([]);
     });
   }
 
@@ -159,16 +184,16 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     let seen = 0;
     p.stdout?.on('data', (d: Buffer) => (seen += (d.toString().match(/started/g) ?? []).length));
     while (seen < 8) await new Promise((res) => setTimeout(res, 50));
-    await c.cut(c.hosts[1]!);
+    await c.cutLink(c.hosts[1]!);
     try {
       // Ranks on the cut host are stopped by their guards (no heartbeat); sshd's own session
       // processes are not counted: they are the daemon's, and go when TCP gives up.
-      expect(await c.waitNoLeftovers(5000)).toEqual([]);
+      expect(await c.waitForNoLeftovers(5000, { exceptSshdSessions: true })).toEqual([]);
       const r = await p;
       expect(r.exitCode).toBe(3);
       expect(r.stderr).toMatch(/host h2 lost|rank [23] \(host h2.*lost/);
     } finally {
-      await c.restore(c.hosts[1]!);
+      await c.restoreLink(c.hosts[1]!);
     }
   }, 30_000);
 
@@ -188,18 +213,28 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
 
   it('preflight failures (unreachable host, wrong host key) exit 3 naming each host, and start nothing anywhere', async () => {
     const bad = c.hostsFile([c.hosts[0]!, c.hosts[4]!], '  - { name: ghost, address: 10.213.0.99 }\n');
-    const r = await npurun(['launch', '--hosts', bad, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', 'sleep', '30']);
+    const r = await npurun(['launch', '--hosts', bad, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', 'sh', '-c', 'touch /tmp/started-mark; sleep 30']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/preflight failed on 2 of 3 hosts; nothing was started/);
+    expect(await marked('/tmp/started-mark')).toEqual([]);
     expect(r.stderr).toMatch(/h5 \(10\.213\.0\.15\): .*host key does not match/);
     expect(r.stderr).toMatch(/ghost \(10\.213\.0\.99\): /);
     expect(await c.leftovers()).toEqual([]);
   }, 30_000);
 
   it('a script missing on a host fails preflight (exit 3) before anything starts', async () => {
+    // The script exists on h2..h4 (their private /tmp) and would leave a mark there if it ran.
+    for (const h of c.hosts.slice(1, 4)) {
+      expect((await c.exec(h, ['sh', '-c', 'echo "open(\'/tmp/started-mark\', \'w\').close()" > /tmp/only-here.py'])).code).toBe(0);
+    }
     const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', '/usr/bin/python3', '/tmp/only-here.py']);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/h1 \(10\.213\.0\.11\): script \/tmp\/only-here\.py not found on this host/);
+    expect(await marked('/tmp/started-mark')).toEqual([]);
+    // Had it run, the mark would be there: run it by hand on h2.
+    expect((await c.exec(c.hosts[1]!, ['/usr/bin/python3', '/tmp/only-here.py'])).code).toBe(0);
+    expect(await marked('/tmp/started-mark')).toEqual(['h2']);
+    for (const h of c.hosts.slice(1, 4)) expect((await c.exec(h, ['rm', '-f', '/tmp/only-here.py', '/tmp/started-mark'])).code).toBe(0);
     const prog = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', 'no-such-trainer', '--epochs', '1']);
     expect(prog.exitCode).toBe(3);
     expect(prog.stderr).toMatch(/preflight failed on 4 of 4 hosts/);

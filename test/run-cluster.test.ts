@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { describeCluster, startCluster, type Cluster } from './sim/index.js';
+import { CLUSTER_START_TIMEOUT, describeCluster, itWithTorch, startCluster, type Cluster } from './cluster/index.js';
 
 const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
 let c: Cluster;
@@ -29,10 +29,10 @@ describeCluster('run folders, checkpoints and summaries on the simulated cluster
   beforeAll(async () => {
     c = await startCluster(4);
     hosts = c.hostsFile();
-  });
+  }, CLUSTER_START_TIMEOUT);
   afterAll(async () => c?.stop());
   afterEach(async () => {
-    expect(await c.waitNoLeftovers(5000)).toEqual([]);
+    expect(await c.waitForNoLeftovers(5000)).toEqual([]);
   });
 
   it('8 ranks x 100k lines over SSH arrive complete and whole in per-rank logs and the merged log', async () => {
@@ -101,7 +101,7 @@ describeCluster('run folders, checkpoints and summaries on the simulated cluster
     expect(resumed.sort()).toEqual([0, 1, 2, 3].map((rank) => [`/tmp/w/r${rank}/ckpt/${rank}-4_400.ckpt`, '400', `/tmp/w/r${rank}/ckpt/${rank}-4_400.ckpt`]));
   }, 90_000);
 
-  it('summary reduces a real PyTorch (gloo) sharded evaluation across hosts to the totals the job printed', async () => {
+  itWithTorch('summary reduces a real PyTorch (gloo) sharded evaluation across hosts to the totals the job printed', async () => {
     const r = await npurun(['launch', '--hosts', hosts, '--profile', 'torch', '--nproc-per-node', '1', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', program('eval_job.py')]);
     expect(r.exitCode, r.all).toBe(0);
     const [t1, t5, total] = (/TOTALS (\d+) (\d+) (\d+)/.exec(r.stdout) as RegExpExecArray).slice(1).map(Number);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { describeCluster, startCluster, type Cluster } from './sim/index.js';
+import { CLUSTER_START_TIMEOUT, describeCluster, startCluster, type Cluster } from './cluster/index.js';
 
 const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'npurun-tools-'));
@@ -14,12 +14,12 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
   let c: Cluster;
   let two: string;
   beforeAll(async () => {
-    c = await startCluster(3, ['2:held=5', '3:devices=4']);
+    c = await startCluster(3, (i) => [{}, { held: [{ device: 5, pid: 271828 }] }, { devices: 4 }][i] ?? {});
     two = c.hostsFile(c.hosts.slice(0, 2));
-  });
+  }, CLUSTER_START_TIMEOUT);
   afterAll(async () => c?.stop());
   afterEach(async () => {
-    expect(await c.waitNoLeftovers(5000)).toEqual([]);
+    expect(await c.waitForNoLeftovers(5000)).toEqual([]);
   });
 
   it('devices --hosts probes every host over SSH and reports the held device', async () => {
@@ -28,7 +28,7 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     expect(r.stdout).toMatch(/h1: 8 NPUs via \/usr\/local\/Ascend\/driver\/tools\/npu-smi/);
     expect(r.stdout).toMatch(/problem: device 5 is held by pid 271828 \(python3\)/);
     const json = JSON.parse((await npurun(['devices', '--hosts', two, '--json'])).stdout) as Record<string, { devices: { deviceIp: string }[] }>;
-    expect(json.h2?.devices[3]?.deviceIp).toBe('192.168.103.12');
+    expect(json.h2?.devices[3]?.deviceIp).toBe('192.168.2.103');
   });
 
   it('ranktable generate --hosts writes one merged table numbered server by server; validate --hosts cross-checks it live', async () => {
@@ -41,23 +41,34 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     expect(table.server_list.map((s) => s.server_id)).toEqual(['10.213.0.11', '10.213.0.12']);
     expect(table.server_list[1]!.device.map((d) => d.rank_id)).toEqual(['4', '5', '6', '7']);
     expect((await npurun(['ranktable', 'validate', file, '--hosts', two])).exitCode).toBe(0);
-    table.server_list[1]!.device[2]!.device_ip = '192.168.102.99';
+    table.server_list[1]!.device[2]!.device_ip = '192.168.2.99';
     writeFileSync(file, JSON.stringify(table, null, 4));
     const bad = await npurun(['ranktable', 'validate', file, '--hosts', two]);
     expect(bad.exitCode).toBe(2);
-    expect(bad.stderr).toMatch(/server_list\[1\]\.device\[2\]\.device_ip: 192\.168\.102\.99, but host h2 reports 192\.168\.102\.12 for device 2/);
+    expect(bad.stderr).toMatch(/server_list\[1\]\.device\[2\]\.device_ip: 192\.168\.2\.99, but host h2 reports 192\.168\.2\.102 for device 2/);
   });
 
   it('--dry-run prints the whole plan and starts nothing; a held device fails preflight with exit 3', async () => {
+    // A command that would leave a mark on every host it ran on.
+    const marks = async () => (await Promise.all(c.hosts.map(async (h) => ((await c.exec(h, ['test', '-e', '/tmp/ran-mark'])).code === 0 ? [h.name] : [])))).flat();
+    const dry = await npurun(['launch', '--hosts', two, '--devices', '0-3', '--dry-run', '--', 'sh', '-c', 'touch /tmp/ran-mark']);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(await marks()).toEqual([]);
     const r = await npurun(['launch', '--hosts', two, '--devices', '0-3', '--dry-run', '--json', '--', 'python3', 'train.py']);
     expect(r.exitCode, r.all).toBe(0);
     const plan = JSON.parse(r.stdout) as { ranks: { label: string; host: string; deviceId: number; env: Record<string, string>; argv: string[] }[]; rankTable: unknown };
     expect(plan.ranks.map((x) => `${x.label}@${x.host}:${x.deviceId}`)).toEqual(['0@h1:0', '1@h1:1', '2@h1:2', '3@h1:3', '4@h2:0', '5@h2:1', '6@h2:2', '7@h2:3']);
     expect(plan.ranks[5]!.env.RANK_TABLE_FILE).toMatch(/^\/tmp\/npurun\/.+\/rank_table\.json$/);
     expect(plan.rankTable).toBeDefined();
-    const held = await npurun(['launch', '--hosts', two, '--devices', '4-7', '--', 'python3', 'train.py']);
+    const held = await npurun(['launch', '--hosts', two, '--devices', '4-7', '--', 'sh', '-c', 'touch /tmp/ran-mark']);
     expect(held.exitCode).toBe(3);
     expect(held.stderr).toMatch(/host h2: device 5 held by pid 271828/);
+    expect(await marks()).toEqual([]);
+    // The same command without the held device does leave its mark: the check above can see one.
+    const ran = await npurun(['launch', '--hosts', two, '--devices', '0-3', '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', join(work, 'mark-runs'), '--', 'sh', '-c', 'touch /tmp/ran-mark']);
+    expect(ran.exitCode, ran.all).toBe(0);
+    expect(await marks()).toEqual(['h1', 'h2']);
+    for (const h of c.hosts) await c.exec(h, ['rm', '-f', '/tmp/ran-mark']);
   });
 
   it('ps lists a live run on every host and kill stops it by recorded pids', async () => {

@@ -4,16 +4,18 @@
 #   test/cluster/cluster.sh up N [-o I:KEY[=VALUE]]... [--owner PID] [--wait SECONDS]
 #   test/cluster/cluster.sh down [--if-id ID]       kill everything, remove namespaces, links, files
 #   test/cluster/cluster.sh status                  hosts, sshd, link, processes that are not sshd's listener
+#   test/cluster/cluster.sh leftovers               "hI PID CMDLINE" of every process that is not sshd's
 #   test/cluster/cluster.sh exec I CMD...           run CMD inside host I (its network, mounts, hostname)
 #   test/cluster/cluster.sh cut I | restore I       take host I's link down / bring it back
 #
-# Host I (1..16) is network namespace npc-hI, joined by veth npc-hI-v to bridge npc-br (10.213.0.1/24),
+# Host I (1..244) is network namespace npc-hI, joined by veth npc-hI-v to bridge npc-br (10.213.0.1/24),
 # address 10.213.0.(10+I), hostname hI. Its own mount namespace (kept in $DIR/ns, so `exec` works without
 # sshd) overlays /etc (its hccn.conf, hostname, hosts) and /usr/local (npu-smi and hccn_tool stand-ins in
 # /usr/local/Ascend/driver/tools printing the formats of test/fixtures), and binds its own /tmp and /root;
 # the rest (/usr, /work, ...) is shared like a cluster's shared filesystem. Nothing is written to the real
 # /etc, /usr/local or /root: upper layers live in the cluster dir, a tmpfs at $DIR.
 # Each host runs OpenSSH sshd on its own address only: key auth only, root with a key, stock limits.
+# Hosts are set up in parallel batches of $BATCH (default 16).
 #
 # Per-host options, -o I:KEY[=VALUE] (I a host number or "all"; lists are comma-separated):
 #   chip=910B|A3            npu-smi layout (default 910B; A3: two chips per NPU, devices by Phy-ID)
@@ -26,11 +28,25 @@
 #   no-driver               no /usr/local/Ascend at all
 #   no-sshd                 no sshd (connections are refused)
 #   wrong-host-key          known_hosts lists another key for this host
-# Device d of host I has IP 192.168.I.(100+d). Client files in $DIR: id_ed25519 (authorized for root),
-# known_hosts, ssh_config (Host h1..hN), cluster.json (what test/cluster/index.ts reads).
+#   slow-login              root's ~/.bashrc acts like a pyenv/conda/CANN init: it sleeps login-sleep
+#                           seconds, then holds $DIR/pyenv/.pyenv-shim.lock (one file for ALL hosts, like
+#                           a $HOME/.pyenv on NFS, so logins on every host queue on it, as `pyenv rehash`
+#                           does) for login-lock seconds, and puts $DIR/pyenv/shims first on PATH: a
+#                           bash `python3` shim that sleeps shim-sleep seconds, waits for the same lock,
+#                           then execs /usr/bin/python3
+#   login-sleep=S           default 0.25
+#   login-lock=S            default 0.05 (how long each login holds the lock)
+#   shim-sleep=S            default 0.05
+# Every host's ~/.bashrc (slow or not) appends "EPOCHREALTIME PID COMMAND" to $DIR/hosts/hI/logins, COMMAND
+# being $BASH_EXECUTION_STRING (newlines as \n) or $0; the python3 shim appends to .../hI/shim-runs.
+# Debian's bash sources ~/.bashrc when sshd starts it non-interactively (bash -c CMD: every `ssh host CMD`,
+# every exec channel, and the sftp subsystem, which sshd also starts through the login shell).
+# Device d of host I has IP 192.168.I.(100+d) (I up to 255). Client files in $DIR: id_ed25519 (authorized
+# for root), known_hosts, ssh_config (Host h1..hN), cluster.json (what test/cluster/index.ts reads).
 #
 # `up` first waits (--wait, default 90 s) while a cluster whose --owner process is alive holds $DIR or
 # another interface holds 10.213.0.0/24, then removes whatever a crashed run left, then builds.
+# (test/cluster/index.ts's startCluster also takes /tmp/npurun-cluster.lock for the cluster's lifetime.)
 set -euo pipefail
 
 PREFIX=npc
@@ -38,6 +54,8 @@ DIR=/run/npurun-cluster
 BRIDGE=$PREFIX-br
 SUBNET=10.213.0
 LOCK=$0
+MAX_HOSTS=244
+BATCH=${NPC_BATCH:-16}
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 ns_of() { echo "$PREFIX-h$1"; }
@@ -175,6 +193,52 @@ EOF
   chmod 755 "$tools/npu-smi" "$tools/hccn_tool"
 }
 
+# ---------------------------------------------------------------- root's login environment
+
+# A host's root home: .profile sources .bashrc; .bashrc counts the login in $root/logins and, with
+# slow-login, costs what a pyenv/conda/CANN init costs (a sleep, then an exclusive lock shared by every
+# host, held a moment) and puts the python3 shim first on PATH. Without slow-login the home is plain:
+# the machine's own ~/.bashrc may start pyenv or conda, whose locks make many concurrent shells queue.
+write_home() { # write_home HOST HOSTROOT
+  local h=$1 root=$2 rc=$2/home/.bashrc
+  : > "$root/logins"
+  printf '[ -n "$BASH" ] && [ -f ~/.bashrc ] && . ~/.bashrc\n' > "$root/home/.profile"
+  {
+    printf '# simulated host h%s: every login is counted in %s/logins\n' "$h" "$root"
+    printf 'NPC_LOGINS=%s/logins\n' "$root"
+    # Builtins only (no fork): counting must not change what a plain login costs.
+    cat <<'EOF'
+NPC_CMD=${BASH_EXECUTION_STRING:-$0}
+printf '%s %s %s\n' "$EPOCHREALTIME" "$$" "${NPC_CMD//$'\n'/\\n}" >> "$NPC_LOGINS"
+unset NPC_CMD NPC_LOGINS
+EOF
+    if [ -n "$(opt "$h" slow-login)" ]; then
+      local sleep lock shim
+      sleep=$(opt "$h" login-sleep) lock=$(opt "$h" login-lock) shim=$(opt "$h" shim-sleep)
+      printf '# slow-login: like `eval "$(pyenv init -)"` with a shared ~/.pyenv: a sleep, then the rehash lock\n'
+      printf 'export PYENV_ROOT=%s/pyenv NPC_SHIM_SLEEP=%s NPC_HOST_ROOT=%s\n' "$DIR" "${shim:-0.05}" "$root"
+      printf 'case ":$PATH:" in *":$PYENV_ROOT/shims:"*) ;; *) export PATH="$PYENV_ROOT/shims:$PATH" ;; esac\n'
+      printf 'sleep %s\n' "${sleep:-0.25}"
+      printf 'flock -w 60 "$PYENV_ROOT/.pyenv-shim.lock" sleep %s || echo "pyenv: cannot rehash: couldn'"'"'t acquire lock $PYENV_ROOT/.pyenv-shim.lock for 60 seconds" >&2\n' "${lock:-0.05}"
+    fi
+  } > "$rc"
+}
+
+# The python3 shim every slow-login host puts first on PATH (one for all hosts, like a shared ~/.pyenv).
+write_pyenv() {
+  mkdir -p "$DIR/pyenv/shims"
+  : > "$DIR/pyenv/.pyenv-shim.lock"
+  cat > "$DIR/pyenv/shims/python3" <<'EOF'
+#!/usr/bin/env bash
+# pyenv-like shim (test cluster, slow-login): costs a bash start, a sleep and a wait on the shared lock.
+printf '%s %s %s\n' "$EPOCHREALTIME" "$$" "$*" >> "${NPC_HOST_ROOT:-/dev/null}/shim-runs" 2>/dev/null
+sleep "${NPC_SHIM_SLEEP:-0.05}"
+flock -w 60 "$PYENV_ROOT/.pyenv-shim.lock" true
+exec /usr/bin/python3 "$@"
+EOF
+  chmod 755 "$DIR/pyenv/shims/python3"
+}
+
 # ---------------------------------------------------------------- one host
 
 setup_host() {
@@ -183,10 +247,7 @@ setup_host() {
   mkdir -p "$root"/{etc,etc.work,usr-local,usr-local.work,tmp,home}
   chmod 1777 "$root/tmp"
   chmod 700 "$root/home"
-  # A plain login environment: the machine's own ~/.bashrc may start pyenv or conda, whose locks
-  # make many concurrent shells queue.
-  printf '# simulated host h%s\n' "$h" > "$root/home/.bashrc"
-  printf '[ -n "$BASH" ] && [ -f ~/.bashrc ] && . ~/.bashrc\n' > "$root/home/.profile"
+  write_home "$h" "$root"
 
   chip=$(opt "$h" chip); chip=${chip:-910B}
   count=$(opt "$h" devices)
@@ -299,7 +360,7 @@ busy_reason() { # why $DIR or the subnet is taken by someone else ("" if free)
 
 up() {
   local count=$1 h waited=0 reason
-  [[ $count =~ ^[0-9]+$ ]] && [ "$count" -ge 1 ] && [ "$count" -le 16 ] || die "up: 1 to 16 hosts, not '$count'"
+  [[ $count =~ ^[0-9]+$ ]] && [ "$count" -ge 1 ] && [ "$count" -le "$MAX_HOSTS" ] || die "up: 1 to $MAX_HOSTS hosts, not '$count'"
   for key in "${!OPT[@]}"; do
     h=${key%%:*}
     [ "$h" = all ] || { [ "$h" -ge 1 ] && [ "$h" -le "$count" ]; } || die "option for host $h, but hosts are 1..$count"
@@ -337,13 +398,18 @@ up() {
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
 
-  local pids=()
-  for ((h = 1; h <= count; h++)); do
-    setup_host "$h" > "$DIR/hosts/setup-h$h.log" 2>&1 &
-    pids+=($!)
+  write_pyenv
+  # Parallel batches: all at once would fork a few thousand processes together on a small machine.
+  local pids=() failed= first
+  for ((first = 1; first <= count; first += BATCH)); do
+    pids=()
+    for ((h = first; h < first + BATCH && h <= count; h++)); do
+      setup_host "$h" > "$DIR/hosts/setup-h$h.log" 2>&1 &
+      pids+=("$h:$!")
+    done
+    for p in "${pids[@]}"; do wait "${p#*:}" || failed+=" h${p%%:*}"; done
+    [ -z "$failed" ] || break
   done
-  local failed=
-  for ((h = 1; h <= count; h++)); do wait "${pids[$((h - 1))]}" || failed+=" h$h"; done
   [ -z "$failed" ] || { cat "$DIR"/hosts/setup-h*.log >&2; down; die "setup failed on$failed"; }
 
   # sshd daemonizes before it listens and writes its pid file once it does.
@@ -392,6 +458,20 @@ status() {
   done
 }
 
+# "hI PID CMDLINE" for every process in a host's network namespace but sshd's (its listener, and the
+# per-connection processes that leave a moment after the client; index.ts's leftovers() polls for those).
+leftovers() {
+  local n h p
+  for n in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep "^$PREFIX-h" | sort -V || true); do
+    h=${n#"$PREFIX-h"}
+    for p in $(ip netns pids "$n" 2>/dev/null); do
+      [ "$(cat /proc/"$p"/comm 2>/dev/null)" = sshd ] && continue
+      [ -r "/proc/$p/cmdline" ] && echo "h$h $p $(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null)"
+    done
+  done
+  return 0
+}
+
 # ---------------------------------------------------------------- main
 
 cmd=${1:-}
@@ -406,12 +486,15 @@ case "$cmd" in
         -o)
           spec=${2:?-o needs I:KEY[=VALUE]}
           [[ $spec =~ ^(all|[0-9]+):([a-z0-9-]+)(=(.*))?$ ]] || die "bad option '$spec' (want I:KEY[=VALUE])"
-          case "${BASH_REMATCH[2]}" in
-            chip | devices | missing | unhealthy | held | no-hccn-entry | no-address | no-driver | no-sshd | wrong-host-key) ;;
-            *) die "unknown host option '${BASH_REMATCH[2]}'" ;;
+          host=${BASH_REMATCH[1]} key=${BASH_REMATCH[2]} value=1
+          [ -n "${BASH_REMATCH[3]}" ] && value=${BASH_REMATCH[4]}
+          case "$key" in
+            chip | devices | missing | unhealthy | held | no-hccn-entry | no-address | no-driver | no-sshd | wrong-host-key | slow-login) ;;
+            login-sleep | login-lock | shim-sleep)
+              [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "$key must be seconds (e.g. 0.05), not '$value'" ;;
+            *) die "unknown host option '$key'" ;;
           esac
-          if [ -n "${BASH_REMATCH[3]}" ]; then value=${BASH_REMATCH[4]}; else value=1; fi
-          OPT["${BASH_REMATCH[1]}:${BASH_REMATCH[2]}"]=$value
+          OPT["$host:$key"]=$value
           shift 2
           ;;
         --owner) OWNER=${2:?--owner needs a pid}; shift 2 ;;
@@ -431,6 +514,7 @@ case "$cmd" in
     down
     ;;
   status) status ;;
+  leftovers) leftovers ;;
   exec)
     h=${1:?usage: cluster.sh exec I CMD...}
     shift
@@ -439,5 +523,5 @@ case "$cmd" in
     ;;
   cut) ip link set "$(veth_of "${1:?usage: cluster.sh cut I}")" down ;;
   restore) ip link set "$(veth_of "${1:?usage: cluster.sh restore I}")" up ;;
-  *) sed -n '2,34p' "$0"; exit 2 ;;
+  *) sed -n '2,50p' "$0"; exit 2 ;;
 esac
