@@ -125,7 +125,7 @@ describe('the probe script, run by sh with stand-in tools', () => {
     expect(facts.problems.filter((p) => p.includes('has no address'))).toHaveLength(6);
   });
   it('is POSIX sh: dash -n accepts it and it uses no bash-only syntax', async () => {
-    const r = await execa('sh', ['-n'], { input: PROBE_SCRIPT, reject: false });
+    const r = await execa('dash', ['-n'], { input: PROBE_SCRIPT, reject: false });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(PROBE_SCRIPT).not.toMatch(/\[\[ |\bfunction\b|<<<|\$\{[A-Z_]+\[|\bsource |\$'/);
   });

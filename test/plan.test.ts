@@ -401,7 +401,8 @@ describe('working directories, checkpoints and user environment', () => {
     ]);
   });
 
-  it('hostile values reach every rank byte for byte, and the user wins over the profile', () => {
+  // The plan only; that such values arrive byte for byte in ranks over SSH is checked in launch-cluster.test.ts.
+  it('hostile values are in every rank\'s planned env and argv unchanged, and the user wins over the profile', () => {
     const values = [`it's "quoted"`, 'two  spaces ', '$(rm -rf /)', '`id`', 'line1\nline2\r\n', 'ümlaut 日本 🚀', '\\back\\slash', '', 'a=b'];
     const env = values.map((v, i) => `V${i}=${v}`);
     const p = plan({ profile: 'mindspore', hosts: 2, flags: { nprocPerNode: 2, env: [...env, 'RANK_ID=99', 'HCCL_IF_IP=10.1.1.1'] } });
