@@ -354,7 +354,7 @@ busy_reason() { # why $DIR or the subnet is taken by someone else ("" if free)
     return
   fi
   other=$(ip -o -4 addr show 2>/dev/null | awk -v b="$BRIDGE" '$4 ~ /^10\.213\.0\./ && $2 != b { print $2 }' | head -1)
-  [ -n "$other" ] && echo "interface $other holds an address in $SUBNET.0/24 (another test cluster, e.g. test/sim: run its 'down')"
+  [ -n "$other" ] && echo "interface $other holds an address in $SUBNET.0/24 (another cluster or network on this subnet)"
   return 0
 }
 
