@@ -58,7 +58,8 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     expect(r.exitCode, r.all).toBe(0);
     const plan = JSON.parse(r.stdout) as { ranks: { label: string; host: string; deviceId: number; env: Record<string, string>; argv: string[] }[]; rankTable: unknown };
     expect(plan.ranks.map((x) => `${x.label}@${x.host}:${x.deviceId}`)).toEqual(['0@h1:0', '1@h1:1', '2@h1:2', '3@h1:3', '4@h2:0', '5@h2:1', '6@h2:2', '7@h2:3']);
-    expect(plan.ranks[5]!.env.RANK_TABLE_FILE).toMatch(/^\/tmp\/npurun\/.+\/rank_table\.json$/);
+    // The remote run dir is /tmp/npurun-{uid}/{run_id}, expanded on the hosts (uid 0: the cluster logs in as root).
+    expect(plan.ranks[5]!.env.RANK_TABLE_FILE).toMatch(/^\/tmp\/npurun-0\/.+\/rank_table\.json$/);
     expect(plan.rankTable).toBeDefined();
     const held = await npurun(['launch', '--hosts', two, '--devices', '4-7', '--', 'sh', '-c', 'touch /tmp/ran-mark']);
     expect(held.exitCode).toBe(3);
