@@ -16,7 +16,7 @@ import { benchFailure, benchLocalStart, benchLogs, benchMemory } from './rows-lo
 import { hostsUnavailable } from './rows-hosts.mjs';
 
 const SCALE = (process.env.BENCH_SCALE ?? '1,64,512,4096').split(',').map(Number);
-const ROWS = (process.env.BENCH_ROWS ?? 'local,failure,logs,memory,ranktable,hosts').split(',');
+const ROWS = (process.env.BENCH_ROWS ?? 'local,failure,logs,memory,ranktable,sshlogs,hosts').split(',');
 const OUT = process.env.BENCH_OUT ?? join(root, 'bench', 'results.json');
 const STRICT = process.env.BENCH_STRICT === '1';
 // The lock every user of the test cluster holds (test/cluster/index.ts takes the same), unless a process
@@ -44,10 +44,11 @@ function benchRankTable() {
   };
 }
 
-// The hosts row in its own process, holding the cluster lock the whole time (one test cluster per machine).
-function benchHostsLocked() {
-  const out = join(work, 'hosts-row.json');
-  const argv = ['node', join(root, 'bench', 'rows-hosts.mjs'), out];
+// The cluster rows (hosts, sshlogs) in their own process, holding the cluster lock the whole time (one
+// test cluster per machine).
+function benchClusterLocked(key) {
+  const out = join(work, `${key}-row.json`);
+  const argv = ['node', join(root, 'bench', 'rows-hosts.mjs'), out, key];
   const locked = lockHeldByAncestor(CLUSTER_LOCK);
   const r = spawnSync(locked ? argv[0] : 'flock', locked ? argv.slice(1) : [CLUSTER_LOCK, ...argv], { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] });
   if (!existsSync(out)) throw new Error(`bench/rows-hosts.mjs exited ${r.status ?? r.signal} without results`);
@@ -119,15 +120,16 @@ const benches = {
   logs: () => benchLogs(torch),
   memory: benchMemory,
   ranktable: benchRankTable,
-  hosts: benchHostsLocked,
+  sshlogs: () => benchClusterLocked('sshlogs'),
+  hosts: () => benchClusterLocked('hosts'),
 };
 for (const key of ROWS) {
   const bench = benches[key];
   if (!bench) throw new Error(`BENCH_ROWS: unknown row "${key}" (known: ${Object.keys(benches).join(', ')})`);
-  const why = key === 'hosts' ? hostsUnavailable() : undefined;
+  const why = key === 'hosts' || key === 'sshlogs' ? hostsUnavailable() : undefined;
   if (why) {
-    notes.push(`hosts row skipped: ${why}`);
-    process.stderr.write(`npurun bench: hosts row skipped: ${why}\n`);
+    notes.push(`${key} row skipped: ${why}`);
+    process.stderr.write(`npurun bench: ${key} row skipped: ${why}\n`);
     continue;
   }
   process.stderr.write(`npurun bench: ${key}...\n`);

@@ -4,10 +4,12 @@
 //   flock /tmp/npurun-cluster.lock node bench/rows-hosts.mjs OUT.json
 // OUT.json gets { row, problems, notes, targets }, which bench.mjs merges into its own.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkMergedLog, checkRankLogs } from './check-logs.mjs';
+import { LINES, writeWriter } from './rows-local.mjs';
 import {
-  FAULT, REPEAT, checkNothingLeft, checkRunRecord, childEnv, fmt, have, median, mib, notes, problem, problems, root, run, runCounted, runNpurun, sh,
+  FAULT, REPEAT, WARMUP, checkNothingLeft, compared, rounds, checkRunRecord, childEnv, fmt, have, median, mib, notes, problem, problems, root, run, runCounted, runNpurun, sh,
   target, targets, work,
 } from './harness.mjs';
 
@@ -61,6 +63,14 @@ function leftoversOnHosts(info, ms = 5000) {
   return left;
 }
 
+/** npurun's hosts file for every host of the cluster. */
+function writeHostsFile(info) {
+  const file = join(work, `hosts${info.hosts.length}.yaml`);
+  const hosts = info.hosts.map((h) => `  - { name: ${h.name}, address: ${h.address} }`);
+  writeFileSync(file, ['defaults:', '  user: root', `  identity_file: ${info.keyPath}`, `  known_hosts: ${info.knownHostsPath}`, 'hosts:', ...hosts, ''].join('\n'));
+  return file;
+}
+
 function clusterUp(n, login) {
   const args = ['up', String(n), '--owner', String(process.pid)];
   if (login) args.push('-o', `all:${login}`);
@@ -75,11 +85,7 @@ function measurePair(n, login) {
   const t0 = Date.now();
   const info = clusterUp(n, login);
   const setupSecs = (Date.now() - t0) / 1000;
-  const hostsFile = join(work, `hosts${n}.yaml`);
-  writeFileSync(
-    hostsFile,
-    ['defaults:', '  user: root', `  identity_file: ${info.keyPath}`, `  known_hosts: ${info.knownHostsPath}`, 'hosts:', ...info.hosts.map((h) => `  - { name: ${h.name}, address: ${h.address} }`), ''].join('\n'),
-  );
+  const hostsFile = writeHostsFile(info);
   const samples = { npurun: [], pdsh: [], npurunRss: [], pdshRss: [], failure: [] };
   const errors = [];
   try {
@@ -157,6 +163,55 @@ function measureFailure(info, hostsFile, where, i) {
   return secs;
 }
 
+/**
+ * Issue 19's "logs over SSH" target: 8 ranks × LINES lines on one namespaced host, npurun (everything
+ * saved on the launcher, every line checked) against the same writers redirected to files on the host
+ * over one ssh session (the floor, every line checked). Target: npurun at most 2× the floor.
+ */
+function benchSshLogs() {
+  const info = clusterUp(1);
+  const h = info.hosts[0];
+  try {
+    writeWriter(join(h.root, 'tmp', 'writer.py'));
+    const hostsFile = writeHostsFile(info);
+    const rss = [];
+    const r = rounds([
+      {
+        name: 'npurun',
+        measure: (i) => {
+          const runs = join(work, `ssh-logs-${i}`);
+          const n = runNpurun(['launch', '--hosts', hostsFile, '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--workdir', '/tmp/w', '--', 'python3', '/tmp/writer.py']);
+          rss.push(n.rssKiB);
+          checkNothingLeft('logs over SSH, npurun');
+          checkRunRecord('logs over SSH, npurun', runs, { ranks: 8 });
+          const dir = join(runs, readdirSync(runs).find((d) => existsSync(join(runs, d, 'run.json'))) ?? 'none');
+          const p = checkRankLogs((k) => join(dir, 'logs', `rank-${k}.log`), 8, LINES) ?? checkMergedLog(join(dir, 'merged.log'), 8, LINES);
+          if (p) problem(`logs over SSH, npurun: ${p}`);
+          rmSync(runs, { recursive: true, force: true });
+          return n.secs;
+        },
+      },
+      {
+        name: 'ranks on the host writing straight to its files, over one ssh session (floor)',
+        measure: () => {
+          const s = run('ssh', ['-F', info.sshConfigPath, '-o', 'BatchMode=yes', h.name, 'rm -rf /tmp/f && mkdir /tmp/f && for r in 0 1 2 3 4 5 6 7; do RANK=$r python3 /tmp/writer.py > /tmp/f/rank$r.log & done; wait']).secs;
+          const p = checkRankLogs((k) => join(h.root, 'tmp', 'f', `rank${k}.log`), 8, LINES);
+          if (p) problem(`logs over SSH, floor: ${p}`);
+          return s;
+        },
+      },
+    ]);
+    const row = compared(`logs over SSH, 1 namespaced host, 8 ranks × ${LINES} lines, everything saved on the launcher`, r, 'npurun', {
+      launcherRssKiB: rss,
+      remark: `every line checked (npurun: per-rank logs and merged.log; floor: the 8 files on the host); launcher peak RSS ${mib(median(rss.slice(WARMUP)))}`,
+    });
+    target('sshlogs', 'logs over SSH: npurun ÷ floor (issue 19: at most 2)', row.peers[0].ratio, 2, '×');
+    return row;
+  } finally {
+    spawnSync(CLUSTER, ['down', '--if-id', info.id], { stdio: 'ignore' });
+  }
+}
+
 export function benchHosts() {
   const logins = [undefined];
   const slow = slowLoginOption();
@@ -200,12 +255,13 @@ export function benchHosts() {
 // As its own process (bench.mjs starts it under the cluster lock): write the row and what it found.
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) {
   const out = process.argv[2];
+  const key = process.argv[3] ?? 'hosts';
   let row;
   try {
-    row = benchHosts();
+    row = (key === 'sshlogs' ? benchSshLogs : benchHosts)();
   } catch (e) {
-    problem(`hosts row failed: ${e.message}`);
-    row = { name: 'hosts', error: e.message };
+    problem(`${key} row failed: ${e.message}`);
+    row = { name: key, error: e.message };
   }
   writeFileSync(out, JSON.stringify({ row, problems, notes, targets }));
   rmSync(work, { recursive: true, force: true });

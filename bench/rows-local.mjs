@@ -122,7 +122,7 @@ export function benchFailure(torch) {
 }
 
 /** The log row's writer: line i of rank r is check-logs.mjs's expectedLine(r, i); BENCH_FAULT breaks rank 3 on purpose. */
-function writeWriter(file) {
+export function writeWriter(file) {
   const k = Math.floor(LINES / 2);
   const faults = {
     'drop-line': `    if r == "3" and i == ${k}: continue\n`,
