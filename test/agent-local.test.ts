@@ -18,7 +18,7 @@ function run(id: string, extra: Partial<AgentRun> = {}): AgentRun {
 }
 
 function rank(label: string, argv: string[], extra: Partial<RankLaunch> = {}): RankLaunch {
-  return { label, argv, env: {}, cwd: join(dir, `rank${label}`), cpus: [], ...extra };
+  return { label, argv, env: {}, cwd: join(dir, `rank${label}`), cpus: [], device: null, ...extra } as RankLaunch;
 }
 
 async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {

@@ -70,6 +70,26 @@ describe('faults around a local run (real launcher, real ranks)', () => {
     expect(r.stderr.split('\n').filter((l) => /no space left/.test(l)).length).toBeLessThan(8);
   });
 
+  it('a second launch on devices a live run holds is refused naming that run (exit 3, nothing started); --share-devices allows it', async () => {
+    const remote = join(base, 'held-remote', '{run_id}');
+    const first = launchLocal({ ranks: 4, runsDir: join(base, 'held-a'), remoteDir: join(base, 'held-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(30)'] });
+    await waitForLines(first, 'ready', 4);
+    const firstId = first.runDir()!.split('/').pop() as string;
+    const tag = `held-${process.pid}`;
+    const args = (extra: string[]) => ['launch', '--simulate', '4', '--profile', 'torch', '--console', 'none', '--run-dir', join(base, 'held-b'), '--remote-dir', remote, '--env', `TEST_TAG=${tag}`, ...extra, '--', 'sh', '-c', 'echo ran'];
+    const auto = cli(args([]));
+    expect(auto.code, auto.stderr).toBe(3);
+    expect(auto.stderr).toContain(`held by npurun run ${firstId}`);
+    const explicit = cli(args(['--devices', '2']));
+    expect(explicit.code, explicit.stderr).toBe(3);
+    expect(explicit.stderr).toMatch(new RegExp(`device 2 held by npurun run ${firstId} rank 2 \\(pid \\d+\\)`));
+    expect(existsSync(join(base, 'held-b')) ? readdirSync(join(base, 'held-b')) : []).toEqual([]);
+    const shared = cli(args(['--share-devices']));
+    expect(shared.code, shared.stderr).toBe(0);
+    first.child.kill('SIGINT');
+    await first.exited;
+  }, 90_000);
+
   it('Ctrl-Z (SIGTSTP) is refused while ranks run: the run goes on and succeeds', async () => {
     const run = launchLocal({ ranks: 2, runsDir: join(base, 'tstp'), remoteDir: join(base, 'tstp-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(4)'] });
     await waitForLines(run, 'ready', 2);

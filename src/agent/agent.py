@@ -472,7 +472,8 @@ class Agent(object):
     def write_pidfile(self, run_dir, rank, pid, ticks):
         self.write_json(os.path.join(run_dir, "pids", "%s.json" % rank.label), {
             "run_id": self.run["run_id"], "label": rank.label, "pid": pid, "pgid": pid, "start_ticks": ticks,
-            "guard_pid": os.getpid(), "tag": rank.tag, "argv0": rank.spec["argv"][0]})
+            "guard_pid": os.getpid(), "tag": rank.tag, "argv0": rank.spec["argv"][0],
+            "device": rank.spec.get("device")})
 
     def start_watchdog(self):
         """A process that outlives a killed agent and stops everything tagged by it."""

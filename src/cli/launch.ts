@@ -41,6 +41,8 @@ How:
   --master-port PORT      MASTER_PORT / MS_SCHED_PORT (default 29500; msrun 8118)
   --remote-dir DIR        where the rank table and pid files go on each host (default /tmp/npurun-{uid}/{run_id}, private to you)
   --heartbeat-timeout S   a host's ranks stop after S seconds without the launcher (default 3)
+  --fanout N              hosts connected and probed at once (default 256)
+  --share-devices         use devices another live npurun run of yours holds (default: refuse them)
 Output:
   --dry-run               preflight and print the plan (per rank: host, device, CPUs, cwd, command, env)
   --json                  with --dry-run: the plan as JSON
@@ -70,6 +72,8 @@ const OPTIONS = {
   'master-port': { type: 'string' },
   'remote-dir': { type: 'string' },
   'heartbeat-timeout': { type: 'string' },
+  fanout: { type: 'string' },
+  'share-devices': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
   'run-dir': { type: 'string' },
@@ -157,6 +161,8 @@ export async function run(argv: string[]): Promise<number> {
     argv: ['npurun', 'launch', ...argv],
     ssh: { resolveJump: sshJumpResolver(configText) },
     orphanGraceSeconds: Math.min(job.graceSeconds, 2),
+    ...(boolFlag(args, 'share-devices') ? { shareDevices: true } : {}),
+    ...(numberFlag(args, 'fanout', 1, 4096) !== undefined ? { fanout: numberFlag(args, 'fanout', 1, 4096) as number } : {}),
   });
   return result.exitCode;
 }

@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import { NpurunError } from '../errors.js';
 import { isIPv4, parseHccnConf, parseHccnToolIp, parseNpuSmiInfo } from './npu-smi.js';
 import type { HostFacts, NetInterface, NumaNode, ShellRunner } from './types.js';
+import { DEFAULT_REMOTE_DIR, heldScript, markHeld, parseHeld } from './held.js';
 
 /** Where Ascend driver tools live when a non-interactive SSH shell does not have them on PATH. */
 export const TOOL_DIRS = ['/usr/local/Ascend/driver/tools', '/usr/local/sbin', '/usr/local/bin', '/usr/local/dcmi'];
@@ -42,6 +43,7 @@ fi
 echo "@@npurun:cpus@@"; cat /sys/devices/system/cpu/online 2>/dev/null || { n=$(nproc 2>/dev/null) && echo "0-$((n - 1))"; }
 echo "@@npurun:numa@@"; for f in /sys/devices/system/node/node*/cpulist; do [ -r "$f" ] && echo "$f $(cat "$f")"; done
 echo "@@npurun:interfaces@@"; ip -o -4 addr show 2>/dev/null
+${heldScript(DEFAULT_REMOTE_DIR)}
 echo "@@npurun:end@@"
 `;
 
@@ -131,6 +133,7 @@ export function parseProbeOutput(text: string): HostFacts {
     for (const p of dev.processes) problems.push(`device ${dev.deviceId} is held by pid ${p.pid}${p.name ? ` (${p.name})` : ''}`);
   }
   facts.devices = smi.devices;
+  markHeld(facts, parseHeld(text));
   return facts;
 }
 
@@ -150,7 +153,10 @@ export const localShellRunner: ShellRunner = async (script) => {
 /** Whether a device can take a rank: healthy, free, and (when a rank table is needed) addressed. */
 export function deviceUsable(d: HostFacts['devices'][number], needIp: boolean): string | undefined {
   if (d.health !== 'OK') return `health is ${d.health}`;
-  if (d.processes.length > 0) return `held by pid ${d.processes.map((p) => p.pid).join(', ')}`;
+  if (d.processes.length > 0) {
+    // Another npurun run is named (its pid files say which); other holders by pid, as npu-smi lists them.
+    return `held by ${d.processes.map((p) => (p.name?.startsWith('npurun run ') ? `${p.name} (pid ${p.pid})` : `pid ${p.pid}`)).join(', ')}`;
+  }
   if (needIp && !d.deviceIp) return 'has no device IP (hccn.conf / hccn_tool)';
   return undefined;
 }

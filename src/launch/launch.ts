@@ -30,6 +30,8 @@ export interface LaunchRequest {
   orphanGraceSeconds: number;
   /** Hosts connected and probed at once (default 256). */
   fanout?: number;
+  /** Use devices that another live npurun run holds (default: refuse them). */
+  shareDevices?: boolean;
   /** Resume from the latest checkpoint every saving rank of this earlier run completed. */
   resume?: { runId: string; scan: (runsDir: string, runId: string) => Promise<PlanInput['resume']> };
   out?: NodeJS.WriteStream;
@@ -107,6 +109,8 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
     // timeout is survived), never less than 3 s.
     ssh: { ...req.ssh, keepaliveIntervalMs: 1000, keepaliveCountMax: Math.max(3, Math.ceil(req.job.heartbeatTimeoutSeconds)) },
     ...(req.fanout !== undefined ? { fanout: req.fanout } : {}),
+    remoteDir: req.job.remoteDir,
+    ...(req.shareDevices ? { shareDevices: true } : {}),
     progress,
   });
   const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));

@@ -7,6 +7,7 @@ import type { HostSpec } from '../plan/types.js';
 import { LocalTransport } from '../transport/local.js';
 import { SshTransport, shellQuote, type SshOptions } from '../transport/ssh.js';
 import { runScript, type HostTransport } from '../transport/types.js';
+import { DEFAULT_REMOTE_DIR, heldScript, markHeld, parseHeld } from '../devices/held.js';
 
 export interface PreflightOptions {
   /** `--simulate N`: the local host reports N simulated NPUs instead of probing. */
@@ -20,6 +21,10 @@ export interface PreflightOptions {
   ssh?: SshOptions;
   /** Hosts connected and probed at once (default 256). */
   fanout?: number;
+  /** The job's remote-dir template: live runs' pid files there tell which devices they hold. */
+  remoteDir?: string;
+  /** Let this run use devices another live npurun run holds. */
+  shareDevices?: boolean;
   /** Progress display: listr2 on a TTY, plain lines otherwise, nothing for `--json`. */
   progress: 'tty' | 'lines' | 'none';
 }
@@ -94,10 +99,13 @@ async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<stri
   const { host } = check;
   check.transport = await connectHost(host, opts.ssh);
   const transport = check.transport;
-  const checks = programChecks(opts.program, opts.programPath, opts.script);
+  const simulated = host.local && opts.simulate !== undefined;
+  // The probe reads the default remote dir's pid files itself; a simulated host has no probe.
+  const held = opts.remoteDir && (simulated || opts.remoteDir !== DEFAULT_REMOTE_DIR) ? heldScript(opts.remoteDir) : '';
+  const checks = [programChecks(opts.program, opts.programPath, opts.script), held].filter(Boolean).join('\n');
   let output = '';
   check.facts =
-    host.local && opts.simulate !== undefined
+    simulated && opts.simulate !== undefined
       ? simulatedHostFacts(opts.simulate)
       : await probeHost(async (script) => {
           const r = await runScript(transport, `${script}\n${checks}\n`);
@@ -105,6 +113,11 @@ async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<stri
           return { stdout: r.stdout, stderr: r.stderr, code: r.code };
         });
   if (checks && output === '') output = (await runScript(transport, `${checks}\n`)).stdout;
+  markHeld(check.facts, parseHeld(output));
+  if (opts.shareDevices) {
+    for (const d of check.facts.devices) d.processes = d.processes.filter((p) => !p.name?.startsWith('npurun run '));
+    check.facts.problems = check.facts.problems.filter((p) => !/is held by npurun run /.test(p));
+  }
   const said = (section: string) => new RegExp(`@@npurun:${section}@@\\nok\\n`).test(output);
   if (checks.includes('@@npurun:program@@') && !said('program')) {
     throw new NpurunError('unreachable', `program "${opts.program}" not found (not on PATH of a non-interactive shell, nor an executable file)`);

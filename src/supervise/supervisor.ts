@@ -156,7 +156,7 @@ export async function supervise(plan: RunPlan, transports: Map<string, HostTrans
     };
     let procs: RankProcess[];
     try {
-      procs = await transport.startRanks(run, specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus })));
+      procs = await transport.startRanks(run, specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.deviceId })));
     } catch (err) {
       for (const spec of specs) ended(spec, undefined, err instanceof Error ? err.message : String(err));
       return;

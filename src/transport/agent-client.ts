@@ -284,7 +284,7 @@ export class AgentClient {
     this.startHeartbeat();
     const r = await this.request('start', {
       run: { run_id: run.runId, host: run.host, run_dir: run.runDir, heartbeat_timeout: run.heartbeatTimeout, orphan_grace: run.orphanGrace, window: run.window ?? 256 * 1024 },
-      ranks: specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus })),
+      ranks: specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.device })),
     });
     const started = r.started as { rank: number; pid?: number; error?: string }[];
     return this.ranks.map((streams, i) => {

@@ -25,10 +25,7 @@ export interface SshOptions {
 
 const DEFAULTS = { readyTimeoutMs: 15_000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3, agentStartTimeoutMs: 120_000 };
 
-/** POSIX single-quote quoting, for the few paths npurun itself puts on a remote command line. */
-export function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export { shellQuote } from '../shell.js';
 
 interface OpenClient {
   client: Client;

@@ -49,6 +49,8 @@ export interface RankLaunch {
   env: Record<string, string>;
   cwd: string;
   cpus: number[];
+  /** The NPU it runs on (recorded in its pid file, so another launch sees the device is taken). */
+  device: number | null;
 }
 
 /** One rank running under its host's agent. */
