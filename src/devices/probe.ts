@@ -155,7 +155,9 @@ export function deviceUsable(d: HostFacts['devices'][number], needIp: boolean): 
   if (d.health !== 'OK') return `health is ${d.health}`;
   if (d.processes.length > 0) {
     // Another npurun run is named (its pid files say which); other holders by pid, as npu-smi lists them.
-    return `held by ${d.processes.map((p) => (p.name?.startsWith('npurun run ') ? `${p.name} (pid ${p.pid})` : `pid ${p.pid}`)).join(', ')}`;
+    const runs = d.processes.filter((p) => p.name?.startsWith('npurun run ')).map((p) => `${p.name} (pid ${p.pid})`);
+    const others = d.processes.filter((p) => !p.name?.startsWith('npurun run ')).map((p) => p.pid);
+    return `held by ${[...runs, ...(others.length ? [`pid ${others.join(', ')}`] : [])].join(', ')}`;
   }
   if (needIp && !d.deviceIp) return 'has no device IP (hccn.conf / hccn_tool)';
   return undefined;
