@@ -44,7 +44,8 @@ export function jsonNumber(n: number): JsonNumber {
   return n > 0 ? 'Infinity' : '-Infinity';
 }
 
-export function metricsFileRow(row: MetricRow): MetricsFileRow {
+/** The file's form of a parsed line; undefined for lines that carry no value (an unusable metric line). */
+export function metricsFileRow(row: MetricRow): MetricsFileRow | undefined {
   const base = { time: row.time, rank: row.rank, host: row.host, device: row.device };
   const ev = row.event;
   switch (ev.kind) {
@@ -58,11 +59,17 @@ export function metricsFileRow(row: MetricRow): MetricsFileRow {
       return { ...base, kind: 'throughput', imgs_per_sec: jsonNumber(ev.imgsPerSec) };
     case 'metric':
       return { ...base, kind: 'metric', name: ev.name, value: jsonNumber(ev.value), reduce: ev.reduce };
+    default:
+      return undefined;
   }
 }
 
+function fileRows(rows: MetricRow[]): MetricsFileRow[] {
+  return rows.map(metricsFileRow).filter((r): r is MetricsFileRow => r !== undefined);
+}
+
 export function metricsJsonl(rows: MetricRow[]): string {
-  return rows.map((r) => JSON.stringify(metricsFileRow(r)) + '\n').join('');
+  return fileRows(rows).map((r) => JSON.stringify(r) + '\n').join('');
 }
 
 export const CSV_COLUMNS = [
@@ -81,8 +88,7 @@ function csvCell(v: unknown): string {
 
 export function metricsCsv(rows: MetricRow[]): string {
   const out = [CSV_COLUMNS.join(',') + '\n'];
-  for (const r of rows) {
-    const row = metricsFileRow(r);
+  for (const row of fileRows(rows)) {
     out.push(CSV_COLUMNS.map((c) => csvCell(row[c])).join(',') + '\n');
   }
   return out.join('');
