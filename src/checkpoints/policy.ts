@@ -1,17 +1,29 @@
 /**
  * Checkpoint completeness and retention, as pure functions over what was seen in each saving rank's
- * checkpoint directory. A checkpoint file is complete only when
- *  - its size has stopped changing (seen with the same size and mtime over a settle period), and
- *  - it is not smaller than the rank's usual checkpoint size (a rank that died mid-save leaves a file
- *    whose size is stable but short: data-parallel checkpoints of one model all have the same size).
+ * checkpoint directory; every one is linear in the number of files (plus one sort per rank), so a
+ * rank with thousands of checkpoints costs milliseconds, never seconds.
+ *
+ * Only files the run owns (see ownership.ts) are ever passed in. Each rank is judged against its own
+ * history, never against other ranks (sharded checkpoints differ in size from rank to rank):
+ *  - a file is stable when its size and mtime did not change over a settle period (or every writer
+ *    has ended);
+ *  - where the job writes completion markers (`<file>.done` beside a checkpoint), a stable file is
+ *    complete exactly when its marker exists;
+ *  - otherwise every stable file older than the rank's newest one is complete (the rank went on to
+ *    save a later one), and the newest is complete unless it is smaller than every earlier save of
+ *    that rank (a rank that died mid-save leaves a stable but short file).
  * A step is complete when every saving rank has a complete file for it.
  */
 export const DEFAULT_PATTERN = '{prefix}-{epoch}_{step}.ckpt';
+/** The completion marker a job may write beside a finished checkpoint. */
+export const MARKER_SUFFIX = '.done';
 
 export interface CkptName {
   epoch: number;
   step: number;
   prefix?: string;
+  /** The rank the name carries, when the pattern has {rank}. */
+  rank?: number;
 }
 
 /** One file as seen in a directory listing. */
@@ -19,11 +31,17 @@ export interface CkptFile {
   name: string;
   size: number;
   mtimeMs: number;
+  /** When the transport reports it: tells a file replaced under the same name apart. */
+  ino?: number;
 }
 
 /** A file after observation: its parsed name and whether its size has settled. */
 export interface ObservedCkpt extends CkptFile, CkptName {
   stable: boolean;
+  /** Its completion marker (`<name>.done`) is in the same listing. */
+  marked: boolean;
+  /** A verdict given earlier on this very file (same size and mtime), which stands. */
+  verdict?: 'complete' | 'partial';
 }
 
 export function patternRegExp(pattern: string): RegExp {
@@ -40,46 +58,99 @@ export function patternRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-export function parseCkptName(name: string, pattern = DEFAULT_PATTERN): CkptName | undefined {
-  const m = patternRegExp(pattern).exec(name);
-  if (!m?.groups) return undefined;
-  const epoch = m.groups.epoch !== undefined ? Number(m.groups.epoch) : 0;
-  const step = m.groups.step !== undefined ? Number(m.groups.step) : epoch;
-  return { epoch, step, ...(m.groups.prefix !== undefined ? { prefix: m.groups.prefix } : {}) };
+export function patternHasRank(pattern: string): boolean {
+  return pattern.includes('{rank}');
+}
+
+export function parseCkptName(name: string, pattern: string | RegExp = DEFAULT_PATTERN): CkptName | undefined {
+  const m = (typeof pattern === 'string' ? patternRegExp(pattern) : pattern).exec(name);
+  const g = m?.groups;
+  if (!g) return undefined;
+  const epoch = g.epoch !== undefined ? Number(g.epoch) : 0;
+  const out: CkptName = { epoch, step: g.step !== undefined ? Number(g.step) : epoch };
+  if (g.prefix !== undefined) out.prefix = g.prefix;
+  if (g.rank !== undefined) out.rank = Number(g.rank);
+  return out;
 }
 
 function order(a: CkptName, b: CkptName): number {
   return a.step - b.step || a.epoch - b.epoch;
 }
 
+/** The key of a step in the indexes below. */
+export function stepKey(s: { epoch: number; step: number }): string {
+  return `${s.step}:${s.epoch}`;
+}
+
+export interface ObserveOptions {
+  pattern?: string;
+  /** Keep only files whose {rank} is this rank (the pattern must have {rank}). */
+  rank?: number;
+  /** Every name in the current listing, when `current` is only a slice of it (markers are looked up here). */
+  present?: ReadonlySet<string>;
+}
+
+/** The previous listing by name, for `observe`. */
+export function byName(files: CkptFile[]): Map<string, CkptFile> {
+  const m = new Map<string, CkptFile>();
+  for (const f of files) m.set(f.name, f);
+  return m;
+}
+
 /**
  * Marks files stable by comparing two listings taken at least the settle period apart: same size and
- * mtime in both means nobody is writing it any more.
+ * mtime in both means nobody is writing it any more. Files the pattern does not match are left out.
+ * `current` may be a slice of the listing (pass the whole listing's names as `present`); the result
+ * is in listing order: sort it with `byStep` once every slice is in.
  */
-export function observe(previous: CkptFile[], current: CkptFile[], pattern = DEFAULT_PATTERN): ObservedCkpt[] {
-  const before = new Map(previous.map((f) => [f.name, f]));
+export function observeUnsorted(previous: CkptFile[] | Map<string, CkptFile>, current: CkptFile[], opts: ObserveOptions = {}): ObservedCkpt[] {
+  const re = patternRegExp(opts.pattern ?? DEFAULT_PATTERN);
+  const before = previous instanceof Map ? previous : byName(previous);
+  const present = opts.present ?? new Set(current.map((f) => f.name));
   const out: ObservedCkpt[] = [];
   for (const f of current) {
-    const parsed = parseCkptName(f.name, pattern);
+    const parsed = parseCkptName(f.name, re);
     if (!parsed) continue;
+    if (opts.rank !== undefined && parsed.rank !== undefined && parsed.rank !== opts.rank) continue;
     const p = before.get(f.name);
-    out.push({ ...f, ...parsed, stable: p !== undefined && p.size === f.size && p.mtimeMs === f.mtimeMs });
+    const o: ObservedCkpt = {
+      name: f.name,
+      size: f.size,
+      mtimeMs: f.mtimeMs,
+      epoch: parsed.epoch,
+      step: parsed.step,
+      stable: p !== undefined && p.size === f.size && p.mtimeMs === f.mtimeMs,
+      marked: present.has(f.name + MARKER_SUFFIX),
+    };
+    if (f.ino !== undefined) o.ino = f.ino;
+    if (parsed.prefix !== undefined) o.prefix = parsed.prefix;
+    if (parsed.rank !== undefined) o.rank = parsed.rank;
+    out.push(o);
   }
-  return out.sort(order);
+  return out;
 }
 
-/** The usual size of one rank's checkpoints: the largest size seen at least twice, else the largest. */
-function usualSize(files: ObservedCkpt[]): number {
-  const counts = new Map<number, number>();
-  for (const f of files) if (f.stable) counts.set(f.size, (counts.get(f.size) ?? 0) + 1);
-  const repeated = [...counts].filter(([, n]) => n >= 2).map(([s]) => s);
-  if (repeated.length > 0) return Math.max(...repeated);
-  return Math.max(0, ...files.filter((f) => f.stable).map((f) => f.size));
+/** Oldest step first. */
+export function byStep(files: ObservedCkpt[]): ObservedCkpt[] {
+  return files.sort(order);
 }
 
-export function completeFiles(files: ObservedCkpt[], peerSizes: number[] = []): ObservedCkpt[] {
-  const reference = Math.max(usualSize(files), ...peerSizes, 0);
-  return files.filter((f) => f.stable && f.size > 0 && f.size >= reference);
+export function observe(previous: CkptFile[] | Map<string, CkptFile>, current: CkptFile[], opts: ObserveOptions | string = {}): ObservedCkpt[] {
+  return byStep(observeUnsorted(previous, current, typeof opts === 'string' ? { pattern: opts } : opts));
+}
+
+/** One rank's complete files, oldest first, judged against that rank's own history only. */
+export function completeFiles(files: ObservedCkpt[]): ObservedCkpt[] {
+  const sorted = [...files].sort(order);
+  if (sorted.some((f) => f.marked)) return sorted.filter((f) => f.verdict === 'complete' || (f.stable && f.marked));
+  const out: ObservedCkpt[] = [];
+  let smallestEarlier = Infinity;
+  sorted.forEach((f, i) => {
+    const newest = i === sorted.length - 1;
+    if (f.verdict === 'complete' || (f.verdict === undefined && f.stable && f.size > 0 && (!newest || smallestEarlier === Infinity || f.size >= smallestEarlier))) out.push(f);
+    if (f.stable && f.size > 0) smallestEarlier = Math.min(smallestEarlier, f.size);
+  });
+  return out;
 }
 
 export interface CompleteStep {
@@ -89,24 +160,37 @@ export interface CompleteStep {
   files: Record<string, string>;
 }
 
-/** Every step that all saving ranks completed, oldest first. */
-export function completeSteps(byRank: Record<string, ObservedCkpt[]>, savingRanks: string[]): CompleteStep[] {
-  if (savingRanks.length === 0) return [];
-  const peers = savingRanks.map((r) => usualSize(byRank[r] ?? []));
-  const complete = savingRanks.map((r) => completeFiles(byRank[r] ?? [], peers));
-  const first = complete[0] as ObservedCkpt[];
-  const steps: CompleteStep[] = [];
-  for (const candidate of first) {
-    const files: Record<string, string> = {};
-    let all = true;
-    savingRanks.forEach((r, i) => {
-      const f = (complete[i] as ObservedCkpt[]).find((x) => x.step === candidate.step && x.epoch === candidate.epoch);
-      if (f) files[r] = f.name;
-      else all = false;
-    });
-    if (all) steps.push({ epoch: candidate.epoch, step: candidate.step, files });
+/** Steps indexed by key as ranks' complete files are added, one rank at a time (linear overall). */
+export class StepIndex {
+  private readonly index = new Map<string, CompleteStep>();
+  private readonly counts = new Map<string, number>();
+  private ranks = 0;
+
+  add(label: string, complete: ObservedCkpt[]): void {
+    this.ranks++;
+    for (const f of complete) {
+      const key = stepKey(f);
+      let entry = this.index.get(key);
+      if (!entry) this.index.set(key, (entry = { epoch: f.epoch, step: f.step, files: {} }));
+      if (entry.files[label] === undefined) this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+      entry.files[label] = f.name;
+    }
   }
-  return steps;
+
+  /** Steps every added rank completed, oldest first. */
+  complete(): CompleteStep[] {
+    if (this.ranks === 0) return [];
+    const out: CompleteStep[] = [];
+    for (const [key, s] of this.index) if (this.counts.get(key) === this.ranks) out.push(s);
+    return out.sort(order);
+  }
+}
+
+/** Every step that all saving ranks completed, oldest first: one pass over every rank's files. */
+export function completeSteps(byRank: Record<string, ObservedCkpt[]>, savingRanks: string[]): CompleteStep[] {
+  const index = new StepIndex();
+  for (const r of savingRanks) index.add(r, completeFiles(byRank[r] ?? []));
+  return index.complete();
 }
 
 export function latestCompleteStep(byRank: Record<string, ObservedCkpt[]>, savingRanks: string[]): CompleteStep | undefined {
@@ -118,11 +202,14 @@ export function latestCompleteStep(byRank: Record<string, ObservedCkpt[]>, savin
  * still being written, never a partial one (it is evidence, and not counted), never the newest
  * complete one, and never a step that is the newest complete step of the whole run.
  */
-export function filesToPrune(files: ObservedCkpt[], keepMax: number, protect: { epoch: number; step: number }[] = [], peerSizes: number[] = []): ObservedCkpt[] {
-  if (keepMax < 1) keepMax = 1;
-  const complete = completeFiles(files, peerSizes).sort(order);
-  const excess = complete.length - keepMax;
+export function filesToPrune(files: ObservedCkpt[], keepMax: number, protect: { epoch: number; step: number }[] = []): ObservedCkpt[] {
+  return prunable(completeFiles(files), keepMax, protect);
+}
+
+/** `filesToPrune` for a rank's complete files (oldest first), as `completeFiles` gave them. */
+export function prunable(complete: ObservedCkpt[], keepMax: number, protect: { epoch: number; step: number }[] = []): ObservedCkpt[] {
+  const excess = complete.length - Math.max(1, keepMax);
   if (excess <= 0) return [];
-  const isProtected = (f: ObservedCkpt) => protect.some((p) => p.step === f.step && p.epoch === f.epoch);
-  return complete.slice(0, excess).filter((f) => !isProtected(f));
+  const guarded = new Set(protect.map(stepKey));
+  return complete.slice(0, excess).filter((f) => !guarded.has(stepKey(f)));
 }

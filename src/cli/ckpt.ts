@@ -1,40 +1,24 @@
 import { resolve } from 'node:path';
-import { scanCheckpoints, type CheckpointScan } from '../checkpoints/scan.js';
-import { savingRanks } from '../checkpoints/watcher.js';
-import { inputError, NpurunError } from '../errors.js';
+import { scanRun } from '../checkpoints/scan.js';
+import { inputError } from '../errors.js';
 import { connectHost } from '../launch/preflight.js';
 import { sshJumpResolver } from '../launch/jump.js';
-import type { RankSpec } from '../plan/types.js';
-import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
-import type { HostTransport } from '../transport/types.js';
+import { readRunRecord } from '../sinks/run-folder.js';
 import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
 import { sshConfigText } from './launch.js';
 
 const HELP = `Usage: npurun ckpt list [RUN] [--run-dir DIR] [--json]
        npurun ckpt latest [RUN] [--run-dir DIR] [--json]
 
-list:   every checkpoint of every saving rank of RUN (the latest run by default), per rank and step,
-        read from the hosts (SFTP for remote ones), each marked complete or not.
+Only the files RUN wrote count (recorded in its run folder's checkpoints.jsonl); other files in the
+same folders (an earlier run's, a pretrained model) are counted as foreign and never offered.
+list:   every checkpoint RUN wrote, per saving rank and step, read from the hosts (SFTP for remote
+        ones), each marked complete, PARTIAL or being written.
 latest: the newest step that every saving rank completed: a step where one rank's file is missing,
         still being written, or short (a save cut off by a crash) does not count. Exit 1 if none.
         \`npurun launch --resume RUN\` starts from it.`;
 
 const OPTIONS = { 'run-dir': { type: 'string' }, 'ssh-config': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
-
-/** Connects to the run's hosts and scans every saving rank's checkpoint directory. */
-export async function scanRun(info: RunInfo, configText: string | undefined): Promise<CheckpointScan> {
-  const ranks = savingRanks({ ranks: info.record.ranks.map((r) => ({ label: r.label, host: r.host, cwd: r.cwd, env: r.env }) as RankSpec) });
-  if (ranks.length === 0) throw new NpurunError('input', `run ${info.runId} has no checkpoint policy (no rank was told to save: set checkpoint: in the job file)`);
-  const hosts = info.hosts.filter((h) => ranks.some((r) => r.host === h.name));
-  const transports = new Map<string, HostTransport>();
-  try {
-    await Promise.all(hosts.map(async (h) => transports.set(h.name, await connectHost(h, { resolveJump: sshJumpResolver(configText) }))));
-    const pattern = info.record.ranks[0]?.env.NPURUN_CKPT_PATTERN;
-    return await scanCheckpoints(ranks, transports, pattern ? { pattern } : {});
-  } finally {
-    await Promise.all([...transports.values()].map((t) => t.close()));
-  }
-}
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('ckpt', argv, OPTIONS);
@@ -46,7 +30,8 @@ export async function run(argv: string[]): Promise<number> {
   if (sub !== 'list' && sub !== 'latest') throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);
   if (extra.length > 0) throw inputError(`npurun ckpt ${sub}`, `one run id expected, got ${extra.length + 1}`);
   const info = readRunRecord(resolve(stringFlag(args, 'run-dir') ?? 'runs'), runId);
-  const scan = await scanRun(info, sshConfigText(stringFlag(args, 'ssh-config')));
+  const resolveJump = sshJumpResolver(sshConfigText(stringFlag(args, 'ssh-config')));
+  const scan = await scanRun(info, { connect: (h) => connectHost(h, { resolveJump }) });
   const json = boolFlag(args, 'json');
   if (sub === 'latest') {
     if (json) process.stdout.write(JSON.stringify({ run_id: info.runId, latest: scan.latest ?? null }, null, 2) + '\n');
@@ -61,7 +46,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   for (const r of scan.ranks) {
-    process.stdout.write(`rank ${r.label} (${r.host}) ${r.dir}${r.error ? `: ${r.error}` : ''}\n`);
+    const notes = [r.error, r.foreign > 0 ? `${r.foreign} file${r.foreign === 1 ? '' : 's'} not written by this run, left alone` : undefined, r.replaced.length > 0 ? `replaced since by another run: ${r.replaced.join(', ')}` : undefined].filter(Boolean);
+    process.stdout.write(`rank ${r.label} (${r.host}) ${r.dir}${notes.length > 0 ? `: ${notes.join('; ')}` : ''}\n`);
     for (const f of r.files) process.stdout.write(`  epoch ${String(f.epoch).padStart(4)}  step ${String(f.step).padStart(8)}  ${String(f.size).padStart(12)} B  ${f.complete ? 'complete' : f.stable ? 'PARTIAL' : 'being written'}  ${f.name}\n`);
   }
   process.stdout.write(scan.latest ? `latest complete: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n` : 'no step completed by every saving rank\n');

@@ -7,9 +7,6 @@ import { launch } from '../launch/launch.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import { loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../sinks/run-recorder.js';
-import { readRunRecord } from '../sinks/run-folder.js';
-import { resumePaths } from '../checkpoints/scan.js';
-import { scanRun } from './ckpt.js';
 import { boolFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 
 export const LAUNCH_HELP = `Usage: npurun launch [options] -- <command> [args...]
@@ -136,18 +133,7 @@ export async function run(argv: string[]): Promise<number> {
   if (simulate !== undefined && hosts.some((h) => !h.local)) throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
 
   const resumeRun = stringFlag(args, 'resume');
-  const resume = resumeRun
-    ? {
-        runId: resumeRun,
-        scan: async (runsDir: string, id: string) => {
-          const info = readRunRecord(runsDir, id);
-          const scan = await scanRun(info, configText);
-          if (!scan.latest) throw inputError('--resume', `run ${info.runId} has no checkpoint step that every saving rank completed (see \`npurun ckpt list ${info.runId}\`)`);
-          process.stderr.write(`npurun: resuming from run ${info.runId}, epoch ${scan.latest.epoch}, step ${scan.latest.step}\n`);
-          return { ...resumePaths(scan, scan.latest), epoch: scan.latest.epoch, step: scan.latest.step };
-        },
-      }
-    : undefined;
+  const resume = resumeRun ? { runId: resumeRun } : undefined;
   const result = await launch({
     ...(resume ? { resume } : {}),
     job,

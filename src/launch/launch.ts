@@ -1,6 +1,6 @@
 import { NpurunError } from '../errors.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
-import { describePlan, planRun, type PlanInput } from '../plan/plan.js';
+import { describePlan, planRun } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
 import { serializeRankTable } from '../ranktable/generate.js';
 import { validateRankTableFile } from '../ranktable/validate.js';
@@ -12,6 +12,11 @@ import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
 import { preflight, scriptOf } from './preflight.js';
 import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
+import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
+import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
+import { readRunRecord } from '../sinks/run-folder.js';
+import { join } from 'node:path';
+import { connectHost } from './preflight.js';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
 
@@ -33,7 +38,7 @@ export interface LaunchRequest {
   /** Use devices that another live npurun run holds (default: refuse them). */
   shareDevices?: boolean;
   /** Resume from the latest checkpoint every saving rank of this earlier run completed. */
-  resume?: { runId: string; scan: (runsDir: string, runId: string) => Promise<PlanInput['resume']> };
+  resume?: { runId: string };
   out?: NodeJS.WriteStream;
 }
 
@@ -117,7 +122,8 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   let plan: RunPlan;
   try {
     req.job.remoteDir = expandUid(req.job.remoteDir, transports);
-    const resume = req.resume ? await req.resume.scan(req.runsDir, req.resume.runId) : undefined;
+    const resume = req.resume ? await resumeFrom(readRunRecord(req.runsDir, req.resume.runId), { transports, connect: (h) => connectHost(h, req.ssh) }, req.job.resumeMap) : undefined;
+    if (resume) process.stderr.write(`npurun: resuming from run ${resume.runId}, epoch ${resume.epoch}, step ${resume.step}\n`);
     plan = planRun({
       runId: newRunId(new Date(), req.job.name),
       job: req.job,
@@ -127,6 +133,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
       ...(resume ? { resume } : {}),
       onWarning: (m) => process.stderr.write(`npurun: warning: ${m}\n`),
     });
+    if (resume) checkResumeWorld(plan, resume);
   } catch (err) {
     await closeAll();
     throw err;
@@ -184,10 +191,11 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     ? new CheckpointWatcher(savingRanks(plan), transports, {
         keepMax: checkpoint.keepMax ?? 5,
         ...(checkpoint.pattern ? { pattern: checkpoint.pattern } : {}),
+        indexFile: join(recorder.dir, CKPT_INDEX_FILE),
         onEvent: (e) => recorder.event(e.kind, { ...e }),
       })
     : undefined;
-  watcher?.start();
+  await watcher?.start();
   const outcome = await supervise(plan, transports, {
     graceSeconds: plan.job.graceSeconds,
     orphanGraceSeconds: req.orphanGraceSeconds,

@@ -26,6 +26,8 @@ export interface JobFile {
   remote_dir?: string;
   heartbeat_timeout?: number;
   resume_arg?: string;
+  resume_map?: 'error' | 'rank0' | 'same-rank';
+  eval?: { dataset_size?: number };
   checkpoint?: { interval?: number; unit?: 'epoch' | 'step'; keep_max?: number; master_only?: boolean; dir?: string; pattern?: string };
 }
 
@@ -226,5 +228,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   if (f.simulate !== undefined) job.simulate = f.simulate;
   if (f.hosts !== undefined) job.hostsFile = rel(f.hosts);
   if (f.resume_arg !== undefined) job.resumeArg = f.resume_arg;
+  if (f.resume_map !== undefined) job.resumeMap = f.resume_map;
+  if (f.eval?.dataset_size !== undefined) job.evalDatasetSize = f.eval.dataset_size;
   return job;
 }

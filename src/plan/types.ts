@@ -73,6 +73,10 @@ export interface JobSpec {
   simulate?: number;
   /** Argument appended on `--resume`, `{path}` replaced by the checkpoint (e.g. "--pre_trained={path}"). */
   resumeArg?: string;
+  /** Job-file `resume_map`: how ranks map onto an earlier run's per-rank checkpoints when the world changed. */
+  resumeMap?: 'error' | 'rank0' | 'same-rank';
+  /** Job-file `eval.dataset_size`: samples in the eval set, to tell a padded sampler's repeats. */
+  evalDatasetSize?: number;
   /** Job-file `hosts: FILE`: the inventory to use when --hosts is not given (relative to the job file). */
   hostsFile?: string;
 }

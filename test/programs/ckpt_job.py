@@ -11,6 +11,7 @@ ap.add_argument("--fail_rank", type=int, default=-1)
 ap.add_argument("--fail_epoch", type=int, default=-1)
 ap.add_argument("--slow_rank", type=int, default=-1)
 ap.add_argument("--epoch_time", type=float, default=0.3)
+ap.add_argument("--step_per_epoch", type=int, default=100)
 a = ap.parse_args()
 rank = int(os.environ["NPURUN_RANK"])
 interval = int(os.environ.get("NPURUN_CKPT_INTERVAL", "1"))
@@ -21,7 +22,7 @@ start = int(os.environ.get("NPURUN_RESUME_EPOCH", "0")) + 1
 os.makedirs(ckdir, exist_ok=True)
 for epoch in range(start, a.epochs + 1):
     time.sleep(a.epoch_time)
-    step = epoch * 100
+    step = epoch * a.step_per_epoch
     print("epoch[%d], iter[%d], loss:%.4f, mean_fps:100.0imgs/sec" % (epoch, step, 1.0 / epoch), flush=True)
     if not saves or epoch % interval:
         continue
