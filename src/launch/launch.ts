@@ -10,13 +10,12 @@ import { RunRecorder, type ConsoleChoice } from '../sinks/run-recorder.js';
 import { describeEnd, supervise, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
-import { preflight, scriptOf } from './preflight.js';
+import { connectHost, preflight, scriptOf } from './preflight.js';
 import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
 import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
 import { readRunRecord } from '../sinks/run-folder.js';
 import { join } from 'node:path';
-import { connectHost } from './preflight.js';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
 
