@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { readRunRecord } from '../sinks/run-folder.js';
-import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
+import { hasContent, summarizeRunFolder, summaryJson, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
 import { inputError } from '../errors.js';
 import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
@@ -9,9 +9,12 @@ const HELP = `Usage: npurun summary [RUN] [--run-dir DIR] [--json]
 
 Training and evaluation numbers of a run (the latest by default), read from every rank's output:
 a per-rank table (last epoch, iter, loss, fps; eval counts), totals reduced across ranks (accuracy
-from summed counts, total throughput), and a cross-check that every rank's in-script allreduce
-result agrees and equals the sum of the per-rank counts. Written to summary.json in the run folder.
-Exit code 1 when a cross-check fails.`;
+from summed counts, total throughput), and cross-checks: a NaN or infinite loss or metric on any
+rank (the run diverged); ranks whose in-script allreduce results disagree, or disagree with the sum
+of the per-rank counts; an eval total above the dataset size (job file eval.dataset_size, or a
+dataset_size metric line: a padded sampler). Lines missing on some ranks (a rank-0-only print) are
+notes; malformed metric lines are warnings naming rank and line. Written to summary.json in the run
+folder (NaN and infinities as the strings "NaN", "Infinity"). Exit code 1 when a check fails.`;
 
 const OPTIONS = { 'run-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
@@ -25,7 +28,7 @@ export async function run(argv: string[]): Promise<number> {
   const info = readRunRecord(resolve(stringFlag(args, 'run-dir') ?? 'runs'), args.positionals[0]);
   const summary = await summarizeRunFolder(info.dir, info.record);
   writeSummary(info.dir, summary);
-  if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+  if (boolFlag(args, 'json')) process.stdout.write(summaryJson(summary));
   else process.stdout.write(`run ${info.runId}\n${hasContent(summary) ? renderSummary(summary) : 'no training or evaluation lines recognised in the output'}\n`);
   return summary.problems.length > 0 ? 1 : 0;
 }
