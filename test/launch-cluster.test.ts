@@ -173,7 +173,7 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
       const r = await p;
       if (sig !== 'SIGKILL') {
         expect(r.exitCode).toBe(sig === 'SIGINT' ? 130 : 143);
-        expect(r.stderr).toMatch(new RegExp(`interrupted by ${sig}`));
+        expect(r.stderr).toMatch(new RegExp(`stopped by ${sig}`));
       }
       expect(await c.waitForNoLeftovers(5000)).toEqual([]);
     });

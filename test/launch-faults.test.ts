@@ -90,6 +90,23 @@ describe('faults around a local run (real launcher, real ranks)', () => {
     await first.exited;
   }, 90_000);
 
+  it('npurun kill RUN while its launcher lives: recorded as stopped by that kill, not as a rank failure; nothing left', async () => {
+    const run = launchLocal({ ranks: 4, runsDir: join(base, 'kill'), remoteDir: join(base, 'kill-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(60)'] });
+    await waitForLines(run, 'ready', 4);
+    const runId = run.runDir()!.split('/').pop() as string;
+    const k = cli(['kill', runId, '--run-dir', run.runsDir]);
+    expect(k.code, k.stderr + k.stdout).toBe(0);
+    expect(k.stderr).toMatch(/asked the launcher/);
+    expect((await run.exited).code).toBe(143);
+    const record = JSON.parse(readFileSync(join(run.runDir() as string, 'run.json'), 'utf8')) as { status: string; stopped_by?: string; root_cause: string | null; ranks: { exit: { cause: string } }[] };
+    expect(record.status).toBe('interrupted');
+    expect(record.stopped_by).toMatch(/^npurun kill \(user .+, pid \d+\)$/);
+    expect(record.root_cause).toBeNull();
+    expect(record.ranks.map((r) => r.exit.cause)).toEqual(['stopped', 'stopped', 'stopped', 'stopped']);
+    expect(run.stderr()).toMatch(/stopped by npurun kill/);
+    expect(await waitForNoTagged(run.tag, 3000)).toEqual([]);
+  }, 90_000);
+
   it('Ctrl-Z (SIGTSTP) is refused while ranks run: the run goes on and succeeds', async () => {
     const run = launchLocal({ ranks: 2, runsDir: join(base, 'tstp'), remoteDir: join(base, 'tstp-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(4)'] });
     await waitForLines(run, 'ready', 2);

@@ -4,7 +4,8 @@ import { connectHost } from '../launch/preflight.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import type { HostSpec } from '../plan/types.js';
 import { listLeftovers, killLeftovers, type LeftoverRank } from '../supervise/leftovers.js';
-import { readRunRecord } from '../sinks/run-folder.js';
+import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
+import { stopLauncher } from '../supervise/stop-run.js';
 import { inputError, NpurunError } from '../errors.js';
 import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { sshConfigText } from './launch.js';
@@ -17,9 +18,11 @@ hosts; otherwise this machine.`;
 
 const KILL_HELP = `Usage: npurun kill RUN [--hosts FILE] [--run-dir DIR] [--grace SECONDS] [--json]
 
-Stops every process of RUN on every host of the run: SIGTERM to each rank's process group, SIGKILL
-after the grace period (default 5 s). Processes are found by recorded pid and start time only, so
-other jobs on the same hosts are never touched.`;
+Stops RUN. While its launcher lives on this machine, the launcher is asked to stop the run (as
+Ctrl-C would, and run.json records \`stopped_by: npurun kill\`); then every host of the run is
+checked and whatever is left is stopped: SIGTERM to each rank's process group and every process
+that escaped it, SIGKILL after the grace period (default 5 s). Processes are found by recorded pid,
+start time and tag only, so other jobs on the same hosts are never touched.`;
 
 const OPTIONS = {
   hosts: { type: 'string' },
@@ -35,13 +38,14 @@ interface Target {
   hosts: HostSpec[];
   remoteDir: string;
   runId?: string;
+  info?: RunInfo;
 }
 
 function targetOf(command: string, runId: string | undefined, hostsFile: string | undefined, runsDir: string, remoteDirFlag: string | undefined, configText: string | undefined): Target {
   if (runId) {
     const record = readRunRecord(runsDir, runId);
     const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : record.hosts;
-    return { hosts, remoteDir: remoteDirFlag ?? record.remoteDir, runId: record.runId };
+    return { hosts, remoteDir: remoteDirFlag ?? record.remoteDir, runId: record.runId, info: record };
   }
   if (command === 'kill') throw inputError('npurun kill', 'which run? give its id (see `npurun runs`)');
   const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : [localHost()];
@@ -75,6 +79,11 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
   const configText = sshConfigText(stringFlag(args, 'ssh-config'));
   const target = targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), resolve(stringFlag(args, 'run-dir') ?? 'runs'), stringFlag(args, 'remote-dir'), configText);
   const grace = numberFlag(args, 'grace', 0, 600) ?? 5;
+  // A live launcher on this machine stops its own run (recorded as stopped by this kill); then the
+  // hosts are checked, and whatever is left (a launcher that was SIGKILLed) is stopped from here.
+  if (command === 'kill' && target.info && (await stopLauncher(target.info, target.info.record.job.graceSeconds + 15)) === 'stopped') {
+    process.stderr.write(`npurun: asked the launcher of ${target.runId} (pid ${target.info.record.launcher_pid}) to stop the run\n`);
+  }
   const results = await perHost(target, configText, (_h, t) =>
     command === 'kill' ? killLeftovers(t, target.remoteDir, target.runId as string, grace) : listLeftovers(t, target.remoteDir, target.runId),
   );

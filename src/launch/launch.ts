@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { NpurunError } from '../errors.js';
+import { STOP_REQUEST_FILE } from '../sinks/run-folder.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
 import { describePlan, planRun } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
@@ -60,10 +63,10 @@ function loadGivenRankTable(file: string): RankTable {
 }
 
 /** The failure report: the root-cause rank, where it ran, how it ended, and its last lines. */
-export function failureReport(outcome: RunOutcome, recorder: Pick<RunRecorder, 'lastLines'>, plan: RunPlan): string | undefined {
+export function failureReport(outcome: RunOutcome, recorder: Pick<RunRecorder, 'lastLines'>, plan: RunPlan, stoppedBy?: string): string | undefined {
   if (outcome.status === 'interrupted') {
     const stopped = outcome.ranks.filter((r) => r.cause === 'stopped').length;
-    return `npurun: interrupted by ${outcome.interruptedBy}; stopped ${stopped} rank${stopped === 1 ? '' : 's'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}`;
+    return `npurun: stopped by ${stoppedBy ?? outcome.interruptedBy}; stopped ${stopped} rank${stopped === 1 ? '' : 's'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}`;
   }
   const rc = outcome.rootCause;
   if (!rc) return undefined;
@@ -92,6 +95,17 @@ function eventLine(e: SupervisorEvent): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** Who stopped an interrupted run: `npurun kill` leaves a note in the run folder before signalling. */
+function whoStopped(runDir: string, signal: string | undefined): string {
+  try {
+    const req = JSON.parse(readFileSync(join(runDir, STOP_REQUEST_FILE), 'utf8')) as { by?: string };
+    if (typeof req.by === 'string') return req.by;
+  } catch {
+    // no note: a signal from a terminal or another program
+  }
+  return signal === 'SIGINT' ? 'SIGINT (Ctrl-C)' : `${signal ?? 'a signal'} to npurun`;
 }
 
 /**
@@ -210,7 +224,8 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
   await watcher?.stop();
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
-  const report = failureReport(outcome, recorder, plan);
+  const stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
+  const report = failureReport(outcome, recorder, plan, stoppedBy);
   if (report) say(report);
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
   await recorder.finish({
@@ -218,6 +233,7 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     exitCode: outcome.exitCode,
     ...(outcome.rootCause ? { rootCause: outcome.rootCause.label } : {}),
     ...(report ? { report } : {}),
+    ...(stoppedBy ? { stoppedBy } : {}),
   });
   const summary = await summarizeRunFolder(recorder.dir, plan);
   try {

@@ -55,6 +55,8 @@ export interface RunRecord {
   /** "running" from the start: left as is when npurun is killed, see `launcherState`. */
   status: RunStatus;
   exit_code: number | null;
+  /** For an interrupted run: who or what stopped it. */
+  stopped_by?: string;
   /** Label of the rank whose failure stopped the run. */
   root_cause: string | null;
   report: string | null;
@@ -96,6 +98,9 @@ export function writeRunRecord(runDir: string, record: RunRecord): void {
 export function writeRankTableCopy(runDir: string, table: RankTable): void {
   writeFileAtomic(join(runDir, RANK_TABLE_FILE), JSON.stringify(table, null, 4) + '\n');
 }
+
+/** Written into a run folder by `npurun kill` before it signals the launcher: says who stopped the run. */
+export const STOP_REQUEST_FILE = 'stop-request.json';
 
 /** Start time of a process in clock ticks since boot, from /proc (null where there is no /proc). */
 export function processStartTicks(pid: number): number | null {

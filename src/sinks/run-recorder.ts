@@ -54,6 +54,8 @@ export interface RunResult {
   rootCause?: string;
   /** The failure report shown to the user. */
   report?: string;
+  /** For an interrupted run: who or what stopped it. */
+  stoppedBy?: string;
 }
 
 export interface RunRecorderOptions {
@@ -402,6 +404,7 @@ export class RunRecorder {
       root_cause: result.rootCause ?? this.record.root_cause,
       report: result.report ?? null,
       ended_at: new Date().toISOString(),
+      ...(result.stoppedBy ? { stopped_by: result.stoppedBy } : {}),
     });
     this.saveRecord();
   }
