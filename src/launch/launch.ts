@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NpurunError } from '../errors.js';
-import { STOP_REQUEST_FILE } from '../sinks/run-folder.js';
+import { readRunRecord, STOP_REQUEST_FILE } from '../sinks/run-folder.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
 import { describePlan, planRun } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
@@ -17,8 +17,6 @@ import { connectHost, preflight, scriptOf } from './preflight.js';
 import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
 import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
-import { readRunRecord } from '../sinks/run-folder.js';
-import { join } from 'node:path';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
 
