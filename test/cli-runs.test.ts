@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +88,48 @@ describe('npurun runs (process)', () => {
     } finally {
       writeFileSync(file, JSON.stringify(record));
     }
+  });
+
+  it('18.10: one unreadable or newer run.json is listed as unreadable and skipped; runs, logs and summary keep working for the others', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'npurun-unreadable-'));
+    const good = JSON.parse(readFileSync(join(runsDir, '20250501-100002-crash', 'run.json'), 'utf8')) as RunRecord;
+    const write = (name: string, text: string) => {
+      mkdirSync(join(dir, name), { recursive: true });
+      writeFileSync(join(dir, name, 'run.json'), text);
+    };
+    write('20250501-100002-crash', JSON.stringify(good));
+    writeFileSync(join(dir, '20250501-100002-crash', 'merged.log'), '');
+    const { started_at: _, ...partial } = good;
+    write('20250502-000000-partial', JSON.stringify({ ...partial, run_id: '20250502-000000-partial' }));
+    write('20250503-000000-newer', JSON.stringify({ ...good, schema_version: 2, run_id: '20250503-000000-newer' }));
+    write('20250504-000000-garbage', '{"run_id": ');
+    mkdirSync(join(dir, 'not-a-run')); // no run.json at all: not a run folder, not listed
+
+    const text = npurun(['runs', '--runs-dir', dir]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^20250501-100002-crash\s.*failed/m);
+    expect(text.stdout).toMatch(/^20250502-000000-partial\s+-\s.*unreadable/m);
+    expect(text.stdout).not.toMatch(/not-a-run/);
+    expect(text.stderr).toMatch(/run 20250502-000000-partial is unreadable and skipped: .*run\.json: .*started_at/);
+    expect(text.stderr).toMatch(/run 20250503-000000-newer is unreadable and skipped: .*schema_version 2 is newer than this npurun reads \(1\)/);
+    expect(text.stderr).toMatch(/run 20250504-000000-garbage is unreadable and skipped: .*not valid JSON/);
+    const rows = JSON.parse(npurun(['runs', '--runs-dir', dir, '--json']).stdout) as RunListEntry[];
+    expect(rows.map((r) => [r.runId, r.status])).toEqual([
+      ['20250501-100002-crash', 'failed'],
+      ['20250502-000000-partial', 'unreadable'],
+      ['20250503-000000-newer', 'unreadable'],
+      ['20250504-000000-garbage', 'unreadable'],
+    ]);
+    // The newest readable run is the default for every reader; none crashes.
+    for (const cmd of [['logs', '--runs-dir', dir], ['summary', '--run-dir', dir]]) {
+      const r = npurun(cmd);
+      expect(r.code, `${cmd[0]}: ${r.stderr}`).toBe(0);
+      expect(r.stderr).not.toMatch(/internal error/);
+    }
+    // Naming an unreadable run says why, as bad input (exit 2), not an internal error.
+    const named = npurun(['summary', '20250503-000000-newer', '--run-dir', dir]);
+    expect(named.code).toBe(2);
+    expect(named.stderr).toMatch(/run folder cannot be read: .*schema_version 2 is newer/);
   });
 
   it('an empty run folder, bad flags and --help', () => {

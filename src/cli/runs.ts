@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { displayStatus, listRuns, type RunInfo } from '../sinks/run-folder.js';
+import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../sinks/run-folder.js';
 import { boolFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
 
 export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]
@@ -7,6 +7,8 @@ export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]
 Lists the runs in the run folder (default ./runs), oldest first, newest last: id, start time, hosts,
 ranks, status, exit code and root-cause rank. A run whose npurun was killed stays "running" in its
 run.json; it shows as "unknown (launcher gone)" here ("running?" when it was launched on another machine).
+A folder whose run.json cannot be read (not JSON, a newer schema_version, fields missing) is listed
+last as "unreadable", with the reason on stderr; the other runs are listed as usual.
 
   --runs-dir DIR   where run folders are (also --run-dir, as for launch)
   --json           one JSON array with every run`;
@@ -37,6 +39,8 @@ export interface RunListEntry {
   exitCode: number | null;
   rootCause: string | null;
   dir: string;
+  /** Why the run folder cannot be read (status "unreadable"). */
+  reason?: string;
 }
 
 export function runListEntry(run: RunInfo): RunListEntry {
@@ -54,6 +58,11 @@ export function runListEntry(run: RunInfo): RunListEntry {
   };
 }
 
+/** A run folder whose run.json cannot be read, listed (never fatal for the others). */
+export function unreadableEntry(run: UnreadableRun): RunListEntry {
+  return { runId: run.runId, startedAt: '', endedAt: null, hosts: [], ranks: 0, status: 'unreadable', exitCode: null, rootCause: null, dir: run.dir, reason: run.reason };
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
   return rows.map((row) => row.map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ').trimEnd()).join('\n');
@@ -66,7 +75,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const runsDir = runsDirFlag(args);
-  const entries = listRuns(runsDir).map(runListEntry);
+  const folders = listRunFolders(runsDir);
+  const entries = [...folders.runs.map(runListEntry), ...folders.unreadable.map(unreadableEntry)];
   if (boolFlag(args, 'json')) {
     process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
     return 0;
@@ -77,7 +87,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const rows = entries.map((e) => [
     e.runId,
-    e.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    e.startedAt === '' ? '-' : e.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     e.hosts.join(','),
     String(e.ranks),
     e.status,
@@ -85,5 +95,6 @@ export async function run(argv: string[]): Promise<number> {
     e.rootCause === null ? '-' : `rank ${e.rootCause}`,
   ]);
   process.stdout.write(table([['RUN', 'STARTED', 'HOSTS', 'RANKS', 'STATUS', 'EXIT', 'ROOT CAUSE'], ...rows]) + '\n');
+  for (const u of folders.unreadable) process.stderr.write(`npurun: run ${u.runId} is unreadable and skipped: ${u.reason}\n`);
   return 0;
 }

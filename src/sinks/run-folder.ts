@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { inputError } from '../errors.js';
+import { schemaProblems } from '../schema.js';
 import type { HostSpec, JobSpec, RankSpec } from '../plan/types.js';
 import type { RankTable } from '../ranktable/types.js';
 import type { RankCause } from '../supervise/supervisor.js';
@@ -155,26 +156,70 @@ export interface RunInfo {
   remoteDir: string;
 }
 
-function loadRun(runsDir: string, runId: string): RunInfo | undefined {
-  const dir = join(runsDir, runId);
-  let record: RunRecord;
+/** The run.json versions this npurun reads. */
+export const RUN_SCHEMA_VERSION = 1;
+
+/** A run folder whose run.json cannot be read: listed as such, never fatal for the other runs. */
+export interface UnreadableRun {
+  runId: string;
+  dir: string;
+  reason: string;
+}
+
+/** Why a parsed run.json cannot be used, or undefined when it is a run record this npurun reads. */
+export function runRecordProblem(record: unknown): string | undefined {
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'not a JSON object';
+  const version = (record as { schema_version?: unknown }).schema_version;
+  if (typeof version === 'number' && version > RUN_SCHEMA_VERSION) return `schema_version ${version} is newer than this npurun reads (${RUN_SCHEMA_VERSION}): written by a newer npurun`;
+  if (version !== RUN_SCHEMA_VERSION) return `schema_version ${JSON.stringify(version) ?? 'missing'}; expected ${RUN_SCHEMA_VERSION} (a run.json written by npurun launch)`;
+  const problems = schemaProblems('run.schema.json', record);
+  if (problems.length > 0) return problems.slice(0, 3).map((p) => `${p.path}: ${p.message}`).join('; ') + (problems.length > 3 ? ` (and ${problems.length - 3} more)` : '');
+  return undefined;
+}
+
+/** A run folder's record, an unreadable one, or undefined when the folder has no run.json at all. */
+function loadRun(runsDir: string, name: string): RunInfo | UnreadableRun | undefined {
+  const dir = join(runsDir, name);
+  const file = join(dir, RUN_RECORD_FILE);
+  let text: string;
   try {
-    record = JSON.parse(readFileSync(join(dir, RUN_RECORD_FILE), 'utf8')) as RunRecord;
-  } catch {
-    return undefined;
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    return { runId: name, dir, reason: `${file}: cannot be read (${code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message})` };
   }
-  if (typeof record !== 'object' || record === null || typeof record.run_id !== 'string') return undefined;
-  return { runId: record.run_id, dir, record, hosts: record.inventory ?? [], remoteDir: record.remote_dir };
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch (err) {
+    return { runId: name, dir, reason: `${file}: not valid JSON (${(err as Error).message})` };
+  }
+  const problem = runRecordProblem(record);
+  if (problem) return { runId: name, dir, reason: `${file}: ${problem}` };
+  const r = record as RunRecord;
+  return { runId: r.run_id, dir, record: r, hosts: r.inventory, remoteDir: r.remote_dir };
+}
+
+function isReadable(r: RunInfo | UnreadableRun): r is RunInfo {
+  return 'record' in r;
+}
+
+/** Every run folder (one with a run.json): readable ones oldest first (by start time, then id), and unreadable ones. */
+export function listRunFolders(runsDir: string): { runs: RunInfo[]; unreadable: UnreadableRun[] } {
+  if (!existsSync(runsDir)) return { runs: [], unreadable: [] };
+  const all = readdirSync(runsDir, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => loadRun(runsDir, d.name))
+    .filter((r): r is RunInfo | UnreadableRun => r !== undefined);
+  const runs = all.filter(isReadable).sort((a, b) => a.record.started_at.localeCompare(b.record.started_at) || a.runId.localeCompare(b.runId));
+  const unreadable = all.filter((r): r is UnreadableRun => !isReadable(r)).sort((a, b) => a.runId.localeCompare(b.runId));
+  return { runs, unreadable };
 }
 
 /** Every run folder with a readable run.json, oldest first (by start time, then id). */
 export function listRuns(runsDir: string): RunInfo[] {
-  if (!existsSync(runsDir)) return [];
-  const runs = readdirSync(runsDir, { withFileTypes: true })
-    .filter((d) => d.isDirectory())
-    .map((d) => loadRun(runsDir, d.name))
-    .filter((r): r is RunInfo => r !== undefined);
-  return runs.sort((a, b) => a.record.started_at.localeCompare(b.record.started_at) || a.runId.localeCompare(b.runId));
+  return listRunFolders(runsDir).runs;
 }
 
 /**
@@ -182,15 +227,21 @@ export function listRuns(runsDir: string): RunInfo[] {
  * given. Unknown or ambiguous -> input error (exit 2) naming what was expected.
  */
 export function readRunRecord(runsDir: string, runId?: string): RunInfo {
-  if (runId !== undefined) {
+  if (runId !== undefined && !runId.includes('/') && runId !== '..' && runId !== '.') {
     const exact = loadRun(runsDir, runId);
-    if (exact) return exact;
+    if (exact && isReadable(exact)) return exact;
+    if (exact) throw inputError(runId, `run folder cannot be read: ${exact.reason}`);
   }
-  const runs = listRuns(runsDir);
-  if (runs.length === 0) throw inputError(runsDir, 'no runs here; expected run folders written by `npurun launch` (see --runs-dir)');
+  const { runs, unreadable } = listRunFolders(runsDir);
+  if (runs.length === 0) {
+    const why = unreadable.length > 0 ? ` (${unreadable.length} run folder${unreadable.length === 1 ? '' : 's'} cannot be read: ${unreadable[0]?.reason})` : '';
+    throw inputError(runsDir, `no ${why ? 'readable ' : ''}runs here${why}; expected run folders written by \`npurun launch\` (see --runs-dir)`);
+  }
   if (runId === undefined) return runs[runs.length - 1] as RunInfo;
   const matches = runs.filter((r) => r.runId.startsWith(runId));
   if (matches.length === 1) return matches[0] as RunInfo;
+  const broken = unreadable.filter((r) => r.runId.startsWith(runId));
+  if (matches.length === 0 && broken.length > 0) throw inputError(runId, `run folder cannot be read: ${broken[0]?.reason}`);
   const known = runs.slice(-5).map((r) => r.runId).join(', ');
   if (matches.length > 1) throw inputError(runId, `matches ${matches.length} runs in ${runsDir}; expected one run id (${matches.map((r) => r.runId).join(', ')})`);
   throw inputError(runId, `no such run in ${runsDir}; expected a run id from \`npurun runs\` (newest: ${known})`);
