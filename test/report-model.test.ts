@@ -199,3 +199,18 @@ describe('median line', () => {
     expect(chartData(['0', '1', '2'], rows, 0).lossMedian).toEqual([3, null]);
   });
 });
+
+describe('timeline of a large failed run', () => {
+  it('folds the stopped ranks into one line and lists at most 20 other failures', async () => {
+    const dir = copyFixture();
+    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as RunRecord;
+    const t = '2026-11-23T20:13:09.700Z';
+    const exits = Array.from({ length: 40 }, (_, i) => ({ time: t, event: 'rank-exited', label: String(i), host: 'vm', code: i < 25 ? 1 : null, signal: i < 25 ? null : 'SIGTERM', cause: i < 25 ? 'exited' : 'stopped', root_cause: i === 0 }));
+    const { timeline } = await import('../src/report/timeline.js');
+    const texts = timeline(exits, record).map((e) => e.text);
+    expect(texts[0]).toBe('rank 0 (vm) exited with code 1: root cause');
+    expect(texts.filter((x) => /^rank \d+ \(vm\) exited with code 1$/.test(x))).toHaveLength(20);
+    expect(texts).toContain('4 more ranks failed (each in the rank list below)');
+    expect(texts).toContain('15 ranks stopped by npurun (SIGTERM)');
+  });
+});

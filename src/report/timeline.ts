@@ -22,6 +22,9 @@ export interface TimelineEntry {
   level: 'info' | 'ok' | 'warn' | 'error';
 }
 
+/** Failed ranks listed one by one; beyond that, one line counts the rest. */
+const MAX_FAILURES_LISTED = 20;
+
 /** Events npurun writes for its own bookkeeping: not shown. */
 const HIDDEN = new Set(['ckpt-pruned', 'rank-table-copied']);
 
@@ -54,6 +57,8 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
   const ckptSteps = new Map<number, { last: RunEvent; labels: Set<string>; epoch: unknown }>();
   let startedRun: { last: RunEvent; count: number } | undefined;
   let cleanExits: { last: RunEvent; count: number } | undefined;
+  let stopped: { last: RunEvent; count: number; how: string } | undefined;
+  let failed: { last: RunEvent; count: number } | undefined;
 
   const flushStarted = () => {
     if (startedRun) add(startedRun.last, 'rank-started', `${startedRun.count} rank${startedRun.count === 1 ? '' : 's'} started`, 'info');
@@ -72,9 +77,12 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
         break;
       case 'rank-exited':
         if (e.code === 0 && e.cause === 'exited') cleanExits = { last: e, count: (cleanExits?.count ?? 0) + 1 };
+        else if (e.cause === 'stopped' && !e.root_cause) stopped = { last: e, count: (stopped?.count ?? 0) + 1, how: str(e.signal ?? e.code) };
+        else if (!e.root_cause && (failed?.count ?? 0) >= MAX_FAILURES_LISTED) failed = { last: e, count: (failed?.count ?? 0) + 1 };
         else {
-          const how = e.cause === 'stopped' ? `stopped by npurun (${str(e.signal ?? e.code)})` : e.signal ? `killed by ${str(e.signal)}` : `exited with code ${str(e.code)}`;
-          add(e, 'rank-exited', `rank ${str(e.label)} (${str(e.host)}) ${how}${e.root_cause ? ': root cause' : ''}`, e.root_cause ? 'error' : e.cause === 'stopped' ? 'warn' : 'error');
+          const how = e.signal ? `killed by ${str(e.signal)}` : `exited with code ${str(e.code)}`;
+          add(e, 'rank-exited', `rank ${str(e.label)} (${str(e.host)}) ${how}${e.root_cause ? ': root cause' : ''}`, 'error');
+          if (!e.root_cause) failed = { last: e, count: (failed?.count ?? 0) + 1 };
         }
         break;
       case 'ckpt-saved': {
@@ -102,6 +110,8 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
     }
   }
   flushStarted();
+  if (stopped) add(stopped.last, 'rank-exited', `${stopped.count} rank${stopped.count === 1 ? '' : 's'} stopped by npurun (${stopped.how})`, 'warn');
+  if (failed && failed.count > MAX_FAILURES_LISTED) add(failed.last, 'rank-exited', `${failed.count - MAX_FAILURES_LISTED} more ranks failed (each in the rank list below)`, 'error');
   if (cleanExits) add(cleanExits.last, 'rank-exited', `${cleanExits.count} rank${cleanExits.count === 1 ? '' : 's'} exited with code 0`, 'ok');
   for (const [step, c] of ckptSteps) {
     const complete = c.labels.size >= saving;

@@ -43,7 +43,7 @@
       ['exit code', r.exitCode === null ? '-' : String(r.exitCode)],
       ['world size', String(r.worldSize)],
       ['profile', r.profile || '-'],
-      ['hosts', r.hosts.join(', ')],
+      ['hosts', r.hosts.length <= 8 ? r.hosts.join(', ') : r.hosts.length + ': ' + r.hosts.slice(0, 3).join(', ') + ' \u2026 ' + r.hosts[r.hosts.length - 1]],
       ['started', r.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')],
       ['duration', duration(r.durationMs) + (r.endedAt ? '' : ' so far')],
     ];
@@ -123,7 +123,7 @@
       u = new uPlot({
         width: chartWidth(id), height: 300, title: title,
         scales: { x: { time: false } },
-        axes: [{ label: 'step', incrs: STEP_INCRS }, { label: yLabel, size: 70 }],
+        axes: [{ label: 'step', incrs: STEP_INCRS }, { label: yLabel, size: 90 }],
         legend: { show: n <= 16 },
         series: series,
       }, data, box);
@@ -144,18 +144,18 @@
       charts[id] = new uPlot({
         width: chartWidth(id), height: 220, title: 'Total throughput (sum of every rank\u2019s latest imgs/sec)',
         scales: { x: { time: false } },
-        axes: [{ label: 'seconds since start' }, { label: 'imgs/sec', size: 70 }],
+        axes: [{ label: 'seconds since start' }, { label: 'imgs/sec', size: 90 }],
         series: [{ label: 's' }, { label: 'total', stroke: '#3b82c4', width: 2, fill: 'rgba(59,130,196,0.12)', points: { show: false } }],
       }, data, document.getElementById(id));
     }
     document.getElementById(id).setAttribute('data-points', String(t.t.length));
   }
 
-  function outlierNote(id, outliers, chart) {
+  function outlierNote(id, outliers, chart, hostOf) {
     var mine = outliers.filter(function (o) { return o.chart === chart; });
     fill(id, mine.length === 0 ? [el('span', { class: 'muted', text: 'no rank stands out' })] :
       [el('b', { text: 'stands out: ' })].concat(mine.slice(0, 20).map(function (o, i) {
-        return el('span', { 'data-outlier': o.label }, [(i ? '; ' : ''), el('a', { href: '#rank-' + o.label, text: 'rank ' + o.label }), ' (' + o.why + ')']);
+        return el('span', { 'data-outlier': o.label }, [(i ? '; ' : ''), el('a', { href: '#rank-' + o.label, text: 'rank ' + o.label }), ' on ' + (hostOf[o.label] || '?') + ' (' + o.why + ')']);
       })).concat(mine.length > 20 ? [' and ' + (mine.length - 20) + ' more'] : []));
   }
 
@@ -168,8 +168,10 @@
     rankChart('chart-loss', 'Loss per rank', 'loss', c, c.loss, c.lossMedian, c.outliers.filter(function (o) { return o.chart === 'loss'; }));
     rankChart('chart-fps', 'Throughput per rank', 'imgs/sec', c, c.fps, c.fpsMedian, c.outliers.filter(function (o) { return o.chart === 'fps'; }));
     totalChart(d);
-    outlierNote('outliers-loss', c.outliers, 'loss');
-    outlierNote('outliers-fps', c.outliers, 'fps');
+    var hostOf = {};
+    d.ranks.forEach(function (r) { hostOf[r.label] = r.host; });
+    outlierNote('outliers-loss', c.outliers, 'loss', hostOf);
+    outlierNote('outliers-fps', c.outliers, 'fps', hostOf);
     document.getElementById('chart-stride').textContent = c.stride > 1 ? 'Long run: every ' + c.stride + 'th step drawn (metrics.jsonl has all).' : '';
   }
 
