@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
-import { NpurunError } from './errors.js';
+import { fileError, NpurunError } from './errors.js';
 
 /**
  * JSON schemas in schemas/ are the single source of truth of every file format npurun reads
@@ -39,7 +39,9 @@ export function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  return `${typeof v} ${JSON.stringify(v)}`;
+  const text = JSON.stringify(v);
+  // A 10 MB string is named, not printed.
+  return `${typeof v} ${text.length > 100 ? `${text.slice(0, 80)}..." (${String(v).length} characters)` : text}`;
 }
 
 function valueAt(root: unknown, pointer: string): unknown {
@@ -83,6 +85,8 @@ export function describeAjvError(e: ErrorObject, root: unknown): Problem {
     case 'minimum':
     case 'maximum':
       return { path: at, message: `expected a number ${e.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}, got ${typeName(value)}` };
+    case 'maxLength':
+      return { path: at, message: `expected at most ${String(params.limit)} characters, got ${String(value).length}${expected}` };
     case 'minItems':
       return { path: at, message: `expected at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}` };
     default:
@@ -127,21 +131,57 @@ export function schemaProblems(schema: string, value: unknown): Problem[] {
   return out;
 }
 
-/** Reads a YAML file, validates it against a schema; any problem is an input error naming file, field and expectation. */
-export function loadYamlFile(file: string, schema: string, what: string): unknown {
-  let text: string;
+/** Hosts and job files are written by hand: a few kB. Anything near this is not one. */
+export const YAML_MAX_BYTES = 1024 * 1024;
+/** A rank table of thousands of devices is a few MB. */
+export const JSON_MAX_BYTES = 64 * 1024 * 1024;
+/** YAML aliases (*a) expanded at most this many times: an alias bomb stops here, a real file never gets near. */
+const YAML_MAX_ALIASES = 100;
+/** Nesting deeper than this is no hosts or job file (and would overflow the stack of recursive readers). */
+const YAML_MAX_DEPTH = 64;
+
+/** A file a person named, read as text: missing, a directory, unreadable or too big are refused in words. */
+export function readInputText(file: string, what: string, maxBytes: number): string {
   try {
-    text = readFileSync(file, 'utf8');
+    const size = statSync(file).size;
+    if (size > maxBytes) throw new NpurunError('input', `${file}: too big for a ${what}: ${size} bytes, expected at most ${maxBytes}`);
+    return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new NpurunError('input', `${file}: cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    if (err instanceof NpurunError) throw err;
+    throw fileError(file, `cannot read the ${what}`, err);
   }
+}
+
+function depthOf(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (const c of text) {
+    if (c === '[' || c === '{') max = Math.max(max, ++depth);
+    else if (c === ']' || c === '}') depth = Math.max(0, depth - 1);
+  }
+  const indents = text.split('\n').map((l) => /^ */.exec(l)?.[0].length ?? 0);
+  return Math.max(max, Math.max(0, ...indents) / 2);
+}
+
+/** YAML text to a value; broken, hostile (alias bombs, deep nesting) or duplicate-keyed YAML is an input error. */
+export function parseYamlText(text: string, file: string): unknown {
+  if (depthOf(text) > YAML_MAX_DEPTH) throw new NpurunError('input', `${file}: not valid YAML here: nested more than ${YAML_MAX_DEPTH} levels deep`);
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0] as { linePos?: { line: number; col: number }[]; message: string };
     const pos = e.linePos?.[0];
     throw new NpurunError('input', `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`);
   }
-  const value = doc.toJS() as unknown;
+  try {
+    return doc.toJS({ maxAliasCount: YAML_MAX_ALIASES }) as unknown;
+  } catch (err) {
+    throw new NpurunError('input', `${file}: refused: ${err instanceof Error ? err.message : String(err)} (at most ${YAML_MAX_ALIASES} alias expansions)`);
+  }
+}
+
+/** Reads a YAML file, validates it against a schema; any problem is an input error naming file, field and expectation. */
+export function loadYamlFile(file: string, schema: string, what: string): unknown {
+  const value = parseYamlText(readInputText(file, what, YAML_MAX_BYTES), file);
   const problems = schemaProblems(schema, value);
   if (problems.length > 0) {
     throw new NpurunError('input', `${file}: invalid ${what}: ${problems[0]!.path}: ${problems[0]!.message}`, {

@@ -73,7 +73,7 @@ describe('npurun devices as a process', () => {
   it('usage errors exit 2 with a message; --help explains the exit codes and NPURUN_HCCN_CONF', async () => {
     const bad = await npurun(['devices', '--simulate', '17']);
     expect(bad.exitCode).toBe(2);
-    expect(bad.stderr).toMatch(/--simulate: "17" is not a number from 1 to 16/);
+    expect(bad.stderr).toMatch(/--simulate: "17" is not a whole number from 1 to 16/);
     const flag = await npurun(['devices', '--device', '0']);
     expect(flag.exitCode).toBe(2);
     expect(flag.stderr).toMatch(/Unknown option '--device'/);

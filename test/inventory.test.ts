@@ -108,13 +108,13 @@ const bad: [file: string, message: RegExp][] = [
   ['bad-hostfile-token', /bad-hostfile-token:3: unexpected "slot=2" after 10\.0\.0\.2; expected "host slots=N"/],
   ['bad-hostfile-slots', /bad-hostfile-slots:1: slots=x is not a whole number; expected "host slots=N"/],
   ['bad-hostfile-slots-zero', /bad-hostfile-slots-zero:1: slots=0 is out of range; expected 1 to 16 ranks per host/],
-  ['bad-hostfile-colon', /bad-hostfile-colon:2: "node1:4" is not a host name or IPv4 address; expected "host slots=N"/],
-  ['bad-neither-ini', /bad-neither-ini:2: "\[servers\]" is not a host name or IPv4 address; expected "host slots=N"/],
+  ['bad-hostfile-colon', /bad-hostfile-colon:2: "node1:4" is not a host name or IP address; expected "host slots=N"/],
+  ['bad-neither-ini', /bad-neither-ini:2: "\[servers\]" is not a host name or IP address; expected "host slots=N"/],
   ['bad-neither-prose.txt', /bad-neither-prose\.txt: invalid hosts file: \(top level\): unknown key "These are our servers"; expected one of defaults, hosts/],
   ['bad-binary', /bad-binary: not a hosts file \(binary content\): expected a YAML mapping with a `hosts:` list or "host slots=N" lines/],
   ['bad-hostfile-duplicate', /bad-hostfile-duplicate:2: "10\.0\.0\.1" is listed twice \(also line 1\)/],
   ['bad-hostfile-empty', /bad-hostfile-empty: no hosts listed; expected at least one host/],
-  ['missing-file.yaml', /missing-file\.yaml: cannot read hosts file: ENOENT/],
+  ['missing-file.yaml', /missing-file\.yaml: cannot read the hosts file: no such file or directory/],
 ];
 
 describe('bad inventories are refused before anything starts', () => {

@@ -1,13 +1,133 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { inputError } from '../errors.js';
+import { EXIT, inputError } from '../errors.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+/**
+ * Every flag is declared once, with its help (as vitest's cli-config): the node:util parser, the
+ * value checks and `--help` are all built from that declaration.
+ */
+export interface Flag {
+  /** int and number are strings to the parser, checked here against min/max. */
+  type: 'string' | 'boolean' | 'int' | 'number';
+  /** What --help shows after the flag: FILE, N, LIST. */
+  value?: string;
+  /** One line or more ("\n" continues under the first); say the default here. */
+  help: string;
+  multiple?: boolean;
+  short?: string;
+  min?: number;
+  max?: number;
+  /** Older spellings still accepted, folded into this name. */
+  aliases?: string[];
+  /** A heading in --help above this flag (launch groups its flags). */
+  section?: string;
+}
+
+export type Flags = Record<string, Flag>;
+
+/** A command (or subcommand): its usage line, what it does, its flags, a closing paragraph. */
+export interface CommandSpec {
+  name: string;
+  usage: string;
+  about: string;
+  flags: Flags;
+  footer?: string;
+  positionals?: boolean;
+}
 
 export interface ParsedArgs {
   values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
   /** Everything after `--`, untouched (the rank's command). */
   rest: string[];
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Flags several commands share, declared once; a command may restate `help` where its meaning narrows. */
+export const SHARED = {
+  hosts: { type: 'string', value: 'FILE', help: 'inventory: YAML (see hosts/) or "host slots=N" hostfile; default: this machine' },
+  'ssh-config': { type: 'string', value: 'FILE', help: 'ssh_config to honour (default ~/.ssh/config)' },
+  simulate: { type: 'int', value: 'N', min: 1, max: 16, help: 'this machine reports N simulated NPUs (no Ascend hardware needed)' },
+  json: { type: 'boolean', help: 'print JSON' },
+  'runs-dir': { type: 'string', value: 'DIR', aliases: ['run-dir'], help: 'where run folders are (default ./runs; also --run-dir)' },
+} as const satisfies Flags;
+
+const HELP_FLAG: Flag = { type: 'boolean', short: 'h', help: 'this help' };
+
+function withHelp(flags: Flags): Flags {
+  return { ...flags, help: HELP_FLAG };
+}
+
+function parserOptions(flags: Flags): Options {
+  const options: Options = {};
+  for (const [name, f] of Object.entries(withHelp(flags))) {
+    const type = f.type === 'boolean' ? 'boolean' : 'string';
+    for (const n of [name, ...(f.aliases ?? [])]) {
+      options[n] = { type, ...(f.multiple ? { multiple: true } : {}), ...(f.short && n === name ? { short: f.short } : {}) };
+    }
+  }
+  return options;
+}
+
+/** `--help` of a command, built from its declaration. */
+export function helpText(spec: CommandSpec): string {
+  const label = (name: string, f: Flag) => `${f.short ? `-${f.short}, ` : ''}--${name}${f.value ? ` ${f.value}` : ''}`;
+  const entries = Object.entries(spec.flags);
+  const width = Math.min(24, Math.max(0, ...entries.map(([n, f]) => label(n, f).length)));
+  const lines = [`Usage: ${spec.usage}`, '', spec.about];
+  let section: string | undefined;
+  if (entries.length > 0) lines.push('');
+  for (const [name, f] of entries) {
+    if (f.section !== undefined && f.section !== section) lines.push(`${(section = f.section)}:`);
+    const head = `  ${label(name, f)}`;
+    const [first, ...more] = f.help.split('\n');
+    const pad = width + 4;
+    lines.push(head.length + 2 > pad ? `${head}\n${' '.repeat(pad)}${first}` : `${head.padEnd(pad)}${first}`);
+    for (const m of more) lines.push(`${' '.repeat(pad)}${m}`);
+  }
+  if (spec.footer) lines.push('', spec.footer);
+  return lines.join('\n');
+}
+
+/** Checks an int/number flag's value against its range; returns the number. */
+function numberValue(name: string, f: Flag, v: string): number {
+  const min = f.min ?? 0;
+  const max = f.max ?? Number.MAX_SAFE_INTEGER;
+  const shape = f.type === 'int' ? /^\d+$/ : /^\d+(\.\d+)?$/;
+  const n = Number(v.trim());
+  if (!shape.test(v.trim()) || !Number.isFinite(n) || n < min || n > max) {
+    throw inputError(`--${name}`, `"${v}" is not ${f.type === 'int' ? 'a whole number' : 'a number'} from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** Parses argv against a declaration: aliases folded in, numbers checked. `--help` is always accepted. */
+export function parseFlags(spec: CommandSpec, argv: string[]): ParsedArgs {
+  const args = parseCommandArgs(spec.name, argv, parserOptions(spec.flags), spec.positionals ?? false);
+  for (const [name, f] of Object.entries(spec.flags)) {
+    for (const alias of f.aliases ?? []) {
+      if (args.values[alias] === undefined) continue;
+      if (args.values[name] !== undefined) throw inputError(`npurun ${spec.name}`, `--${alias} and --${name} are the same flag; give one`);
+      args.values[name] = args.values[alias];
+      delete args.values[alias];
+    }
+    const v = args.values[name];
+    if ((f.type === 'int' || f.type === 'number') && typeof v === 'string') numberValue(name, f, v);
+  }
+  return args;
+}
+
+/**
+ * The body of every command: parse, print --help when asked, else call `body` (one library call).
+ * Returns the exit code.
+ */
+export async function runCommand(spec: CommandSpec, argv: string[], body: (args: ParsedArgs) => Promise<number> | number): Promise<number> {
+  const args = parseFlags(spec, argv);
+  if (boolFlag(args, 'help')) {
+    process.stdout.write(helpText(spec) + '\n');
+    return EXIT.ok;
+  }
+  return body(args);
 }
 
 /** node:util parseArgs with `--` split off first, so the rank's own flags never reach our parser. */
@@ -29,14 +149,18 @@ export function stringFlag(args: ParsedArgs, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** A number flag; with a declaration (`parseFlags`) the range was checked there already. */
 export function numberFlag(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
   const v = stringFlag(args, name);
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v.trim()) || !Number.isFinite(n) || n < min || n > max) {
-    throw inputError(`--${name}`, `"${v}" is not a number from ${min} to ${max}`);
-  }
-  return n;
+  return numberValue(name, { type: 'number', help: '', min, max }, v);
+}
+
+/** A whole-number flag. */
+export function intFlag(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
+  const v = stringFlag(args, name);
+  if (v === undefined) return undefined;
+  return numberValue(name, { type: 'int', help: '', min, max }, v);
 }
 
 export function listFlag(args: ParsedArgs, name: string): string[] {

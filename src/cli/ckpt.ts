@@ -5,7 +5,7 @@ import { connectHost } from '../launch/preflight.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import { readRunRecord } from '../sinks/run-folder.js';
 import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
-import { sshConfigText } from './launch.js';
+import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
 
 const HELP = `Usage: npurun ckpt list [RUN] [--run-dir DIR] [--json]
        npurun ckpt latest [RUN] [--run-dir DIR] [--json]

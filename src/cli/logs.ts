@@ -1,40 +1,30 @@
 import { once } from 'node:events';
-import { inputError } from '../errors.js';
+import { EXIT, inputError } from '../errors.js';
 import { mergedPrefix, type MergedLine } from '../sinks/log-format.js';
 import { readRunLog, type LogFilter } from '../sinks/log-reader.js';
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
-import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
-import { RUNS_DIR_OPTIONS, runsDirFlag } from './runs.js';
+import { boolFlag, intFlag, listFlag, runCommand, SHARED, stringFlag, type CommandSpec } from './args.js';
+import { runsDirOf } from './hosts.js';
 
-export const LOGS_HELP = `Usage: npurun logs [RUN] [options]
-
-Prints the lines of a run (merged.log: every rank, in arrival order), the newest run by default.
-RUN is a run id from \`npurun runs\` or a unique prefix of one.
-
-  --runs-dir DIR      where run folders are (default ./runs; also --run-dir)
-  --rank L[,L]        only these ranks (labels as in the prefixes: 0, 1, ..., sched); repeatable
-  --host H            only ranks on host H
-  --grep REGEX        only lines whose text matches (JavaScript regular expression)
-  --tail N            only the last N matching lines (with --follow: then everything new)
-  --since WHEN        only lines since a duration ago (30s, 10m, 2h, 1d) or an ISO time
-  -f, --follow        keep printing new lines until the run finishes (or its npurun is gone)
-  --json              one JSON object per line: {time, label, host, device, stream, line}
-  --raw               the ranks' text only, without npurun's prefix
-
-Each line: <ISO time> [<label> <host> dev<id>] text, with " stderr" inside the brackets for stderr.`;
-
-const OPTIONS = {
-  ...RUNS_DIR_OPTIONS,
-  rank: { type: 'string', multiple: true },
-  host: { type: 'string' },
-  grep: { type: 'string' },
-  tail: { type: 'string' },
-  since: { type: 'string' },
-  follow: { type: 'boolean', short: 'f' },
-  json: { type: 'boolean' },
-  raw: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const SPEC: CommandSpec = {
+  name: 'logs',
+  usage: 'npurun logs [RUN] [options]',
+  about: `Prints the lines of a run (merged.log: every rank, in arrival order), the newest run by default.
+RUN is a run id from \`npurun runs\` or a unique prefix of one.`,
+  flags: {
+    'runs-dir': SHARED['runs-dir'],
+    rank: { type: 'string', value: 'L[,L]', multiple: true, help: 'only these ranks (labels as in the prefixes: 0, 1, ..., sched); repeatable' },
+    host: { type: 'string', value: 'H', help: 'only ranks on host H' },
+    grep: { type: 'string', value: 'REGEX', help: 'only lines whose text matches (JavaScript regular expression)' },
+    tail: { type: 'int', value: 'N', help: 'only the last N matching lines (with --follow: then everything new)' },
+    since: { type: 'string', value: 'WHEN', help: 'only lines since a duration ago (30s, 10m, 2h, 1d) or an ISO time' },
+    follow: { type: 'boolean', short: 'f', help: 'keep printing new lines until the run finishes (or its npurun is gone)' },
+    json: { ...SHARED.json, help: 'one JSON object per line: {time, label, host, device, stream, line}' },
+    raw: { type: 'boolean', help: "the ranks' text only, without npurun's prefix" },
+  },
+  positionals: true,
+  footer: 'Each line: <ISO time> [<label> <host> dev<id>] text, with " stderr" inside the brackets for stderr.',
+};
 
 const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -87,35 +77,20 @@ async function print(text: string): Promise<void> {
   if (!process.stdout.write(text)) await once(process.stdout, 'drain');
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('logs', argv, OPTIONS);
-  if (boolFlag(args, 'help')) {
-    process.stdout.write(LOGS_HELP + '\n');
-    return 0;
-  }
-  if (args.positionals.length > 1) throw inputError('npurun logs', `one run id expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
-  if (boolFlag(args, 'json') && boolFlag(args, 'raw')) throw inputError('npurun logs', '--json and --raw exclude each other; expected one of them');
-  const tailValue = stringFlag(args, 'tail');
-  if (tailValue !== undefined && !/^\d+$/.test(tailValue.trim())) throw inputError('--tail', `"${tailValue}" is not a whole number of lines`);
-  const tail = numberFlag(args, 'tail', 0, Number.MAX_SAFE_INTEGER);
-
-  const runInfo = readRunRecord(runsDirFlag(args), args.positionals[0]);
-  const rankValues = args.values.rank;
-  const filter = filterOf(
-    { rank: Array.isArray(rankValues) ? rankValues : [], host: stringFlag(args, 'host'), grep: stringFlag(args, 'grep'), since: stringFlag(args, 'since') },
-    runInfo,
-  );
-  const how: Format = boolFlag(args, 'json') ? 'json' : boolFlag(args, 'raw') ? 'raw' : 'text';
-
-  // `npurun logs | head` closes the pipe early: that is the reader's choice, not an error.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
+export function run(argv: string[]): Promise<number> {
+  return runCommand(SPEC, argv, async (args) => {
+    if (args.positionals.length > 1) throw inputError('npurun logs', `one run id expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
+    if (boolFlag(args, 'json') && boolFlag(args, 'raw')) throw inputError('npurun logs', '--json and --raw exclude each other; expected one of them');
+    const tail = intFlag(args, 'tail', 0, Number.MAX_SAFE_INTEGER);
+    const runInfo = readRunRecord(runsDirOf(args), args.positionals[0]);
+    const filter = filterOf({ rank: listFlag(args, 'rank'), host: stringFlag(args, 'host'), grep: stringFlag(args, 'grep'), since: stringFlag(args, 'since') }, runInfo);
+    const how: Format = boolFlag(args, 'json') ? 'json' : boolFlag(args, 'raw') ? 'raw' : 'text';
+    const end = await readRunLog(runInfo.dir, { filter, follow: boolFlag(args, 'follow'), ...(tail !== undefined ? { tail } : {}) }, (lines) =>
+      print(lines.map((l) => format(l, how) + '\n').join('')),
+    );
+    if (end === 'launcher-gone') {
+      process.stderr.write(`npurun: run ${runInfo.runId}: its npurun (pid ${runInfo.record.launcher_pid}) is gone and the log stopped growing\n`);
+    }
+    return EXIT.ok;
   });
-  const end = await readRunLog(runInfo.dir, { filter, follow: boolFlag(args, 'follow'), ...(tail !== undefined ? { tail } : {}) }, (lines) =>
-    print(lines.map((l) => format(l, how) + '\n').join('')),
-  );
-  if (end === 'launcher-gone') {
-    process.stderr.write(`npurun: run ${runInfo.runId}: its npurun (pid ${runInfo.record.launcher_pid}) is gone and the log stopped growing\n`);
-  }
-  return 0;
 }

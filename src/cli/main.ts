@@ -1,4 +1,4 @@
-import { isNpurunError } from '../errors.js';
+import { EXIT, fileErrorWords, isFileError, isNpurunError } from '../errors.js';
 import { VERSION } from '../version.js';
 
 /** A command module: parses its own arguments and calls the library. Returns the exit code. */
@@ -41,20 +41,29 @@ function usage(): string {
   ].join('\n');
 }
 
+/** `npurun ... | head -1` closes the pipe early: that is the reader's choice, not an error. */
+function quietOnClosedPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.ok);
+    throw err;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
-    return name === undefined ? 2 : 0;
+    return name === undefined ? EXIT.input : EXIT.ok;
   }
   if (name === '--version' || name === '-V') {
     process.stdout.write(`npurun ${VERSION}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const entry = COMMANDS[name];
   if (!entry) {
     process.stderr.write(`npurun: unknown command "${name}"; expected one of: ${Object.keys(COMMANDS).join(', ')}\n`);
-    return 2;
+    return EXIT.input;
   }
   try {
     const mod = await entry.load();
@@ -75,8 +84,13 @@ export function reportError(err: unknown): number {
   const e = err as { code?: string; message?: string };
   if (e && (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')) {
     process.stderr.write(`npurun: ${e.message}\n`);
-    return 2;
+    return EXIT.input;
+  }
+  // A file npurun was told to read or write (a flag, a job file's field) that the system refused.
+  if (isFileError(err) && err.path !== undefined) {
+    process.stderr.write(`npurun: ${err.path}: ${fileErrorWords(err)}\n`);
+    return EXIT.input;
   }
   process.stderr.write(`npurun: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return 70;
+  return EXIT.internal;
 }

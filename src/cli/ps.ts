@@ -8,7 +8,7 @@ import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
 import { stopLauncher } from '../supervise/stop-run.js';
 import { inputError, NpurunError } from '../errors.js';
 import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
-import { sshConfigText } from './launch.js';
+import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
 
 const PS_HELP = `Usage: npurun ps [RUN] [--hosts FILE] [--run-dir DIR] [--remote-dir DIR] [--json]
 

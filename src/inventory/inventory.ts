@@ -1,12 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir, hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { parseDeviceList } from '../devices/device-list.js';
 import { isIPv4 } from '../devices/npu-smi.js';
 import { inputError, NpurunError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
-import { loadYamlFile } from '../schema.js';
+import { loadYamlFile, parseYamlText, readInputText, YAML_MAX_BYTES } from '../schema.js';
 import { parseSshConfig, resolveSshHost, type ResolvedSsh, type SshConfig } from './ssh-config.js';
 
 /** Per-host settings of a YAML hosts file (schemas/hosts.schema.json, the single source of the format). */
@@ -41,6 +40,18 @@ export interface InventoryOptions {
 
 const LOCAL = /^(localhost|127\.\d+\.\d+\.\d+)$/;
 
+/** A value quoted for a message (control characters visible), cut to a readable length. */
+function shown(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value) + (value.length > 80 ? ` (${value.length} characters)` : '');
+}
+
+/** A host name (RFC 1123 labels; `_` allowed, as ssh_config aliases use it) or an IPv4/IPv6 address: nothing a shell or resolver could misread. */
+export function isHostAddress(address: string): boolean {
+  if (address.length === 0 || address.length > 253) return false;
+  if (isIP(address) !== 0) return true;
+  return address.split('.').every((label) => /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(label));
+}
+
 function expandHome(p: string, home: string, base: string): string {
   if (p === '~' || p.startsWith('~/')) return join(home, p.slice(1));
   return isAbsolute(p) ? p : resolve(base, p);
@@ -60,6 +71,7 @@ function devicesOf(value: string | number[] | undefined, where: string): HostSpe
 /** `where` names the entry in messages: "file: hosts[1]" (YAML) or "file:3" (hostfile line). */
 function toHost(entry: HostEntry, where: string, file: string, config: SshConfig | undefined, home: string): HostSpec {
   const base = dirname(file);
+  if (!isHostAddress(entry.address)) throw inputError(`${where}.address`, `${shown(entry.address)} is not a host name or IP address`);
   const local = LOCAL.test(entry.address);
   const explicit: Partial<ResolvedSsh> = {};
   if (entry.user !== undefined) explicit.user = entry.user;
@@ -107,9 +119,9 @@ export function parseHostfile(text: string, file: string): HostfileLine[] {
     if (line === '') continue;
     const where = `${file}:${i + 1}`;
     const [address, ...rest] = line.split(/\s+/) as [string, ...string[]];
-    if (!/^[A-Za-z0-9_.-]+$/.test(address) || address.startsWith('-')) {
+    if (!isHostAddress(address)) {
       // JSON quoting shows control characters instead of printing them.
-      throw inputError(where, `${JSON.stringify(address)} is not a host name or IPv4 address; expected "host slots=N"`);
+      throw inputError(where, `${shown(address)} is not a host name or IP address; expected "host slots=N"`);
     }
     let slots: number | undefined;
     for (const token of rest) {
@@ -138,18 +150,15 @@ export function loadInventory(file: string, opts: InventoryOptions = {}): HostSp
   const home = opts.home ?? homedir();
   const config = opts.sshConfigText !== undefined ? parseSshConfig(opts.sshConfigText, home) : undefined;
   for (const w of config?.warnings ?? []) opts.onWarning?.(`ssh_config: ${w}`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new NpurunError('input', `${file}: cannot read hosts file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
+  const text = readInputText(file, 'hosts file', YAML_MAX_BYTES);
   if (text.includes('\0')) throw inputError(file, 'not a hosts file (binary content): expected a YAML mapping with a `hosts:` list or "host slots=N" lines');
   let parsed: unknown;
   let yamlBroken = false;
   try {
-    parsed = parseYaml(text);
-  } catch {
+    parsed = parseYamlText(text, file);
+  } catch (err) {
+    // Hostile YAML (an alias bomb, deep nesting) is refused as it is; broken YAML may be a hostfile.
+    if (err instanceof NpurunError && !/not valid YAML:/.test(err.message)) throw err;
     yamlBroken = true;
   }
   // `label` names an entry inside the file: "hosts[1]" (YAML) or "line 3" (hostfile).

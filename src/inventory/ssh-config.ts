@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { inputError } from '../errors.js';
+import { fileError, inputError } from '../errors.js';
 
 /**
  * A small, honest reader of OpenSSH client configuration (ssh_config(5)) for the keywords a launcher
@@ -204,4 +204,15 @@ export function resolveJumpSpec(spec: string, config: SshConfig | undefined, hom
   if (m[1]) explicit.user = m[1];
   if (m[3]) explicit.port = Number(m[3]);
   return resolveSshHost(host, config, explicit, home);
+}
+
+/** The text of the ssh_config to honour: FILE (--ssh-config, which must exist), else ~/.ssh/config if any. */
+export function readSshConfig(file: string | undefined, home = homedir()): string | undefined {
+  const path = file ?? join(home, '.ssh', 'config');
+  if (file === undefined && !existsSync(path)) return undefined;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw fileError(file !== undefined ? `--ssh-config ${file}` : path, 'cannot read the ssh_config', err);
+  }
 }

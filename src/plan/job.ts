@@ -1,4 +1,5 @@
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDeviceList } from '../devices/device-list.js';
 import { inputError } from '../errors.js';
 import { loadYamlFile } from '../schema.js';
@@ -140,11 +141,40 @@ function jobDevices(value: string | number | number[], where: string): number[] 
   return parseDeviceList(value, where);
 }
 
+/**
+ * `~` and `~/x` expanded as a shell would, to this machine's home directory: the path then means the
+ * same on every host. `~user` is refused (which user's home on which host is not npurun's to guess).
+ */
+export function expandTilde(path: string, where: string, home = homedir()): string {
+  if (path === '~' || path.startsWith('~/')) return join(home, path.slice(1));
+  if (path.startsWith('~')) throw inputError(where, `"${path}": ~user is not expanded; expected ~/..., an absolute path, or a relative one`);
+  return path;
+}
+
+/** The directory on every host for the rank table and pid files: absolute, or it would land wherever each host's login starts. */
+function remoteDirOf(path: string, where: string): string {
+  const p = expandTilde(path, where);
+  if (!p.startsWith('/')) throw inputError(where, `"${path}" is a relative path; expected an absolute directory on the hosts, e.g. /tmp/npurun-{uid}/{run_id}`);
+  return p;
+}
+
+/** The per-rank directory is under workdir: an absolute or home path there would not be. */
+function rankDirOf(path: string, where: string): string {
+  if (path.startsWith('/') || path.startsWith('~')) throw inputError(where, `"${path}" is not under workdir; expected a relative path such as train_parallel{rank} (set workdir for the base)`);
+  return path;
+}
+
 export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: string): JobSpec {
   const f: Partial<JobFile> = file ?? {};
   const base = file ? dirname(file.file) : cwd;
   const where = file ? file.file : 'flags';
-  const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  // Paths in the job file: ~ is this machine's home; relative ones are relative to the job file.
+  const rel = (p: string, field: string) => {
+    const expanded = expandTilde(p, `${where}: ${field}`);
+    return isAbsolute(expanded) ? expanded : resolve(base, expanded);
+  };
+  // Paths in flags: as the shell would have left them, relative to the current directory.
+  const fromFlag = (p: string, flag: string) => resolve(cwd, expandTilde(p, flag));
 
   const profileRaw = flags.profile ?? f.profile ?? 'mindspore';
   if (!(PROFILES as readonly string[]).includes(profileRaw)) throw inputError(flags.profile ? '--profile' : `${where}: profile`, `"${profileRaw}" is not one of ${PROFILES.join(', ')}`);
@@ -174,7 +204,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
       unit: c.unit ?? 'epoch',
       keepMax: c.keep_max ?? 5,
       masterOnly: c.master_only ?? false,
-      dir: c.dir ?? 'ckpt_{rank}',
+      dir: c.dir !== undefined ? expandTilde(c.dir, `${where}: checkpoint.dir`) : 'ckpt_{rank}',
       pattern: c.pattern ?? '{prefix}-{epoch}_{step}.ckpt',
     };
   }
@@ -206,12 +236,13 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     profile,
     command,
     env,
-    workdir: flags.workdir ? resolve(cwd, flags.workdir) : f.workdir ? rel(f.workdir) : cwd,
-    rankDir: flags.rankDir ?? f.rank_dir ?? 'train_parallel{rank}',
+    workdir: flags.workdir ? fromFlag(flags.workdir, '--workdir') : f.workdir ? rel(f.workdir, 'workdir') : cwd,
+    rankDir: flags.rankDir !== undefined ? rankDirOf(flags.rankDir, '--rank-dir') : f.rank_dir !== undefined ? rankDirOf(f.rank_dir, `${where}: rank_dir`) : 'train_parallel{rank}',
     bindCores: flags.bindCores ?? f.bind_cores ?? false,
     graceSeconds: flags.graceSeconds ?? f.grace ?? 10,
     masterPort: flags.masterPort ?? f.master_port ?? (profile === 'msrun' ? 8118 : 29500),
-    remoteDir: flags.remoteDir ?? f.remote_dir ?? '/tmp/npurun-{uid}/{run_id}',
+    remoteDir:
+      flags.remoteDir !== undefined ? remoteDirOf(flags.remoteDir, '--remote-dir') : f.remote_dir !== undefined ? remoteDirOf(f.remote_dir, `${where}: remote_dir`) : '/tmp/npurun-{uid}/{run_id}',
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
   };
   const name = flags.name ?? f.name;
@@ -222,11 +253,11 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   if (devicesText !== undefined) job.devices = jobDevices(devicesText, flags.devices !== undefined ? '--devices' : `${where}: devices`);
   const nproc = flags.nprocPerNode ?? f.nproc_per_node;
   if (nproc !== undefined) job.nprocPerNode = nproc;
-  const table = flags.rankTable !== undefined ? resolve(cwd, flags.rankTable) : f.rank_table !== undefined ? rel(f.rank_table) : undefined;
+  const table = flags.rankTable !== undefined ? fromFlag(flags.rankTable, '--rank-table') : f.rank_table !== undefined ? rel(f.rank_table, 'rank_table') : undefined;
   if (table) job.rankTableFile = table;
   if (checkpoint) job.checkpoint = checkpoint;
   if (f.simulate !== undefined) job.simulate = f.simulate;
-  if (f.hosts !== undefined) job.hostsFile = rel(f.hosts);
+  if (f.hosts !== undefined) job.hostsFile = rel(f.hosts, 'hosts');
   if (f.resume_arg !== undefined) job.resumeArg = f.resume_arg;
   if (f.resume_map !== undefined) job.resumeMap = f.resume_map;
   if (f.eval?.dataset_size !== undefined) job.evalDatasetSize = f.eval.dataset_size;

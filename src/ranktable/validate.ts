@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { isIPv4 } from '../devices/npu-smi.js';
-import { schemaProblems, typeName, type Problem } from '../schema.js';
+import { JSON_MAX_BYTES, readInputText, schemaProblems, typeName, type Problem } from '../schema.js';
 import type { SuperPodRankTable } from './super-pod.js';
 import type { RankTable } from './types.js';
 
@@ -237,9 +236,9 @@ export function validateRankTable(json: unknown): ValidationResult {
 export function validateRankTableFile(file: string): ValidationResult {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputText(file, 'rank table', JSON_MAX_BYTES);
   } catch (err) {
-    return { problems: [{ path: '(file)', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], warnings: [] };
+    return { problems: [{ path: '(file)', message: (err as Error).message.replace(`${file}: `, '') }], warnings: [] };
   }
   let json: unknown;
   try {
