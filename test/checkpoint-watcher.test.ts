@@ -102,6 +102,29 @@ describe('checkpoint watcher on the local transport (real files)', () => {
     await t.close();
   });
 
+  it('a failed rank\'s very first save counts only with a same-size twin on another rank (or a marker)', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'npurun-ckfirst-'));
+    const t = await LocalTransport.connect(LOCAL);
+    const runOnce = async (sizes: [number, number], failed: string[]) => {
+      const dir = mkdtempSync(join(base, 'run-'));
+      const saving = localRanks(dir, ['0', '1']);
+      const w = new CheckpointWatcher(saving, new Map([['local', t]]), { keepMax: 2, intervalMs: 50, onEvent: () => {} });
+      await w.start();
+      sizes.forEach((size, r) => writeFileSync(join(dir, `r${r}`, 'ckpt', `${r}-1_10.ckpt`), Buffer.alloc(size)));
+      await w.tick();
+      await w.tick();
+      await w.stop(failed);
+      return w.latest();
+    };
+    // Rank 1 died writing its first checkpoint: stable but short, with no history of its own.
+    expect(await runOnce([1000, 400], ['1'])).toBeUndefined();
+    // Rank 1 failed later: its first save has rank 0's size, so it was whole.
+    expect(await runOnce([1000, 1000], ['1'])).toMatchObject({ step: 10 });
+    // Sharded sizes, nobody failed: both complete.
+    expect(await runOnce([1000, 400], [])).toMatchObject({ step: 10 });
+    await t.close();
+  });
+
   it('completion markers: a checkpoint without its .done is never counted; pruning removes the marker too', async () => {
     const base = mkdtempSync(join(tmpdir(), 'npurun-ckdone-'));
     const saving = localRanks(base, ['0']);

@@ -142,13 +142,14 @@ export class CheckpointWatcher {
   /**
    * Stops watching after one last pass, so the final checkpoints are recorded. Every rank has ended by
    * then, so nothing is being written any more: one listing is final (a save cut short by a crash is
-   * still told apart by its size or its missing marker).
+   * still told apart by its size or its missing marker). `endedBadly`: ranks that did not exit 0,
+   * whose newest save may have been cut short (see `distrustFirstSave`).
    */
-  async stop(): Promise<void> {
+  async stop(endedBadly: string[] = []): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.pass;
-    await this.tick(true);
+    await this.tick(true, new Set(endedBadly));
   }
 
   /** The newest step every saving rank completed, as of the last pass. */
@@ -196,20 +197,39 @@ export class CheckpointWatcher {
    * One pass: list every directory, keep the run's own files, judge them, record, prune. Work is
    * done in slices of a few hundred files with the event loop let through between them.
    */
-  async tick(writersGone = false): Promise<void> {
+  async tick(writersGone = false, endedBadly: ReadonlySet<string> = new Set()): Promise<void> {
     const listings = await Promise.all(this.states.map((s) => this.list(s)));
-    const index = new StepIndex();
     for (const [i, s] of this.states.entries()) {
       const now = listings[i];
       if (now && !s.own.hasBaseline) this.baseline(s, now);
       else if (now) await this.observeUnit(s, now, writersGone);
-      index.add(s.unit.label, s.complete);
       await yieldToLoop();
     }
+    if (endedBadly.size > 0) this.distrustFirstSave(endedBadly);
+    const index = new StepIndex();
+    for (const s of this.states) index.add(s.unit.label, s.complete);
     this.steps = index.complete();
     await this.record(writersGone);
     await this.prune();
     await this.flush();
+  }
+
+  /**
+   * A rank that failed may have died in the middle of its very first save, which no earlier save of
+   * its own can show short. Without a marker, that save counts only if another rank saved the same
+   * step at exactly the same size (data-parallel replicas); otherwise it is partial.
+   */
+  private distrustFirstSave(endedBadly: ReadonlySet<string>): void {
+    for (const s of this.states) {
+      if (!endedBadly.has(s.unit.label)) continue;
+      const settled = s.observed.filter((f) => f.stable && f.size > 0);
+      const newest = s.complete.at(-1);
+      if (!newest || newest.marked || settled.length !== 1 || settled[0] !== newest) continue;
+      const twin = this.states.some((o) => o !== s && o.complete.some((f) => f.step === newest.step && f.epoch === newest.epoch && f.size === newest.size));
+      if (twin) continue;
+      newest.verdict = 'partial';
+      s.complete = s.complete.slice(0, -1);
+    }
   }
 
   private async observeUnit(s: UnitState, now: CkptFile[], writersGone: boolean): Promise<void> {
@@ -250,6 +270,7 @@ export class CheckpointWatcher {
       if (writersGone) {
         for (const f of s.observed) if (!names.has(f.name) && s.own.judge(f, 'partial')) this.pending.push(fileLine('partial', s.unit.label, f));
       }
+      await yieldToLoop();
     }
   }
 

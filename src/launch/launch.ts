@@ -219,7 +219,7 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
       else recorder.event(e.kind, { ...e });
     },
   });
-  await watcher?.stop();
+  await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
   const stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
