@@ -52,9 +52,10 @@ export function run(cmd, args, { expect = 0, env = {}, cwd = work, timeoutSecs =
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { cwd, env: { ...childEnv, ...env }, stdio: ['ignore', stdout, 'pipe'], maxBuffer: 64 << 20, encoding: 'utf8', timeout: timeoutSecs * 1000, killSignal: 'SIGKILL' });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.error && r.error.code === 'ETIMEDOUT') throw new Error(`${[cmd, ...args].join(' ').slice(0, 200)}: still running after ${timeoutSecs} s, killed`);
+  if (r.error && r.error.code === 'ETIMEDOUT') throw new Error(`still running after ${timeoutSecs} s, killed [${[cmd, ...args].join(' ').slice(0, 200)}]`);
   if (r.error) throw r.error;
-  if (r.status !== expect) throw new Error(`${[cmd, ...args].join(' ').slice(0, 300)} exited ${r.status ?? r.signal} (expected ${expect}): ${String(r.stderr).trim().slice(-600)}`);
+  // Reason first: callers cut long messages.
+  if (r.status !== expect) throw new Error(`exited ${r.status ?? r.signal} (expected ${expect}): ${String(r.stderr).trim().slice(-600)} [${[cmd, ...args].join(' ').slice(0, 200)}]`);
   return { secs, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
