@@ -214,3 +214,23 @@ describe('timeline of a large failed run', () => {
     expect(texts).toContain('15 ranks stopped by npurun (SIGTERM)');
   });
 });
+
+describe('states the resilience work records', () => {
+  it('shows hang and straggler ranks named by events, and the attempts run.json lists', async () => {
+    const dir = copyFixture();
+    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as RunRecord & { attempts?: unknown[] };
+    record.attempts = [{ cause: 'hang', root_cause: '2' }, { cause: null }];
+    for (const r of record.ranks) if (r.label === '2') r.exit = { code: null, signal: 'SIGTERM', cause: 'stopped', root_cause: false, ended_at: record.ended_at as string };
+    writeFileSync(join(dir, 'run.json'), JSON.stringify(record));
+    appendFileSync(join(dir, 'events.jsonl'), [
+      JSON.stringify({ time: '2026-11-23T20:13:08.000Z', event: 'hang-detected', labels: ['2'] }),
+      JSON.stringify({ time: '2026-11-23T20:13:08.100Z', event: 'straggler', label: '5', host: 'vm', ratio: 2 }),
+    ].join('\n') + '\n');
+    const d = await reportDataOf(dir);
+    expect(d.ranks.find((r) => r.label === '2')?.state).toBe('hang');
+    expect(d.ranks.find((r) => r.label === '5')?.state).toBe('straggler');
+    expect(d.ranks.filter((r) => r.state === 'ok')).toHaveLength(6);
+    expect(d.run.attempts).toHaveLength(2);
+    expect(d.timeline.find((t) => t.kind === 'straggler')).toMatchObject({ text: 'straggler: label=5, host=vm, ratio=2', level: 'warn' });
+  });
+});

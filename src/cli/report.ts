@@ -33,14 +33,13 @@ export async function run(argv: string[]): Promise<number> {
   if (args.positionals.length > 1) throw inputError('npurun report', `one run expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
   const runDir = locateRunDir(runsDirFlag(args), args.positionals[0]);
   const snapshot = await snapshotRunFolder(runDir);
-  const metrics = writeMetricsFiles(runDir, snapshot.series.rows, { csv: boolFlag(args, 'csv') });
   const out = resolve(stringFlag(args, 'out') ?? join(runDir, 'report.html'));
-  const html = renderReportHtml(buildReportData(snapshot.record, snapshot.events, snapshot.series));
   try {
-    writeFileSync(out, html);
+    writeFileSync(out, renderReportHtml(buildReportData(snapshot.record, snapshot.events, snapshot.series)));
   } catch (err) {
     throw inputError('--out', `cannot write ${out}: ${(err as Error).message}`);
   }
+  const metrics = writeMetricsFiles(runDir, snapshot.series.rows, { csv: boolFlag(args, 'csv') });
   process.stdout.write(`${out}\n${metrics.join('\n')}\n`);
   return 0;
 }

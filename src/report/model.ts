@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { inputError } from '../errors.js';
 import { classifyFailure } from '../sinks/classify.js';
 import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, type RankExitRecord, type RunRecord } from '../sinks/run-folder.js';
 import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metrics.js';
@@ -88,7 +89,18 @@ function flaggedLabels(events: RunEvent[], word: 'hang' | 'straggler'): Set<stri
 }
 
 export async function readRunRecordFile(runDir: string): Promise<RunRecord> {
-  return JSON.parse(await readFile(join(runDir, RUN_RECORD_FILE), 'utf8')) as RunRecord;
+  const path = join(runDir, RUN_RECORD_FILE);
+  let record: unknown;
+  try {
+    record = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw inputError(path, `cannot read the run record (${(err as Error).message}); expected run.json as npurun launch writes it`);
+  }
+  const r = record as Partial<RunRecord> | null;
+  if (typeof r !== 'object' || r === null || typeof r.run_id !== 'string' || typeof r.started_at !== 'string' || !Array.isArray(r.ranks)) {
+    throw inputError(path, 'not a run record; expected an object with run_id, started_at and ranks (schemas/run.schema.json)');
+  }
+  return record as RunRecord;
 }
 
 export async function readEvents(runDir: string): Promise<RunEvent[]> {
