@@ -126,6 +126,18 @@ describe('numbers and outputs', () => {
 });
 
 describe('newcomer friction', () => {
+  it('every command that reads runs takes --runs-dir (and the old --run-dir)', async () => {
+    const empty = mkdtempSync(join(work, 'runs-'));
+    const commands = [['runs'], ['logs'], ['summary'], ['ckpt', 'list'], ['ps', 'some-run'], ['kill', 'some-run'], ['report']];
+    const rs = await Promise.all(commands.flatMap((c) => ['--runs-dir', '--run-dir'].map((flag) => npurun([...c, flag, empty]))));
+    rs.forEach((r, i) => {
+      const what = `${commands[i >> 1]?.join(' ')} ${i % 2 ? '--run-dir' : '--runs-dir'}`;
+      expect(r.stderr, what).not.toMatch(/Unknown option/);
+      expect(r.stderr, what).not.toMatch(UNFRIENDLY);
+      if (commands[i >> 1]?.[0] !== 'runs') expect(r.stderr, what).toContain(empty);
+    });
+  });
+
   it('a machine without NPUs is pointed at --simulate by devices', async () => {
     const r = await npurun(['devices'], { env: { PATH: '/usr/bin:/bin', NPURUN_HCCN_CONF: join(work, 'none.conf') } });
     expect(r.stdout).toMatch(/no NPUs found/);

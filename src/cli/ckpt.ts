@@ -1,14 +1,13 @@
-import { resolve } from 'node:path';
 import { scanRun } from '../checkpoints/scan.js';
 import { inputError } from '../errors.js';
 import { connectHost } from '../launch/preflight.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import { readRunRecord } from '../sinks/run-folder.js';
-import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
+import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
 
-const HELP = `Usage: npurun ckpt list [RUN] [--run-dir DIR] [--json]
-       npurun ckpt latest [RUN] [--run-dir DIR] [--json]
+const HELP = `Usage: npurun ckpt list [RUN] [--runs-dir DIR] [--json]
+       npurun ckpt latest [RUN] [--runs-dir DIR] [--json]
 
 Only the files RUN wrote count (recorded in its run folder's checkpoints.jsonl); other files in the
 same folders (an earlier run's, a pretrained model) are counted as foreign and never offered.
@@ -18,7 +17,7 @@ latest: the newest step that every saving rank completed: a step where one rank'
         still being written, or short (a save cut off by a crash) does not count. Exit 1 if none.
         \`npurun launch --resume RUN\` starts from it.`;
 
-const OPTIONS = { 'run-dir': { type: 'string' }, 'ssh-config': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const OPTIONS = { ...RUNS_DIR_OPTIONS, 'ssh-config': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('ckpt', argv, OPTIONS);
@@ -29,7 +28,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (sub !== 'list' && sub !== 'latest') throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);
   if (extra.length > 0) throw inputError(`npurun ckpt ${sub}`, `one run id expected, got ${extra.length + 1}`);
-  const info = readRunRecord(resolve(stringFlag(args, 'run-dir') ?? 'runs'), runId);
+  const info = readRunRecord(runsDirFlag(args), runId);
   const resolveJump = sshJumpResolver(sshConfigText(stringFlag(args, 'ssh-config')));
   const scan = await scanRun(info, { connect: (h) => connectHost(h, { resolveJump }) });
   const json = boolFlag(args, 'json');

@@ -1,8 +1,7 @@
 import { inputError } from '../errors.js';
 import { startDashboard } from '../report/dashboard.js';
 import { locateRunDir } from '../report/locate.js';
-import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
-import { RUNS_DIR_OPTIONS, runsDirFlag } from './runs.js';
+import { boolFlag, numberFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 
 const HELP = `Usage: npurun dashboard [RUN] [--port P] [--host H] [--runs-dir DIR]
 

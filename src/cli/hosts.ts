@@ -1,17 +1,11 @@
 import { resolve } from 'node:path';
 import type { HostFacts } from '../devices/types.js';
 import type { HostSpec } from '../plan/types.js';
-import { stringFlag, type ParsedArgs } from './args.js';
 
 /**
- * The flags that name hosts and runs (--hosts, --ssh-config, --runs-dir) turned into what the library
+ * The flags that name hosts and runs (--hosts, --ssh-config) turned into what the library
  * takes. SSH and the launcher load only when a command reaches hosts, so local commands start fast.
  */
-
-/** --runs-dir (also --run-dir): where run folders are, default ./runs. */
-export function runsDirOf(args: ParsedArgs): string {
-  return resolve(stringFlag(args, 'runs-dir') ?? 'runs');
-}
 
 const warn = (m: string) => process.stderr.write(`npurun: warning: ${m}\n`);
 

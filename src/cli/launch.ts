@@ -6,8 +6,8 @@ import { sshJumpResolver } from '../launch/jump.js';
 import { launch } from '../launch/launch.js';
 import { loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../sinks/run-recorder.js';
-import { boolFlag, intFlag, listFlag, numberFlag, runCommand, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
-import { inventoryOf, runsDirOf } from './hosts.js';
+import { boolFlag, intFlag, listFlag, numberFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
+import { inventoryOf } from './hosts.js';
 
 const SPEC: CommandSpec = {
   name: 'launch',
@@ -95,7 +95,7 @@ export function run(argv: string[]): Promise<number> {
       ...(simulate !== undefined ? { simulate } : {}),
       dryRun: boolFlag(args, 'dry-run'),
       json: boolFlag(args, 'json'),
-      runsDir: runsDirOf(args),
+      runsDir: runsDirFlag(args),
       console: parseConsole(stringFlag(args, 'console')),
       timestamps: boolFlag(args, 'timestamps'),
       argv: ['npurun', 'launch', ...argv],

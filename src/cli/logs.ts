@@ -3,8 +3,7 @@ import { EXIT, inputError } from '../errors.js';
 import { mergedPrefix, type MergedLine } from '../sinks/log-format.js';
 import { readRunLog, type LogFilter } from '../sinks/log-reader.js';
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
-import { boolFlag, intFlag, listFlag, runCommand, SHARED, stringFlag, type CommandSpec } from './args.js';
-import { runsDirOf } from './hosts.js';
+import { boolFlag, intFlag, listFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec } from './args.js';
 
 const SPEC: CommandSpec = {
   name: 'logs',
@@ -82,7 +81,7 @@ export function run(argv: string[]): Promise<number> {
     if (args.positionals.length > 1) throw inputError('npurun logs', `one run id expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
     if (boolFlag(args, 'json') && boolFlag(args, 'raw')) throw inputError('npurun logs', '--json and --raw exclude each other; expected one of them');
     const tail = intFlag(args, 'tail', 0, Number.MAX_SAFE_INTEGER);
-    const runInfo = readRunRecord(runsDirOf(args), args.positionals[0]);
+    const runInfo = readRunRecord(runsDirFlag(args), args.positionals[0]);
     const filter = filterOf({ rank: listFlag(args, 'rank'), host: stringFlag(args, 'host'), grep: stringFlag(args, 'grep'), since: stringFlag(args, 'since') }, runInfo);
     const how: Format = boolFlag(args, 'json') ? 'json' : boolFlag(args, 'raw') ? 'raw' : 'text';
     const end = await readRunLog(runInfo.dir, { filter, follow: boolFlag(args, 'follow'), ...(tail !== undefined ? { tail } : {}) }, (lines) =>

@@ -7,16 +7,16 @@ import { listLeftovers, killLeftovers, type LeftoverRank } from '../supervise/le
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
 import { stopLauncher } from '../supervise/stop-run.js';
 import { inputError, NpurunError } from '../errors.js';
-import { boolFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { boolFlag, numberFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
 
-const PS_HELP = `Usage: npurun ps [RUN] [--hosts FILE] [--run-dir DIR] [--remote-dir DIR] [--json]
+const PS_HELP = `Usage: npurun ps [RUN] [--hosts FILE] [--runs-dir DIR] [--remote-dir DIR] [--json]
 
 Lists processes that npurun runs left on hosts, found through the pid files their guards recorded
 (never by process name). With RUN, the hosts of that run (from its run folder); with --hosts, those
 hosts; otherwise this machine.`;
 
-const KILL_HELP = `Usage: npurun kill RUN [--hosts FILE] [--run-dir DIR] [--grace SECONDS] [--json]
+const KILL_HELP = `Usage: npurun kill RUN [--hosts FILE] [--runs-dir DIR] [--grace SECONDS] [--json]
 
 Stops RUN. While its launcher lives on this machine, the launcher is asked to stop the run (as
 Ctrl-C would, and run.json records \`stopped_by: npurun kill\`); then every host of the run is
@@ -26,7 +26,7 @@ start time and tag only, so other jobs on the same hosts are never touched.`;
 
 const OPTIONS = {
   hosts: { type: 'string' },
-  'run-dir': { type: 'string' },
+  ...RUNS_DIR_OPTIONS,
   'remote-dir': { type: 'string' },
   'ssh-config': { type: 'string' },
   grace: { type: 'string' },
@@ -77,7 +77,7 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
   }
   if (args.positionals.length > 1) throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
   const configText = sshConfigText(stringFlag(args, 'ssh-config'));
-  const target = targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), resolve(stringFlag(args, 'run-dir') ?? 'runs'), stringFlag(args, 'remote-dir'), configText);
+  const target = targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), runsDirFlag(args), stringFlag(args, 'remote-dir'), configText);
   const grace = numberFlag(args, 'grace', 0, 600) ?? 5;
   // A live launcher on this machine stops its own run (recorded as stopped by this kill); then the
   // hosts are checked, and whatever is left (a launcher that was SIGKILLed) is stopped from here.

@@ -5,8 +5,7 @@ import { locateRunDir } from '../report/locate.js';
 import { writeMetricsFiles } from '../report/metrics-file.js';
 import { buildReportData, snapshotRunFolder } from '../report/model.js';
 import { renderReportHtml } from '../report/page.js';
-import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
-import { RUNS_DIR_OPTIONS, runsDirFlag } from './runs.js';
+import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 
 const HELP = `Usage: npurun report [RUN] [--runs-dir DIR] [--out FILE] [--csv]
 

@@ -1,6 +1,5 @@
-import { resolve } from 'node:path';
 import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../sinks/run-folder.js';
-import { boolFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
+import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag, type ParsedArgs } from './args.js';
 
 export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]
 
@@ -12,16 +11,6 @@ last as "unreadable", with the reason on stderr; the other runs are listed as us
 
   --runs-dir DIR   where run folders are (also --run-dir, as for launch)
   --json           one JSON array with every run`;
-
-/** The run-folder flags every reading command takes (`--run-dir` is launch's spelling). */
-export const RUNS_DIR_OPTIONS = {
-  'runs-dir': { type: 'string' },
-  'run-dir': { type: 'string' },
-} as const;
-
-export function runsDirFlag(args: ParsedArgs): string {
-  return resolve(stringFlag(args, 'runs-dir') ?? stringFlag(args, 'run-dir') ?? 'runs');
-}
 
 const OPTIONS = {
   ...RUNS_DIR_OPTIONS,

@@ -1,11 +1,10 @@
-import { resolve } from 'node:path';
 import { readRunRecord } from '../sinks/run-folder.js';
 import { hasContent, summarizeRunFolder, summaryJson, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
 import { inputError } from '../errors.js';
-import { boolFlag, parseCommandArgs, stringFlag } from './args.js';
+import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 
-const HELP = `Usage: npurun summary [RUN] [--run-dir DIR] [--json]
+const HELP = `Usage: npurun summary [RUN] [--runs-dir DIR] [--json]
 
 Training and evaluation numbers of a run (the latest by default), read from every rank's output:
 a per-rank table (last epoch, iter, loss, fps; eval counts), totals reduced across ranks (accuracy
@@ -16,7 +15,7 @@ dataset_size metric line: a padded sampler). Lines missing on some ranks (a rank
 notes; malformed metric lines are warnings naming rank and line. Written to summary.json in the run
 folder (NaN and infinities as the strings "NaN", "Infinity"). Exit code 1 when a check fails.`;
 
-const OPTIONS = { 'run-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const OPTIONS = { ...RUNS_DIR_OPTIONS, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('summary', argv, OPTIONS);
@@ -25,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (args.positionals.length > 1) throw inputError('npurun summary', `one run id expected, got ${args.positionals.length}`);
-  const info = readRunRecord(resolve(stringFlag(args, 'run-dir') ?? 'runs'), args.positionals[0]);
+  const info = readRunRecord(runsDirFlag(args), args.positionals[0]);
   const summary = await summarizeRunFolder(info.dir, info.record);
   writeSummary(info.dir, summary);
   if (boolFlag(args, 'json')) process.stdout.write(summaryJson(summary));
