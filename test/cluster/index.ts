@@ -314,13 +314,37 @@ const describePid = (pid: number) => {
   return `pid ${pid}${cmd ? ` (${cmd.slice(0, 100)})` : ''}`;
 };
 
+// This process's hold on CLUSTER_LOCK: a second startCluster before stop() shares it instead of waiting on itself.
+let held: { count: number; release: Promise<() => void> } | undefined;
+
 /**
- * Takes CLUSTER_LOCK through a `flock` child that keeps it until release() or until this process ends
- * (its stdin closes). Returns a no-op release when a process this one descends from holds the lock.
+ * Takes CLUSTER_LOCK through a `flock` child that keeps it until the last release() or until this process
+ * ends (its stdin closes). Returns a no-op release when a process this one descends from holds the lock.
  */
 async function takeClusterLock(): Promise<() => void> {
   const holder = lockHolder(CLUSTER_LOCK);
   if (holder !== undefined && ancestors().has(holder)) return () => {};
+  if (!held) held = { count: 0, release: flockChild() };
+  const mine = held;
+  mine.count++;
+  try {
+    await mine.release;
+  } catch (error) {
+    if (held === mine) held = undefined;
+    throw error;
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--mine.count === 0) {
+      if (held === mine) held = undefined;
+      void mine.release.then((release) => release());
+    }
+  };
+}
+
+async function flockChild(): Promise<() => void> {
   const child = spawn('flock', [CLUSTER_LOCK, 'sh', '-c', 'echo locked; exec cat > /dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const waiting = setTimeout(() => {
     const h = lockHolder(CLUSTER_LOCK);
