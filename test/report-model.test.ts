@@ -28,7 +28,7 @@ afterEach(() => {
 });
 
 function row(rank: string, iter: number, loss: number, fps?: number, time = `2026-01-01T00:00:${String(iter).padStart(2, '0')}.000Z`): MetricRow {
-  return { time, rank, host: 'h', device: Number(rank), event: { kind: 'train', epoch: 1, iter, loss, ...(fps !== undefined ? { fps } : {}) } };
+  return { time, rank, host: 'h', device: Number(rank), line: iter, event: { kind: 'train', epoch: 1, iter, loss, ...(fps !== undefined ? { fps } : {}) } };
 }
 
 describe('report data of a real demo run folder', () => {
@@ -124,7 +124,7 @@ describe('metrics.jsonl and metrics.csv', () => {
 
   it('keeps NaN and infinities as strings in JSON Lines and as pandas spells them in CSV', () => {
     const rows = [row('0', 1, Number.NaN, Number.POSITIVE_INFINITY), row('1', 1, Number.NEGATIVE_INFINITY, 5)];
-    rows.push({ time: '2026-01-01T00:00:02.000Z', rank: '1', host: 'h', device: 1, event: { kind: 'metric', name: 'grad,norm', value: Number.NaN, reduce: 'max' } });
+    rows.push({ time: '2026-01-01T00:00:02.000Z', rank: '1', host: 'h', device: 1, line: 3, event: { kind: 'metric', name: 'grad,norm', value: Number.NaN, reduce: 'max' } });
     const jsonl = metricsJsonl(rows).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(jsonl[0]).toMatchObject({ loss: 'NaN', fps: 'Infinity' });
     expect(jsonl[1]).toMatchObject({ loss: '-Infinity', fps: 5 });
@@ -232,5 +232,42 @@ describe('states the resilience work records', () => {
     expect(d.ranks.filter((r) => r.state === 'ok')).toHaveLength(6);
     expect(d.run.attempts).toHaveLength(2);
     expect(d.timeline.find((t) => t.kind === 'straggler')).toMatchObject({ text: 'straggler: label=5, host=vm, ratio=2', level: 'warn' });
+  });
+});
+
+describe('a diverged run, end to end from merged.log', () => {
+  it('keeps loss:nan and a JSON NaN metric in metrics.jsonl and names the rank on the page', async () => {
+    const dir = copyFixture();
+    appendFileSync(join(dir, 'merged.log'), [
+      '2026-11-23T20:13:09.800Z [6 vm dev6] epoch[11], iter[220], loss:nan, mean_fps:3100.00imgs/sec',
+      '2026-11-23T20:13:09.801Z [6 vm dev6] {"npurun":"metric","name":"grad_norm","value":NaN,"reduce":"max"}',
+    ].join('\n') + '\n');
+    const [path] = await writeMetrics(dir);
+    const lines = readFileSync(path as string, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.find((l) => l.kind === 'train' && l.step === 220)).toMatchObject({ rank: '6', loss: 'NaN', fps: 3100 });
+    expect(lines.find((l) => l.kind === 'metric')).toMatchObject({ rank: '6', name: 'grad_norm', value: 'NaN', reduce: 'max' });
+    for (const l of lines) expect(validate(l), JSON.stringify(validate.errors)).toBe(true);
+    const d = await reportDataOf(dir);
+    expect(d.charts.nonFinite).toEqual([{ label: '6', step: 220, field: 'loss', value: 'NaN' }]);
+    expect(d.charts.outliers[0]).toEqual({ label: '6', chart: 'loss', why: 'loss NaN first at step 220' });
+    expect(d.charts.points[6]).toBe(11);
+  });
+});
+
+describe('the summary on the page is the summary of `npurun summary`', () => {
+  it('a NaN loss is a problem of the run, not an allreduce mismatch; an unusable metric line is a warning citing its rank log line', async () => {
+    const dir = copyFixture();
+    appendFileSync(join(dir, 'merged.log'), [
+      '2026-11-23T20:13:09.800Z [6 vm dev6] epoch[11], iter[220], loss:nan, mean_fps:3100.00imgs/sec',
+      '2026-11-23T20:13:09.801Z [2 vm dev2] {"npurun":"metric","name":"top1","value":"high"}',
+    ].join('\n') + '\n');
+    const d = await reportDataOf(dir);
+    expect(d.eval.verdict).toBe('agrees');
+    expect(d.eval.summary.problems).toContain('rank 6: loss at epoch 11, iter 220 is nan (line 21): the run diverged');
+    expect(d.eval.summary.warnings.join('\n')).toMatch(/rank 2.*line 21/);
+    const { summarizeRunFolder } = await import('../src/summary/run-summary.js');
+    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as RunRecord;
+    const { ranks: _ranks, ...cli } = await summarizeRunFolder(dir, record);
+    expect(d.eval.summary).toEqual(cli);
   });
 });

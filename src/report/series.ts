@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { parseMergedLine } from '../sinks/log-format.js';
 import { FileTail } from '../sinks/log-reader.js';
 import { MERGED_LOG_FILE } from '../sinks/run-folder.js';
-import { parseMetricLine, type MetricEvent } from '../summary/metrics.js';
+import { readMetricLine, type BadMetric, type MetricEvent } from '../summary/metrics.js';
 
 /**
  * Every metric a run's ranks printed, with who printed it and when: read from merged.log with the
@@ -16,7 +16,10 @@ export interface MetricRow {
   rank: string;
   host: string;
   device: number | null;
-  event: MetricEvent;
+  /** The line's number in the rank's own log (what summary warnings cite). */
+  line: number;
+  /** An unusable structured metric line is kept (the summary warns about it); metrics.jsonl skips it. */
+  event: MetricEvent | BadMetric;
 }
 
 /** How many of a rank's last lines the report shows. */
@@ -53,12 +56,13 @@ export class RunSeriesReader {
     const merged = parseMergedLine(text.endsWith('\r') ? text.slice(0, -1) : text);
     if (!merged) return;
     const label = merged.label;
-    this.lineCounts.set(label, (this.lineCounts.get(label) ?? 0) + 1);
+    const lineNo = (this.lineCounts.get(label) ?? 0) + 1;
+    this.lineCounts.set(label, lineNo);
     let tail = this.lastLines.get(label);
     if (!tail) this.lastLines.set(label, (tail = []));
     tail.push(merged.stream === 'stderr' ? `[stderr] ${merged.line}` : merged.line);
     if (tail.length > LAST_LINES) tail.shift();
-    const event = parseMetricLine(merged.line);
-    if (event) this.rows.push({ time: merged.time, rank: label, host: merged.host, device: merged.device, event });
+    const event = readMetricLine(merged.line);
+    if (event) this.rows.push({ time: merged.time, rank: label, host: merged.host, device: merged.device, line: lineNo, event });
   }
 }

@@ -179,11 +179,16 @@
     var e = d.eval, s = e.summary, out = [el('h2', { text: 'Training and evaluation' })];
     if (s.training) out.push(el('p', { text: 'training: epoch ' + s.training.lastEpoch + ', step ' + s.training.lastIter + ', mean last loss ' + num(s.training.meanLoss, 4) + (s.training.totalFps !== undefined ? ', total ' + num(s.training.totalFps) + ' imgs/sec' : '') }));
     if (s.eval) out.push(el('p', { id: 'eval-accuracy', text: 'accuracy from the summed per-rank counts (' + s.eval.ranks + ' ranks): top-1 ' + s.eval.top1Correct + '/' + s.eval.total + ' = ' + num(s.eval.top1Accuracy) + '%, top-5 ' + s.eval.top5Correct + '/' + s.eval.total + ' = ' + num(s.eval.top5Accuracy) + '%' }));
-    if (e.verdict !== 'none' || s.problems.length > 0) {
-      var text = e.verdict === 'agrees' ? 'allreduce cross-check: every rank\u2019s in-script allreduce agrees and equals the sum of the per-rank counts' : 'allreduce cross-check FAILED';
+    if (e.verdict !== 'none') {
+      var text = e.verdict === 'agrees' ? 'allreduce cross-check: every rank\u2019s in-script allreduce agrees and equals the sum of the per-rank counts' : 'allreduce cross-check FAILED (see the problems below)';
       out.push(el('p', { id: 'allreduce-verdict', class: 'verdict-' + e.verdict, text: text }));
-      s.problems.forEach(function (p) { out.push(el('p', { class: 'note verdict-mismatch', text: p })); });
     }
+    [['problems', 'problem', 'verdict-mismatch'], ['warnings', 'warning', ''], ['notes', 'note', 'muted']].forEach(function (k) {
+      var list = s[k[0]] || [];
+      if (list.length === 0) return;
+      out.push(el('ul', { id: 'summary-' + k[0], class: 'note ' + k[2] }, list.slice(0, 50).map(function (p) { return el('li', { text: k[1] + ': ' + p }); })
+        .concat(list.length > 50 ? [el('li', { text: '\u2026 and ' + (list.length - 50) + ' more (npurun summary lists all)' })] : [])));
+    });
     if (s.throughput) out.push(el('p', { text: 'inference: ' + num(s.throughput.totalImgsPerSec) + ' img/sec over ' + s.throughput.ranks + ' ranks' }));
     Object.keys(s.metrics).forEach(function (name) {
       var m = s.metrics[name];
