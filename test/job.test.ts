@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -244,5 +244,34 @@ describe('bad job input names the file, the field and what was expected', () => 
   it('a profile flag that is not a profile, and no command at all', () => {
     expect(() => resolveJob(undefined, { command: ['x'], env: [], profile: 'jax' }, '/w')).toThrow(/^--profile: "jax" is not one of mindspore, msrun, tensorflow, torch/);
     expect(() => resolveJob(undefined, noFlags, '/w')).toThrow(/no command to run/);
+  });
+});
+
+describe('paths in job files and flags (issue 17.13)', () => {
+  it('~ is this machine\'s home in workdir, checkpoint.dir, rank_table and hosts; relative paths are relative to the job file', () => {
+    const home = homedir();
+    const file = loadJobFile(jobFile('tilde.yaml', 'workdir: ~/exp\nrank_table: ~/t.json\nhosts: h.yaml\ncheckpoint: { dir: ~/ckpt }\ncommand: [x]\n'));
+    const job = resolveJob(file, noFlags, '/elsewhere');
+    expect(job.workdir).toBe(join(home, 'exp'));
+    expect(job.rankTableFile).toBe(join(home, 't.json'));
+    expect(job.hostsFile).toBe(join(tmp, 'h.yaml'));
+    expect(job.checkpoint?.dir).toBe(join(home, 'ckpt'));
+    expect(resolveJob(undefined, { ...noFlags, command: ['x'], workdir: '~' }, '/w').workdir).toBe(home);
+    expect(resolveJob(undefined, { ...noFlags, command: ['x'], workdir: 'rel' }, '/w').workdir).toBe('/w/rel');
+  });
+
+  it('refuses a relative remote dir, a rank dir outside workdir and ~user, naming the field', () => {
+    const flags = (extra: Partial<JobFlags>) => () => resolveJob(undefined, { ...noFlags, command: ['x'], ...extra }, '/w');
+    expect(flags({ remoteDir: 'rel/x' })).toThrow(/^--remote-dir: "rel\/x" is a relative path; expected an absolute directory/);
+    expect(flags({ remoteDir: '~/npurun' })()).toMatchObject({ remoteDir: join(homedir(), 'npurun') });
+    expect(flags({ rankDir: '/abs/{rank}' })).toThrow(/^--rank-dir: "\/abs\/\{rank\}" is not under workdir/);
+    expect(flags({ workdir: '~bob/x' })).toThrow(/^--workdir: "~bob\/x": ~user is not expanded/);
+    const file = loadJobFile(jobFile('rankdir.yaml', 'rank_dir: ~/r{rank}\ncommand: [x]\n'));
+    expect(() => resolveJob(file, noFlags, '/w')).toThrow(/rankdir\.yaml: rank_dir: "~\/r\{rank\}" is not under workdir/);
+  });
+
+  it('the demo template works in a per-user directory, not a shared /tmp one', () => {
+    const demo = loadJobFile(fileURLToPath(new URL('../templates/demo-8p.yaml', import.meta.url)));
+    expect(resolveJob(demo, noFlags, '/w').workdir).toBe(join(homedir(), 'npurun-demo'));
   });
 });
