@@ -182,7 +182,7 @@ describe('torch profile', () => {
 
   it('CPU-only hosts without --nproc-per-node are refused with the hint', () => {
     const err = errorOf(() => plan({ profile: 'torch', hosts: 1, tweak: (_i, f) => (f.devices = []) }));
-    expect([err.kind, err.message, err.hint]).toEqual(['unreachable', 'host h1: no NPUs found (npu-smi listed none)', 'for a CPU-only run give --nproc-per-node']);
+    expect([err.kind, err.message, err.hint]).toEqual(['not-ready', 'host h1: no NPUs found (npu-smi listed none)', 'for a CPU-only run give --nproc-per-node']);
   });
 });
 
@@ -272,7 +272,7 @@ describe('network interfaces for gloo and HCCL', () => {
 
   it('an address on none of the host interfaces is a preflight failure naming what the host has', () => {
     const err = errorOf(() => plan({ profile: 'torch', hosts: 2, tweak: (i, f) => i === 2 && (f.interfaces = [{ name: 'eth1', addresses: ['10.9.9.9'] }]) }));
-    expect([err.kind, err.message]).toEqual(['unreachable', 'host h2: its inventory address 10.0.0.12 is on none of its interfaces (eth1 10.9.9.9)']);
+    expect([err.kind, err.message]).toEqual(['not-ready', 'host h2: its inventory address 10.0.0.12 is on none of its interfaces (eth1 10.9.9.9)']);
   });
 
   it('a host listed by name cannot be matched to an interface: it must be listed by IP', () => {
@@ -296,7 +296,7 @@ describe('preflight refusals name the host and the device', () => {
     ['too few', { profile: 'mindspore', hosts: 1, flags: { nprocPerNode: 9 } }, 'host h1: 9 ranks asked, but only 8 usable devices (0, 1, 2, 3, 4, 5, 6, 7)'],
   ])('%s', (_name, layout, message) => {
     const err = errorOf(() => plan(layout));
-    expect([err.kind, err.message]).toEqual(['unreachable', message]);
+    expect([err.kind, err.message]).toEqual(['not-ready', message]);
   });
 
   it('a device without IP is fine for profiles without a rank table', () => {
@@ -363,7 +363,7 @@ describe('a rank table given by the user', () => {
       '/x/t.json: server_list[0].device[0].device_ip: is 1.2.3.4, but host h1 reports 192.168.100.11 for device 0; expected the device\'s address (hccn.conf)',
     );
     const held = errorOf(() => plan({ profile: 'mindspore', hosts: 1, tweak: (_i, f) => (f.devices[0]!.processes = [{ pid: 7 }]), input: { rankTable: table([['10.0.0.11', [0]]]) } }));
-    expect([held.kind, held.message]).toEqual(['unreachable', 'host h1: device 0 held by pid 7']);
+    expect([held.kind, held.message]).toEqual(['not-ready', 'host h1: device 0 held by pid 7']);
   });
 
   it('is refused for profiles that use none', () => {

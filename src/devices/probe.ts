@@ -140,7 +140,7 @@ export function parseProbeOutput(text: string): HostFacts {
 export async function probeHost(run: ShellRunner): Promise<HostFacts> {
   const r = await run(PROBE_SCRIPT);
   if (!r.stdout.includes('@@npurun:end@@')) {
-    throw new NpurunError('unreachable', `device probe did not complete (exit ${r.code}): ${r.stderr.trim().slice(0, 300) || 'no output'}`);
+    throw new NpurunError('not-ready', `device probe did not complete (exit ${r.code}): ${r.stderr.trim().slice(0, 300) || 'no output'}`);
   }
   return parseProbeOutput(r.stdout);
 }

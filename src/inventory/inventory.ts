@@ -4,7 +4,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDeviceList } from '../devices/device-list.js';
 import { isIPv4 } from '../devices/npu-smi.js';
 import { inputError, NpurunError } from '../errors.js';
-import type { HostSpec } from '../plan/types.js';
+import type { HostSpec } from '../inventory/types.js';
 import { loadYamlFile, parseYamlText, readInputText, YAML_MAX_BYTES } from '../schema.js';
 import { parseSshConfig, resolveSshHost, type ResolvedSsh, type SshConfig } from './ssh-config.js';
 

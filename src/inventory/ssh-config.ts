@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import type { SshSettings } from './types.js';
 import { homedir, userInfo } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileError, inputError } from '../errors.js';
@@ -26,16 +27,8 @@ export interface SshConfig {
   warnings: string[];
 }
 
-export interface ResolvedSsh {
-  hostname: string;
-  user: string;
-  port: number;
-  identityFiles: string[];
-  knownHostsFiles: string[];
-  strictHostKeyChecking: 'yes' | 'accept-new' | 'no';
-  proxyJump?: string;
-  useAgent: boolean;
-}
+/** The settings ssh_config gives a host: the same shape as a HostSpec's `ssh`. */
+export type ResolvedSsh = SshSettings;
 
 /** Arguments of one config line: whitespace-separated, "double quotes" group, an unquoted # starts a comment. */
 export function splitConfigArgs(rest: string): string[] {

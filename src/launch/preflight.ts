@@ -63,7 +63,7 @@ class ProgressLine {
 }
 
 /** What preflight learned about one host, or why it failed. */
-type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts; error?: string };
+type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts; error?: string; answered?: boolean };
 
 /** Connects to a host and starts its agent: the only way npurun reaches a host. */
 export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise<HostTransport> {
@@ -120,9 +120,9 @@ async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<stri
   }
   const said = (section: string) => new RegExp(`@@npurun:${section}@@\\nok\\n`).test(output);
   if (checks.includes('@@npurun:program@@') && !said('program')) {
-    throw new NpurunError('unreachable', `program "${opts.program}" not found (not on PATH of a non-interactive shell, nor an executable file)`);
+    throw new NpurunError('not-ready', `program "${opts.program}" not found (not on PATH of a non-interactive shell, nor an executable file)`);
   }
-  if (opts.script && !said('script')) throw new NpurunError('unreachable', `script ${opts.script} not found on this host (is it on storage every host shares?)`);
+  if (opts.script && !said('script')) throw new NpurunError('not-ready', `script ${opts.script} not found on this host (is it on storage every host shares?)`);
   const n = check.facts.devices.length;
   const chip = check.facts.devices[0]?.name ?? '';
   return `${n} NPU${n === 1 ? '' : 's'}${chip ? ` (${chip})` : ''}${check.facts.simulated ? ', simulated' : ''}`;
@@ -145,6 +145,7 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
       return await checkHost(c, opts);
     } catch (err) {
       c.error = failureText(err);
+      c.answered = isNpurunError(err) && err.kind === 'not-ready';
       throw new Error(`${c.host.name}: ${c.error}`);
     }
   };
@@ -175,7 +176,8 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
   const failed = checks.filter((c) => c.error !== undefined);
   if (failed.length > 0) {
     await Promise.all(checks.map((c) => c.transport?.close()));
-    throw new NpurunError('unreachable', `preflight failed on ${failed.length} of ${checks.length} host${checks.length === 1 ? '' : 's'}; nothing was started`, {
+    // "not ready" when every failing host answered (a device busy, a program missing), else unreachable.
+    throw new NpurunError(failed.every((c) => c.answered) ? 'not-ready' : 'unreachable', `preflight failed on ${failed.length} of ${checks.length} host${checks.length === 1 ? '' : 's'}; nothing was started`, {
       details: failed.map((c) => `${c.host.name} (${c.host.address}): ${c.error}`),
     });
   }

@@ -47,7 +47,7 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
   if (facts.devices.length === 0) {
     // CPU-only hosts (e.g. torch with gloo): allowed when the number of ranks is given.
     if (job.profile === 'torch' && count !== undefined && requested === undefined) return { host, facts, devices: Array(count).fill(null) };
-    throw new NpurunError('unreachable', `host ${host.name}: no NPUs found (${facts.problems.join('; ') || 'npu-smi listed none'})`, {
+    throw new NpurunError('not-ready', `host ${host.name}: no NPUs found (${facts.problems.join('; ') || 'npu-smi listed none'})`, {
       hint: job.profile === 'torch' ? 'for a CPU-only run give --nproc-per-node' : 'check the driver with `npurun devices` on that host',
     });
   }
@@ -55,18 +55,18 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
   if (requested) {
     for (const id of requested) {
       const d = facts.devices.find((x) => x.deviceId === id);
-      if (!d) throw new NpurunError('unreachable', `host ${host.name}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ')})`);
+      if (!d) throw new NpurunError('not-ready', `host ${host.name}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ')})`);
       const why = deviceUsable(d, needIp);
-      if (why) throw new NpurunError('unreachable', `host ${host.name}: device ${id} ${why}`);
+      if (why) throw new NpurunError('not-ready', `host ${host.name}: device ${id} ${why}`);
     }
     ids = requested;
   } else {
     // Ascending, like the other device lists: local rank i is then the i-th id of ASCEND_RT_VISIBLE_DEVICES.
     ids = facts.devices.filter((d) => !deviceUsable(d, needIp)).map((d) => d.deviceId).sort((a, b) => a - b);
-    if (ids.length === 0) throw new NpurunError('unreachable', `host ${host.name}: no usable device (${facts.problems.join('; ')})`);
+    if (ids.length === 0) throw new NpurunError('not-ready', `host ${host.name}: no usable device (${facts.problems.join('; ')})`);
   }
   if (count !== undefined) {
-    if (count > ids.length) throw new NpurunError('unreachable', `host ${host.name}: ${count} ranks asked, but only ${ids.length} usable device${ids.length === 1 ? '' : 's'} (${ids.join(', ')})`);
+    if (count > ids.length) throw new NpurunError('not-ready', `host ${host.name}: ${count} ranks asked, but only ${ids.length} usable device${ids.length === 1 ? '' : 's'} (${ids.join(', ')})`);
     ids = ids.slice(0, count);
   }
   return { host, facts, devices: ids };
@@ -108,9 +108,9 @@ function devicesFromTable(table: RankTable, job: JobSpec, hosts: HostSpec[], fac
     const f = facts[host.name] as HostFacts;
     entry.device.forEach((d, k) => {
       const found = f.devices.find((x) => x.deviceId === Number(d.device_id));
-      if (!found) throw new NpurunError('unreachable', `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list (${f.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
+      if (!found) throw new NpurunError('not-ready', `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list (${f.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
       const why = deviceUsable(found, false);
-      if (why) throw new NpurunError('unreachable', `host ${host.name}: device ${d.device_id} ${why}`);
+      if (why) throw new NpurunError('not-ready', `host ${host.name}: device ${d.device_id} ${why}`);
       if (found.deviceIp && found.deviceIp !== d.device_ip) {
         throw inputError(`${at}.device[${k}].device_ip`, `is ${d.device_ip}, but host ${host.name} reports ${found.deviceIp} for device ${d.device_id}; expected the device's address (hccn.conf)`);
       }
@@ -136,34 +136,88 @@ function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Re
  * Pure: inventory + what preflight found + the job -> one RankSpec per process. Ranks are numbered
  * host by host in inventory order, device order within a host (as merge_hccl.py numbers them).
  */
-export function planRun(input: PlanInput): RunPlan {
-  const { job, hosts, runId } = input;
-  const facts = factsFor(hosts, input.facts);
-  const needIp = NEEDS_RANK_TABLE.has(job.profile);
+/** Refusals that need only the job: NPURUN_* set by the user, a rank table for a profile without one. */
+function checkJob(job: JobSpec, input: PlanInput, needIp: boolean): void {
   const userNpurun = Object.keys(job.env).find((k) => NPURUN_VARIABLE.test(k));
   if (userNpurun) throw inputError(`${job.source}: env.${userNpurun}`, 'NPURUN_* variables are set by npurun itself; expected another name');
   if (input.rankTable && !needIp) throw inputError(job.rankTableFile ?? '--rank-table', `profile ${job.profile} uses no rank table; expected --profile mindspore or tensorflow, or no rank table`);
-  const chosen = input.rankTable
-    ? devicesFromTable(input.rankTable, job, hosts, facts)
-    : hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
+}
+
+/** Each host's devices (from the given rank table, or chosen from its facts); every host the same count. */
+function chooseAll(input: PlanInput, facts: Record<string, HostFacts>, needIp: boolean): HostDevices[] {
+  const { job, hosts } = input;
+  const chosen = input.rankTable ? devicesFromTable(input.rankTable, job, hosts, facts) : hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
   const counts = new Set(chosen.map((c) => c.devices.length));
   if (counts.size > 1) {
     throw inputError('devices', `hosts would run different numbers of ranks (${chosen.map((c) => `${c.host.name}: ${c.devices.length}`).join(', ')}); every server of a job must use the same number (set --devices or --nproc-per-node)`);
   }
-  let rankTable: RankTable | undefined = input.rankTable;
-  if (needIp && !rankTable) {
-    for (const c of chosen) {
-      if (!isIPv4(c.host.address)) throw inputError(`host ${c.host.name}`, `address "${c.host.address}" is not an IPv4 address; the rank table's server_id must be the server's IP: put it in the hosts file`);
-      const bad = groupingProblem((c.devices as number[]).slice().sort((a, b) => a - b));
-      if (bad) throw inputError(`host ${c.host.name}`, bad);
-    }
-    rankTable = generateRankTable(
-      chosen.map((c) => ({
-        serverId: c.host.address,
-        devices: (c.devices as number[]).map((id) => ({ deviceId: id, deviceIp: c.facts.devices.find((d) => d.deviceId === id)?.deviceIp as string })),
-      })),
-    );
+  return chosen;
+}
+
+/** The rank table the job needs: the one given, or generated from the chosen devices as hccl_tools.py would. */
+function rankTableFor(chosen: HostDevices[], input: PlanInput, needIp: boolean): RankTable | undefined {
+  if (input.rankTable || !needIp) return input.rankTable;
+  for (const c of chosen) {
+    if (!isIPv4(c.host.address)) throw inputError(`host ${c.host.name}`, `address "${c.host.address}" is not an IPv4 address; the rank table's server_id must be the server's IP: put it in the hosts file`);
+    const bad = groupingProblem((c.devices as number[]).slice().sort((a, b) => a - b));
+    if (bad) throw inputError(`host ${c.host.name}`, bad);
   }
+  return generateRankTable(
+    chosen.map((c) => ({
+      serverId: c.host.address,
+      devices: (c.devices as number[]).map((id) => ({ deviceId: id, deviceIp: c.facts.devices.find((d) => d.deviceId === id)?.deviceIp as string })),
+    })),
+  );
+}
+
+/** The interface gloo and HCCL must use on a host: the one holding its inventory address. */
+function hostNetwork(c: HostDevices, job: JobSpec): { ifAddress: string; iface: string | undefined } {
+  const f = c.facts;
+  // A local-only run talks over loopback: lo / 127.0.0.1.
+  const ifAddress = c.host.local && !isIPv4(c.host.address) ? '127.0.0.1' : c.host.address;
+  const iface = isIPv4(ifAddress) ? (interfaceFor(f, ifAddress) ?? (c.host.local ? 'lo' : undefined)) : undefined;
+  const userSet = (k: string) => job.env[k] !== undefined;
+  if (!iface && !(userSet('GLOO_SOCKET_IFNAME') && userSet('HCCL_SOCKET_IFNAME'))) {
+    const owned = f.interfaces.map((i) => `${i.name} ${i.addresses.join(',') || '-'}`).join('; ') || 'none reported';
+    const why = isIPv4(c.host.address)
+      ? `its inventory address ${c.host.address} is on none of its interfaces (${owned})`
+      : `its inventory address "${c.host.address}" is a name, not one of its IPv4 addresses (${owned})`;
+    // gloo and HCCL would otherwise pick the interface of the hostname, often 127.x: a hang, not an error.
+    throw new NpurunError('not-ready', `host ${c.host.name}: ${why}`, {
+      hint: 'list each host by an IPv4 address it owns, or set GLOO_SOCKET_IFNAME and HCCL_SOCKET_IFNAME with --env',
+    });
+  }
+  return { ifAddress, iface };
+}
+
+/** CPU sets per local rank (empty = unbound), and the ASCEND_RT_VISIBLE_DEVICES the host's ranks get. */
+function hostPlacement(c: HostDevices, job: JobSpec, onWarning: PlanInput['onWarning']): { cpuSets: number[][]; visibleDevices: string | undefined } {
+  let cpuSets: number[][] = c.devices.map(() => []);
+  if (job.bindCores) {
+    const split = splitCpus(c.facts.cpus, c.facts.numaNodes, c.devices.length);
+    cpuSets = split.sets;
+    if (split.warning) onWarning?.(`host ${c.host.name}: ${split.warning}`);
+  }
+  const visibleDevices = c.devices.every((d) => d !== null) ? c.devices.join(',') : undefined;
+  const userVisible = job.env.ASCEND_RT_VISIBLE_DEVICES;
+  if ((job.profile === 'torch' || job.profile === 'msrun') && userVisible !== undefined && visibleDevices !== undefined && userVisible !== visibleDevices) {
+    // The user's value wins, but then ranks run on devices preflight did not check for health and holders.
+    onWarning?.(`host ${c.host.name}: ASCEND_RT_VISIBLE_DEVICES=${userVisible} (--env or the job file) replaces the devices npurun chose and checked (${visibleDevices})`);
+  }
+  return { cpuSets, visibleDevices };
+}
+
+/**
+ * The plan: ranks numbered host by host as merge_hccl.py numbers them, each with its device, CPUs,
+ * working dir, argv and environment. Pure: the same input always gives the same plan.
+ */
+export function planRun(input: PlanInput): RunPlan {
+  const { job, hosts, runId } = input;
+  const facts = factsFor(hosts, input.facts);
+  const needIp = NEEDS_RANK_TABLE.has(job.profile);
+  checkJob(job, input, needIp);
+  const chosen = chooseAll(input, facts, needIp);
+  const rankTable = rankTableFor(chosen, input, needIp);
   const remoteDir = job.remoteDir.replace(/\{run_id\}/g, runId);
   const rankTablePath = rankTable ? posix.join(remoteDir, 'rank_table.json') : undefined;
   const perHost = chosen[0]?.devices.length ?? 0;
@@ -172,48 +226,23 @@ export function planRun(input: PlanInput): RunPlan {
   const masterAddr = first.host.address;
   const masterPort = job.masterPort;
   const base = commonEnv(job, { runId, worldSize });
-  const ranks: RankSpec[] = [];
   const rankOf = (nodeRank: number, local: number): number => {
     if (!input.rankTable) return nodeRank * perHost + local;
     const server = input.rankTable.server_list.find((s) => s.server_id === chosen[nodeRank]?.host.address);
     return Number(server?.device[local]?.rank_id);
   };
-
+  const ranks: RankSpec[] = [];
   chosen.forEach((c, nodeRank) => {
-    const f = c.facts;
-    // A local-only run talks over loopback: lo / 127.0.0.1.
-    const ifAddress = c.host.local && !isIPv4(c.host.address) ? '127.0.0.1' : c.host.address;
-    const iface = isIPv4(ifAddress) ? (interfaceFor(f, ifAddress) ?? (c.host.local ? 'lo' : undefined)) : undefined;
-    const userSet = (k: string) => job.env[k] !== undefined;
-    if (!iface && !(userSet('GLOO_SOCKET_IFNAME') && userSet('HCCL_SOCKET_IFNAME'))) {
-      const owned = f.interfaces.map((i) => `${i.name} ${i.addresses.join(',') || '-'}`).join('; ') || 'none reported';
-      const why = isIPv4(c.host.address)
-        ? `its inventory address ${c.host.address} is on none of its interfaces (${owned})`
-        : `its inventory address "${c.host.address}" is a name, not one of its IPv4 addresses (${owned})`;
-      // gloo and HCCL would otherwise pick the interface of the hostname, often 127.x: a hang, not an error.
-      throw new NpurunError('unreachable', `host ${c.host.name}: ${why}`, {
-        hint: 'list each host by an IPv4 address it owns, or set GLOO_SOCKET_IFNAME and HCCL_SOCKET_IFNAME with --env',
-      });
-    }
-    let cpuSets: number[][] = c.devices.map(() => []);
-    if (job.bindCores) {
-      const split = splitCpus(f.cpus, f.numaNodes, c.devices.length);
-      cpuSets = split.sets;
-      if (split.warning) input.onWarning?.(`host ${c.host.name}: ${split.warning}`);
-    }
-    const visibleDevices = c.devices.every((d) => d !== null) ? c.devices.join(',') : undefined;
-    const userVisible = job.env.ASCEND_RT_VISIBLE_DEVICES;
-    if ((job.profile === 'torch' || job.profile === 'msrun') && userVisible !== undefined && visibleDevices !== undefined && userVisible !== visibleDevices) {
-      // The user's value wins, but then ranks run on devices preflight did not check for health and holders.
-      input.onWarning?.(`host ${c.host.name}: ASCEND_RT_VISIBLE_DEVICES=${userVisible} (--env or the job file) replaces the devices npurun chose and checked (${visibleDevices})`);
-    }
+    const { ifAddress, iface } = hostNetwork(c, job);
+    const { cpuSets, visibleDevices } = hostPlacement(c, job, input.onWarning);
     const roles: { role: RankSpec['role']; local: number }[] = c.devices.map((_, local) => ({ role: 'rank', local }));
     if (job.profile === 'msrun' && nodeRank === 0) roles.unshift({ role: 'scheduler', local: -1 });
     for (const { role, local } of roles) {
       const deviceId = role === 'scheduler' ? null : (c.devices[local] as number | null);
       const rank = role === 'scheduler' ? -1 : rankOf(nodeRank, local);
       const label = role === 'scheduler' ? 'sched' : String(rank);
-      const cwd = posix.join(job.workdir, fill(job.rankDir, { rank: role === 'scheduler' ? 'sched' : rank, local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name }));
+      const where = { local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name };
+      const cwd = posix.join(job.workdir, fill(job.rankDir, { rank: role === 'scheduler' ? 'sched' : rank, ...where }));
       const env: Record<string, string> = {
         ...base,
         NPURUN_RANK: String(rank),
@@ -221,24 +250,14 @@ export function planRun(input: PlanInput): RunPlan {
         NPURUN_NODE_RANK: String(nodeRank),
         NPURUN_HOST: c.host.name,
         NPURUN_DEVICE_ID: deviceId === null ? '' : String(deviceId),
+        ...(iface ? { GLOO_SOCKET_IFNAME: iface, HCCL_SOCKET_IFNAME: iface, HCCL_IF_IP: ifAddress } : {}),
+        ...(job.checkpoint && role === 'rank' ? checkpointEnv(job.checkpoint, rank, where) : {}),
+        ...profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId, visibleDevices }),
       };
-      if (iface) {
-        env.GLOO_SOCKET_IFNAME = iface;
-        env.HCCL_SOCKET_IFNAME = iface;
-        env.HCCL_IF_IP = ifAddress;
-      }
-      if (job.checkpoint && role === 'rank') {
-        const saves = !job.checkpoint.masterOnly || rank === 0;
-        env.NPURUN_CKPT_SAVE = saves ? '1' : '0';
-        env.NPURUN_CKPT_DIR = fill(job.checkpoint.dir ?? 'ckpt_{rank}', { rank, local_rank: local, node_rank: nodeRank, device: deviceId ?? 'none', host: c.host.name });
-      }
-      Object.assign(env, profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId, visibleDevices }));
       let argv = job.command;
       if (input.resume && role === 'rank') {
         const path = input.resume.byLabel[label] ?? input.resume.fallback;
-        env.NPURUN_RESUME_CKPT = path;
-        env.NPURUN_RESUME_EPOCH = String(input.resume.epoch);
-        env.NPURUN_RESUME_STEP = String(input.resume.step);
+        Object.assign(env, { NPURUN_RESUME_CKPT: path, NPURUN_RESUME_EPOCH: String(input.resume.epoch), NPURUN_RESUME_STEP: String(input.resume.step) });
         if (job.resumeArg) argv = [...argv, job.resumeArg.replace(/\{path\}/g, path)];
       }
       // The user's environment comes last and wins (NPURUN_* were refused above).
@@ -250,6 +269,12 @@ export function planRun(input: PlanInput): RunPlan {
   if (rankTable) plan.rankTable = rankTable;
   if (rankTablePath) plan.rankTablePath = rankTablePath;
   return plan;
+}
+
+/** What a saving rank is told of the checkpoint policy (the rest of NPURUN_CKPT_* is common). */
+function checkpointEnv(policy: NonNullable<JobSpec['checkpoint']>, rank: number, where: Record<string, string | number>): Record<string, string> {
+  const saves = !policy.masterOnly || rank === 0;
+  return { NPURUN_CKPT_SAVE: saves ? '1' : '0', NPURUN_CKPT_DIR: fill(policy.dir ?? 'ckpt_{rank}', { rank, ...where }) };
 }
 
 interface RankContext {

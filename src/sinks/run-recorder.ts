@@ -23,7 +23,7 @@ import pino from 'pino';
 import { VERSION } from '../version.js';
 import { NpurunError } from '../errors.js';
 import type { HostSpec, RankSpec, RunPlan } from '../plan/types.js';
-import { remoteDirOf, type RankCause } from '../supervise/supervisor.js';
+import { remoteDirOf, type RankOutcome, type RunOutcome } from '../supervise/supervisor.js';
 import { LineSplitter } from './line-splitter.js';
 import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName } from './log-format.js';
 import { redactArgv, redactEnv, redactFields } from './redact.js';
@@ -35,20 +35,12 @@ import {
 /** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */
 export type ConsoleChoice = 'rank0' | 'all' | 'none' | string[];
 
-/** How a rank ended (the supervisor's RankOutcome fits). */
-export interface RankExit {
-  code: number | null;
-  signal: string | null;
-  cause: RankCause;
-  /** true for the rank whose failure stopped the run. */
-  rootCause?: boolean;
-  /** ISO time; now when absent. */
-  endedAt?: string;
-  message?: string;
-}
+/** How a rank ended, as the supervisor judged it (its RankOutcome); written to run.json in snake_case. */
+export type RankExit = Pick<RankOutcome, 'code' | 'signal' | 'cause' | 'message'> & Partial<Pick<RankOutcome, 'rootCause' | 'endedAt'>>;
 
+/** How the run ended (from the supervisor's RunOutcome), as run.json records it. */
 export interface RunResult {
-  status: Exclude<RunStatus, 'running'>;
+  status: RunOutcome['status'];
   exitCode: number;
   /** Label of the root-cause rank. */
   rootCause?: string;

@@ -140,7 +140,7 @@ export class AgentClient {
     this.input.write(`${source.length}\n`);
     this.input.write(source);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new NpurunError('unreachable', `host ${this.opts.name}: the npurun agent did not start within ${timeoutMs / 1000} s`)), timeoutMs);
+      const timer = setTimeout(() => reject(new NpurunError('not-ready', `host ${this.opts.name}: the npurun agent did not start within ${timeoutMs / 1000} s`)), timeoutMs);
       timer.unref();
       this.hello = (h) => {
         clearTimeout(timer);
@@ -148,7 +148,7 @@ export class AgentClient {
       };
       this.onClosed((reason) => {
         clearTimeout(timer);
-        reject(new NpurunError('unreachable', `host ${this.opts.name}: the npurun agent did not start (${reason})`));
+        reject(new NpurunError('not-ready', `host ${this.opts.name}: the npurun agent did not start (${reason})`));
       });
     });
   }

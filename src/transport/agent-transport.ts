@@ -1,4 +1,4 @@
-import type { HostSpec } from '../plan/types.js';
+import type { HostSpec } from '../inventory/types.js';
 import type { AgentClient, AgentHello } from './agent-client.js';
 import type { AgentRun, CommandResult, DirEntry, HostTransport, RankLaunch, RankProcess } from './types.js';
 

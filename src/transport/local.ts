@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { NpurunError } from '../errors.js';
-import type { HostSpec } from '../plan/types.js';
+import type { HostSpec } from '../inventory/types.js';
 import { AgentClient, agentCommand } from './agent-client.js';
 import { AgentTransport } from './agent-transport.js';
 

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import ssh2, { type AnyAuthMethod, type Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import { NpurunError } from '../errors.js';
-import type { HostSpec } from '../plan/types.js';
+import type { HostSpec, SshSettings } from '../inventory/types.js';
 import { AgentClient, agentCommand, type AgentHello } from './agent-client.js';
 import { appendKnownHost, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import { AgentTransport } from './agent-transport.js';
@@ -10,7 +10,7 @@ import { AgentTransport } from './agent-transport.js';
 // ssh2 is CommonJS: under Node's ESM loader only its default export is reliable.
 const { Client: SshClient, utils } = ssh2;
 
-export type SshSettings = NonNullable<HostSpec['ssh']>;
+export type { SshSettings };
 
 export interface SshOptions {
   readyTimeoutMs?: number;

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { HostSpec } from '../plan/types.js';
+import type { HostSpec } from '../inventory/types.js';
 import type { AgentHello } from './agent-client.js';
 
 export interface CommandResult {
