@@ -63,3 +63,35 @@ describe('npurun dashboard server', () => {
     await expect(startDashboard({ runDir: '/nonexistent-run', port: 0 })).rejects.toThrow(/run\.json/);
   });
 });
+
+describe('npurun launch --dashboard (processes)', () => {
+  it('serves the run it launches while it runs, says where, and closes with it', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { ensureBuilt } = await import('./helpers/cli-build.js');
+    const { ROOT } = await import('./helpers/run-writer.js');
+    await ensureBuilt();
+    const base = mkdtempSync(join(tmpdir(), 'npurun-launch-dash-'));
+    try {
+      const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--dashboard', '--dashboard-port', '0', '--run-dir', join(base, 'runs'), '--console', 'none',
+        '--simulate', '2', '--devices', '0,1', '--workdir', base, '--', 'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', '12', '--step-time', '0.25'], { cwd: ROOT });
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const deadline = Date.now() + 20_000;
+      let url: string | undefined;
+      while (!(url = /dashboard at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(err)?.[1]) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(url, err).toBeDefined();
+      const data = JSON.parse((await get(`${url}data.json`)).body) as ReportData;
+      expect(data.run.id).toMatch(/^\d{8}-\d{6}-/);
+      expect(data.run.live).toBe(true);
+      expect(data.ranks.map((r) => r.state)).toEqual(['running', 'running']);
+      expect(await exited).toBe(0);
+      await expect(get(url as string)).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

@@ -45,6 +45,8 @@ placeholders {rank} {local_rank} {node_rank} {device} {host}` },
     'runs-dir': { ...SHARED['runs-dir'], help: 'where run folders go (default ./runs; also --run-dir)' },
     console: { type: 'string', value: 'WHAT', help: 'rank0 | all | none | list of ranks (e.g. 0,3) shown live (default rank0); all saved' },
     timestamps: { type: 'boolean', help: 'prefix saved log lines with the time' },
+    dashboard: { type: 'boolean', help: 'serve the run\'s live dashboard on 127.0.0.1 while it runs (see `npurun dashboard`)' },
+    'dashboard-port': { type: 'int', value: 'P', min: 0, max: 65535, help: 'its port (default 8780; 0 = any free port)' },
   },
   footer: `Exit code: 0 all ranks succeeded; the root-cause rank's own code (128+N for signal N); 2 bad input;
 3 a host unreachable or not ready (failing preflight). No NPUs here? Try --simulate 8.`,
@@ -88,6 +90,9 @@ export function run(argv: string[]): Promise<number> {
     if (simulate !== undefined && hosts.some((h) => !h.local)) throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
     const resumeRun = stringFlag(args, 'resume');
     const fanout = intFlag(args, 'fanout', 1, 4096);
+    const dashboard = boolFlag(args, 'dashboard') && !boolFlag(args, 'dry-run')
+      ? (await import('../report/dashboard.js')).dashboardOfThisLauncher({ runsDir: runsDirFlag(args), port: intFlag(args, 'dashboard-port', 0, 65535) ?? 8780, onUrl: (url) => process.stderr.write(`npurun: dashboard at ${url}\n`) })
+      : undefined;
     const result = await launch({
       ...(resumeRun ? { resume: { runId: resumeRun } } : {}),
       job,
@@ -103,7 +108,7 @@ export function run(argv: string[]): Promise<number> {
       orphanGraceSeconds: Math.min(job.graceSeconds, 2),
       ...(boolFlag(args, 'share-devices') ? { shareDevices: true } : {}),
       ...(fanout !== undefined ? { fanout } : {}),
-    });
+    }).finally(() => dashboard?.close());
     return result.exitCode;
   });
 }

@@ -1,6 +1,7 @@
-import { stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { EVENTS_FILE, MERGED_LOG_FILE, RUN_RECORD_FILE } from '../sinks/run-folder.js';
 import { buildReportData, readEvents, readRunRecordFile, runIsLive, type ReportData } from './model.js';
@@ -116,13 +117,15 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   let polling = true;
   let timer: NodeJS.Timeout | undefined;
   const poll = async () => {
+    const started = Date.now();
     try {
       if (await follower.update()) for (const c of clients) c.write(`data: ${follower.json}\n\n`);
       else for (const c of clients) c.write(': idle\n\n');
     } catch {
       // A file replaced or half written as we read it: the next look sees it whole.
     }
-    if (polling) timer = setTimeout(() => void poll(), pollMs);
+    // A look that cost T ms waits 10 T before the next: beside a launcher, at most ~10% of its loop.
+    if (polling) timer = setTimeout(() => void poll(), Math.max(pollMs, 10 * (Date.now() - started)));
   };
 
   await new Promise<void>((resolve, reject) => {
@@ -143,10 +146,69 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     close: async () => {
       polling = false;
       if (timer) clearTimeout(timer);
+      // The run's last state reaches open pages before the server goes.
+      try {
+        if (await follower.update()) for (const c of clients) c.write(`data: ${follower.json}\n\n`);
+      } catch {
+        // As in a poll: the pages keep what they had.
+      }
       for (const c of clients) c.end();
       clients.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await follower.close();
     },
   };
+}
+
+/**
+ * `npurun launch --dashboard`: waits for the run folder this process is writing to appear in
+ * `runsDir` (its run.json names this pid), then serves its dashboard and calls `onUrl`. `close()`
+ * stops waiting or serving.
+ */
+export function dashboardOfThisLauncher(opts: { runsDir: string; port?: number; host?: string; onUrl: (url: string, runDir: string) => void }): { close(): Promise<void> } {
+  let dashboard: Dashboard | undefined;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  const look = async () => {
+    const runDir = await findOwnRunDir(opts.runsDir);
+    if (closed) return;
+    if (!runDir) {
+      timer = setTimeout(() => void look(), 100);
+      return;
+    }
+    try {
+      dashboard = await startDashboard({ runDir, ...(opts.port !== undefined ? { port: opts.port } : {}), ...(opts.host ? { host: opts.host } : {}) });
+    } catch (err) {
+      process.stderr.write(`npurun: warning: no dashboard: ${(err as Error).message}\n`);
+      return;
+    }
+    if (closed) await dashboard.close();
+    else opts.onUrl(dashboard.url, runDir);
+  };
+  void look();
+  return {
+    close: async () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      await dashboard?.close();
+    },
+  };
+}
+
+async function findOwnRunDir(runsDir: string): Promise<string | undefined> {
+  let names: string[];
+  try {
+    names = await readdir(runsDir);
+  } catch {
+    return undefined;
+  }
+  for (const name of names.sort().reverse()) {
+    try {
+      const record = JSON.parse(await readFile(join(runsDir, name, RUN_RECORD_FILE), 'utf8')) as { launcher_pid?: number; launcher_host?: string };
+      if (record.launcher_pid === process.pid && record.launcher_host === hostname()) return join(runsDir, name);
+    } catch {
+      // Not a run folder, or its run.json is being written: the next look sees it.
+    }
+  }
+  return undefined;
 }
