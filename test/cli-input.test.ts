@@ -145,6 +145,13 @@ describe('newcomer friction', () => {
     expect(r.exitCode).toBe(3);
   });
 
+  it('launch on a machine without NPUs is pointed at --simulate too (exit 3, nothing started)', async () => {
+    const r = await npurun(['launch', '--runs-dir', join(work, 'no-npu-runs'), '--', 'true'], { env: { PATH: '/usr/bin:/bin', NPURUN_HCCN_CONF: join(work, 'none.conf') } });
+    expect(r.exitCode, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/no NPUs found/);
+    expect(r.stderr).toMatch(/hint: no Ascend NPUs here\? --simulate 8/);
+  });
+
   it('launch --help names --simulate for machines without NPUs; --run-dir and --runs-dir are one flag', async () => {
     const [help, both] = await Promise.all([
       npurun(['launch', '--help']),

@@ -4,7 +4,7 @@ import { EXIT, inputError } from '../errors.js';
 import { boolFlag, intFlag, runCommand, SHARED, stringFlag, type CommandSpec } from './args.js';
 import { probeInventory, probeThisHost } from './hosts.js';
 
-const SPEC: CommandSpec = {
+export const SPEC: CommandSpec = {
   name: 'devices',
   usage: 'npurun devices [--hosts FILE] [--simulate N] [--json]',
   about: `The NPUs of this host (or of every host of --hosts, over SSH): device id, NPU/chip, chip name,

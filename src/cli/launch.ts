@@ -9,7 +9,7 @@ import type { ConsoleChoice } from '../sinks/run-recorder.js';
 import { boolFlag, intFlag, listFlag, numberFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
 import { inventoryOf } from './hosts.js';
 
-const SPEC: CommandSpec = {
+export const SPEC: CommandSpec = {
   name: 'launch',
   usage: 'npurun launch [options] -- <command> [args...]',
   about: `Start one process per device on every host, supervised: the first rank to fail stops all others,

@@ -5,7 +5,7 @@ import { readRunLog, type LogFilter } from '../sinks/log-reader.js';
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
 import { boolFlag, intFlag, listFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec } from './args.js';
 
-const SPEC: CommandSpec = {
+export const SPEC: CommandSpec = {
   name: 'logs',
   usage: 'npurun logs [RUN] [options]',
   about: `Prints the lines of a run (merged.log: every rank, in arrival order), the newest run by default.

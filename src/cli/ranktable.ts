@@ -1,16 +1,14 @@
-import { parseDeviceList } from '../devices/device-list.js';
 import { EXIT, inputError } from '../errors.js';
 import { crossCheckHosts } from '../ranktable/cross-check.js';
 import { mergeRankTableFiles, warningLine, writeRankTable } from '../ranktable/files.js';
-import { checkHostsChoice, rankTableOfHosts, rankTableOfThisHost, type GenerateChoice } from '../ranktable/from-hosts.js';
+import { checkHostsChoice, generateChoice, rankTableOfHosts, rankTableOfThisHost } from '../ranktable/from-hosts.js';
 import { renderRankTable, validLine } from '../ranktable/render.js';
-import { parseVisibleDevices } from '../ranktable/select.js';
 import { validateRankTableFile } from '../ranktable/validate.js';
 import { boolFlag, intFlag, runCommand, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
 import { probeInventory, probeThisHost } from './hosts.js';
 
 const out = { type: 'string', value: 'PATH', help: 'output file' } as const;
-const SUBS: Record<string, CommandSpec> = {
+export const SUBS: Record<string, CommandSpec> = {
   generate: {
     name: 'ranktable generate',
     usage: 'npurun ranktable generate [--devices LIST] [--server-ip IP] [--visible-devices LIST] [--device-ip-file FILE] [--hosts FILE] [--simulate N] [--out PATH]',
@@ -64,17 +62,10 @@ const warn = (m: string) => process.stderr.write(`npurun: warning: ${m}\n`);
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function generate(args: ParsedArgs): Promise<number> {
-  const devices = stringFlag(args, 'devices');
-  const visible = parseVisibleDevices(stringFlag(args, 'visible-devices'));
-  const serverIp = stringFlag(args, 'server-ip');
-  const deviceIpFile = stringFlag(args, 'device-ip-file');
-  const choice: GenerateChoice = {
-    ...(devices !== undefined ? { logical: parseDeviceList(devices, '--devices') } : {}),
-    ...(visible ? { visible } : {}),
-    ...(serverIp !== undefined ? { serverIp } : {}),
-    ...(deviceIpFile !== undefined ? { deviceIpFile } : {}),
-    onWarning: warn,
-  };
+  const choice = generateChoice(
+    { devices: stringFlag(args, 'devices'), visibleDevices: stringFlag(args, 'visible-devices'), serverIp: stringFlag(args, 'server-ip'), deviceIpFile: stringFlag(args, 'device-ip-file') },
+    warn,
+  );
   const hostsFile = stringFlag(args, 'hosts');
   if (args.positionals.length > 0) throw inputError('npurun ranktable generate', `unexpected argument "${args.positionals[0]}"`);
   if (hostsFile) {

@@ -1,10 +1,11 @@
+import { parseDeviceList } from '../devices/device-list.js';
 import { detectHostIp } from '../devices/host-ip.js';
 import { isIPv4 } from '../devices/npu-smi.js';
 import type { HostFacts } from '../devices/types.js';
 import { inputError, notReadyError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
 import { generateRankTable } from './generate.js';
-import { selectDevices, serverFromFacts, withDeviceIpFile } from './select.js';
+import { parseVisibleDevices, selectDevices, serverFromFacts, withDeviceIpFile } from './select.js';
 import type { RankTable } from './types.js';
 
 /** What `ranktable generate` was asked: hccl_tools' --device_num, --visible_devices, --server_ip, an address file. */
@@ -14,6 +15,21 @@ export interface GenerateChoice {
   serverIp?: string;
   deviceIpFile?: string;
   onWarning: (message: string) => void;
+}
+
+/** The choice from generate's flags as typed: --devices, --visible-devices, --server-ip, --device-ip-file. */
+export function generateChoice(
+  flags: { devices?: string | undefined; visibleDevices?: string | undefined; serverIp?: string | undefined; deviceIpFile?: string | undefined },
+  onWarning: (message: string) => void,
+): GenerateChoice {
+  const visible = parseVisibleDevices(flags.visibleDevices);
+  return {
+    ...(flags.devices !== undefined ? { logical: parseDeviceList(flags.devices, '--devices') } : {}),
+    ...(visible ? { visible } : {}),
+    ...(flags.serverIp !== undefined ? { serverIp: flags.serverIp } : {}),
+    ...(flags.deviceIpFile !== undefined ? { deviceIpFile: flags.deviceIpFile } : {}),
+    onWarning,
+  };
 }
 
 const ipSourceOf = (c: GenerateChoice) => c.deviceIpFile ?? '/etc/hccn.conf, and hccn_tool gave none';
