@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,4 +78,41 @@ describe('npurun report on a broken run folder', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).toBe('');
   });
+});
+
+describe('npurun report on the folder of a launcher killed mid-run', () => {
+  it('still writes the page and every metric line that reached the folder', async () => {
+    const { spawn } = await import('node:child_process');
+    const work = mkdtempSync(join(tmpdir(), 'npurun-report-killed-'));
+    const runs = join(work, 'runs');
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--run-dir', runs, '--console', 'none', '--simulate', '2', '--devices', '0,1', '--workdir', work,
+      '--', 'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', '400', '--step-time', '0.05'], { cwd: ROOT, stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      const deadline = Date.now() + 20_000;
+      const trainLines = () => {
+        try {
+          const dir = join(runs, readdirSync(runs)[0] as string);
+          return readFileSync(join(dir, 'merged.log'), 'utf8').split('\n').filter((l) => l.includes('iter[')).length;
+        } catch {
+          return 0;
+        }
+      };
+      while (trainLines() < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      child.kill('SIGKILL');
+      await exited;
+      const dir = join(runs, readdirSync(runs)[0] as string);
+      const r = npurun(['report', dir]);
+      expect(r.code, r.stderr).toBe(0);
+      const html = readFileSync(join(dir, 'report.html'), 'utf8');
+      expect(html).toContain('"status":"unknown (launcher gone)"');
+      const rows = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string });
+      const logged = readFileSync(join(dir, 'merged.log'), 'utf8').split('\n').filter((l) => l.includes('iter[')).length;
+      expect(rows.filter((x) => x.kind === 'train')).toHaveLength(logged);
+      expect(logged).toBeGreaterThanOrEqual(10);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
