@@ -1,5 +1,5 @@
 import { scanRun } from '../checkpoints/scan.js';
-import { inputError } from '../errors.js';
+import { EXIT, inputError } from '../errors.js';
 import { connectHost } from '../launch/preflight.js';
 import { sshJumpResolver } from '../launch/jump.js';
 import { readRunRecord } from '../sinks/run-folder.js';
@@ -24,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
   const [sub, runId, ...extra] = args.positionals;
   if (boolFlag(args, 'help') || sub === undefined) {
     process.stdout.write(HELP + '\n');
-    return sub === undefined && !boolFlag(args, 'help') ? 2 : 0;
+    return sub === undefined && !boolFlag(args, 'help') ? EXIT.input : EXIT.ok;
   }
   if (sub !== 'list' && sub !== 'latest') throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);
   if (extra.length > 0) throw inputError(`npurun ckpt ${sub}`, `one run id expected, got ${extra.length + 1}`);
@@ -38,11 +38,11 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`run ${info.runId}: latest complete checkpoint: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n`);
       for (const r of scan.ranks) if (scan.latest.files[r.label]) process.stdout.write(`  rank ${r.label} (${r.host}): ${r.dir}/${scan.latest.files[r.label]}\n`);
     } else process.stdout.write(`run ${info.runId}: no step was completed by every saving rank\n`);
-    return scan.latest ? 0 : 1;
+    return scan.latest ? EXIT.ok : EXIT.problems;
   }
   if (json) {
     process.stdout.write(JSON.stringify({ run_id: info.runId, ...scan }, null, 2) + '\n');
-    return 0;
+    return EXIT.ok;
   }
   for (const r of scan.ranks) {
     const notes = [r.error, r.foreign > 0 ? `${r.foreign} file${r.foreign === 1 ? '' : 's'} not written by this run, left alone` : undefined, r.replaced.length > 0 ? `replaced since by another run: ${r.replaced.join(', ')}` : undefined].filter(Boolean);
@@ -50,5 +50,5 @@ export async function run(argv: string[]): Promise<number> {
     for (const f of r.files) process.stdout.write(`  epoch ${String(f.epoch).padStart(4)}  step ${String(f.step).padStart(8)}  ${String(f.size).padStart(12)} B  ${f.complete ? 'complete' : f.stable ? 'PARTIAL' : 'being written'}  ${f.name}\n`);
   }
   process.stdout.write(scan.latest ? `latest complete: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n` : 'no step completed by every saving rank\n');
-  return 0;
+  return EXIT.ok;
 }

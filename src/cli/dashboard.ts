@@ -1,4 +1,4 @@
-import { inputError } from '../errors.js';
+import { EXIT, inputError } from '../errors.js';
 import { startDashboard, type Dashboard } from '../report/dashboard.js';
 import { locateRunDir } from '../report/locate.js';
 import { intFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec } from './args.js';
@@ -38,6 +38,6 @@ export async function run(argv: string[]): Promise<number> {
       process.once('SIGTERM', () => resolve());
     });
     await dashboard.close();
-    return 0;
+    return EXIT.ok;
   });
 }

@@ -6,7 +6,7 @@ import type { HostSpec } from '../plan/types.js';
 import { listLeftovers, killLeftovers, type LeftoverRank } from '../supervise/leftovers.js';
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
 import { stopLauncher } from '../supervise/stop-run.js';
-import { inputError, NpurunError } from '../errors.js';
+import { EXIT, inputError, NpurunError } from '../errors.js';
 import { boolFlag, numberFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
 
@@ -73,7 +73,7 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
   const args = parseCommandArgs(command, argv, OPTIONS);
   if (boolFlag(args, 'help')) {
     process.stdout.write((command === 'ps' ? PS_HELP : KILL_HELP) + '\n');
-    return 0;
+    return EXIT.ok;
   }
   if (args.positionals.length > 1) throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
   const configText = sshConfigText(stringFlag(args, 'ssh-config'));
@@ -108,7 +108,7 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
   if (command === 'kill' && results.some((r) => r.ranks.some((x) => x.alive && !x.killed))) {
     throw new NpurunError('runtime', 'some processes could not be stopped (see above)');
   }
-  return unreachable > 0 ? 3 : 0;
+  return unreachable > 0 ? EXIT.host : EXIT.ok;
 }
 
 export function run(argv: string[]): Promise<number> {

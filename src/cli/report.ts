@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { inputError } from '../errors.js';
+import { EXIT, inputError } from '../errors.js';
 import { locateRunDir } from '../report/locate.js';
 import { writeMetricsFiles } from '../report/metrics-file.js';
 import { buildReportData, snapshotRunFolder } from '../report/model.js';
@@ -38,6 +38,6 @@ export async function run(argv: string[]): Promise<number> {
     }
     const metrics = writeMetricsFiles(runDir, snapshot.series.rows, { csv: boolFlag(args, 'csv') });
     process.stdout.write(`${out}\n${metrics.join('\n')}\n`);
-    return 0;
+    return EXIT.ok;
   });
 }

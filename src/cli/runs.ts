@@ -1,5 +1,6 @@
 import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../sinks/run-folder.js';
 import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag, type ParsedArgs } from './args.js';
+import { EXIT } from '../errors.js';
 
 export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]
 
@@ -61,18 +62,18 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('runs', argv, OPTIONS, false);
   if (boolFlag(args, 'help')) {
     process.stdout.write(RUNS_HELP + '\n');
-    return 0;
+    return EXIT.ok;
   }
   const runsDir = runsDirFlag(args);
   const folders = listRunFolders(runsDir);
   const entries = [...folders.runs.map(runListEntry), ...folders.unreadable.map(unreadableEntry)];
   if (boolFlag(args, 'json')) {
     process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
-    return 0;
+    return EXIT.ok;
   }
   if (entries.length === 0) {
     process.stderr.write(`npurun: no runs in ${runsDir}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const rows = entries.map((e) => [
     e.runId,
@@ -85,5 +86,5 @@ export async function run(argv: string[]): Promise<number> {
   ]);
   process.stdout.write(table([['RUN', 'STARTED', 'HOSTS', 'RANKS', 'STATUS', 'EXIT', 'ROOT CAUSE'], ...rows]) + '\n');
   for (const u of folders.unreadable) process.stderr.write(`npurun: run ${u.runId} is unreadable and skipped: ${u.reason}\n`);
-  return 0;
+  return EXIT.ok;
 }

@@ -1,7 +1,7 @@
 import { readRunRecord } from '../sinks/run-folder.js';
 import { hasContent, summarizeRunFolder, summaryJson, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
-import { inputError } from '../errors.js';
+import { EXIT, inputError } from '../errors.js';
 import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 
 const HELP = `Usage: npurun summary [RUN] [--runs-dir DIR] [--json]
@@ -21,7 +21,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('summary', argv, OPTIONS);
   if (boolFlag(args, 'help')) {
     process.stdout.write(HELP + '\n');
-    return 0;
+    return EXIT.ok;
   }
   if (args.positionals.length > 1) throw inputError('npurun summary', `one run id expected, got ${args.positionals.length}`);
   const info = readRunRecord(runsDirFlag(args), args.positionals[0]);
@@ -29,5 +29,5 @@ export async function run(argv: string[]): Promise<number> {
   writeSummary(info.dir, summary);
   if (boolFlag(args, 'json')) process.stdout.write(summaryJson(summary));
   else process.stdout.write(`run ${info.runId}\n${hasContent(summary) ? renderSummary(summary) : 'no training or evaluation lines recognised in the output'}\n`);
-  return summary.problems.length > 0 ? 1 : 0;
+  return summary.problems.length > 0 ? EXIT.problems : EXIT.ok;
 }
