@@ -63,6 +63,7 @@ describe('report data of a real demo run folder', () => {
     expect(texts).toContain('checkpoint step 200 (epoch 10): 8/8 saving ranks complete');
     expect(texts.filter((t) => t.startsWith('checkpoint step'))).toHaveLength(5);
     expect(texts.at(-1)).toBe('run succeeded, exit code 0');
+    expect(d.checkpoints.map((c) => [c.step, c.epoch, c.ranks, c.saving, c.complete])).toEqual([40, 80, 120, 160, 200].map((s) => [s, s / 20, 8, 8, true]));
   });
 
   it('marks a checkpoint step that not every saving rank completed', async () => {
@@ -72,6 +73,7 @@ describe('report data of a real demo run folder', () => {
     const d = await reportDataOf(dir);
     const entry = d.timeline.find((t) => t.text.startsWith('checkpoint step 200'));
     expect(entry).toMatchObject({ text: 'checkpoint step 200 (epoch 10): 7/8 saving ranks complete', level: 'warn' });
+    expect(d.checkpoints.at(-1)).toMatchObject({ step: 200, ranks: 7, saving: 8, complete: false });
   });
 
   it('names the root cause with its host, device, classification and last lines; others stopped', async () => {

@@ -7,7 +7,7 @@ import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metri
 import { summarize, type RunSummary } from '../summary/summary.js';
 import { describeEnd } from '../supervise/supervisor.js';
 import { chartData, type ChartData } from './charts.js';
-import { timeline, type RunEvent, type TimelineEntry } from './timeline.js';
+import { checkpointSteps, timeline, type CheckpointStep, type RunEvent, type TimelineEntry } from './timeline.js';
 import { RunSeriesReader } from './series.js';
 
 /**
@@ -59,6 +59,8 @@ export interface ReportData {
     verdict: 'agrees' | 'mismatch' | 'none';
   };
   timeline: TimelineEntry[];
+  /** Drawn on the loss chart as vertical lines (dashed where not every saving rank completed). */
+  checkpoints: CheckpointStep[];
   rootCause?: {
     label: string;
     host: string;
@@ -179,6 +181,7 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
     charts: chartData(workers.map((r) => r.label), series.rows, started),
     eval: { perRank, summary, verdict },
     timeline: timeline(events, record),
+    checkpoints: checkpointSteps(events, record),
   };
   const attempts = (record as unknown as { attempts?: unknown }).attempts;
   if (Array.isArray(attempts)) data.run.attempts = attempts;

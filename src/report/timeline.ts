@@ -40,6 +40,32 @@ function savingRanks(record: RunRecord): number {
   return record.job?.checkpoint?.masterOnly ? 1 : workers.length;
 }
 
+/** One checkpoint step: how many saving ranks completed it, and when the last of them did. */
+export interface CheckpointStep {
+  step: number;
+  epoch: number | null;
+  ranks: number;
+  saving: number;
+  complete: boolean;
+  time: string;
+}
+
+/** The checkpoint steps of a run, from its ckpt-saved events, in step order. */
+export function checkpointSteps(events: RunEvent[], record: RunRecord): CheckpointStep[] {
+  const saving = savingRanks(record);
+  const steps = new Map<number, { time: string; labels: Set<string>; epoch: number | null }>();
+  for (const e of events) {
+    if (e.event !== 'ckpt-saved' || typeof e.step !== 'number') continue;
+    const entry = steps.get(e.step) ?? { time: e.time, labels: new Set<string>(), epoch: typeof e.epoch === 'number' ? e.epoch : null };
+    entry.time = e.time;
+    entry.labels.add(str(e.label));
+    steps.set(e.step, entry);
+  }
+  return [...steps.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([step, c]) => ({ step, epoch: c.epoch, ranks: c.labels.size, saving, complete: c.labels.size >= saving, time: c.time }));
+}
+
 function genericText(e: RunEvent): string {
   const skip = new Set(['level', 'time', 'run_id', 'event', 'kind', 'pid', 'hostname', 'msg']);
   const parts = Object.entries(e)
@@ -53,8 +79,6 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
   const out: TimelineEntry[] = [];
   const add = (e: RunEvent, kind: string, text: string, level: TimelineEntry['level']) =>
     out.push({ time: e.time, offsetMs: Date.parse(e.time) - started, kind, text, level });
-  const saving = savingRanks(record);
-  const ckptSteps = new Map<number, { last: RunEvent; labels: Set<string>; epoch: unknown }>();
   let startedRun: { last: RunEvent; count: number } | undefined;
   let cleanExits: { last: RunEvent; count: number } | undefined;
   let stopped: { last: RunEvent; count: number; how: string } | undefined;
@@ -85,14 +109,8 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
           if (!e.root_cause) failed = { last: e, count: (failed?.count ?? 0) + 1 };
         }
         break;
-      case 'ckpt-saved': {
-        const step = Number(e.step);
-        const entry = ckptSteps.get(step) ?? { last: e, labels: new Set<string>(), epoch: e.epoch };
-        entry.last = e;
-        entry.labels.add(str(e.label));
-        ckptSteps.set(step, entry);
+      case 'ckpt-saved':
         break;
-      }
       case 'ckpt-latest':
         add(e, 'ckpt-latest', `newest checkpoint every saving rank completed: epoch ${str(e.epoch)}, step ${str(e.step)}`, 'ok');
         break;
@@ -113,9 +131,8 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
   if (stopped) add(stopped.last, 'rank-exited', `${stopped.count} rank${stopped.count === 1 ? '' : 's'} stopped by npurun (${stopped.how})`, 'warn');
   if (failed && failed.count > MAX_FAILURES_LISTED) add(failed.last, 'rank-exited', `${failed.count - MAX_FAILURES_LISTED} more ranks failed (each in the rank list below)`, 'error');
   if (cleanExits) add(cleanExits.last, 'rank-exited', `${cleanExits.count} rank${cleanExits.count === 1 ? '' : 's'} exited with code 0`, 'ok');
-  for (const [step, c] of ckptSteps) {
-    const complete = c.labels.size >= saving;
-    add(c.last, 'ckpt-saved', `checkpoint step ${step} (epoch ${str(c.epoch)}): ${c.labels.size}/${saving} saving ranks complete`, complete ? 'ok' : 'warn');
+  for (const c of checkpointSteps(events, record)) {
+    out.push({ time: c.time, offsetMs: Date.parse(c.time) - started, kind: 'ckpt-saved', text: `checkpoint step ${c.step} (epoch ${c.epoch ?? '?'}): ${c.ranks}/${c.saving} saving ranks complete`, level: c.complete ? 'ok' : 'warn' });
   }
   return out.sort((a, b) => a.time.localeCompare(b.time));
 }

@@ -106,6 +106,28 @@
   var STEP_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
 
   // One series per rank (thin, coloured), the median across ranks (thick, black), outliers thicker.
+  // Checkpoint steps as vertical lines: solid green when every saving rank completed, dashed orange if not.
+  function checkpointLines(steps) {
+    return function (u) {
+      var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+      ctx.save();
+      ctx.lineWidth = 1.5 * devicePixelRatio;
+      ctx.font = 10 * devicePixelRatio + 'px sans-serif';
+      steps().forEach(function (c) {
+        var x = Math.round(u.valToPos(c.step, 'x', true));
+        if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+        ctx.strokeStyle = ctx.fillStyle = c.complete ? 'rgba(46,157,79,0.7)' : 'rgba(224,123,36,0.9)';
+        ctx.setLineDash(c.complete ? [] : [5 * devicePixelRatio, 4 * devicePixelRatio]);
+        ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+        var nearRight = x > u.bbox.left + u.bbox.width - 30 * devicePixelRatio;
+        ctx.textAlign = nearRight ? 'right' : 'left';
+        ctx.fillText('ckpt', x + (nearRight ? -3 : 3) * devicePixelRatio, top + 11 * devicePixelRatio);
+      });
+      ctx.restore();
+    };
+  }
+  var current = null;
+
   function rankChart(id, title, yLabel, c, values, medianValues, outliers) {
     var n = c.labels.length;
     var odd = {};
@@ -126,6 +148,7 @@
         axes: [{ label: 'step', incrs: STEP_INCRS }, { label: yLabel, size: 90 }],
         legend: { show: n <= 16 },
         series: series,
+        hooks: id === 'chart-loss' ? { draw: [checkpointLines(function () { return current ? current.checkpoints : []; })] } : {},
       }, data, box);
       charts[id] = u;
     }
@@ -228,6 +251,7 @@
   }
 
   function render(d) {
+    current = d;
     document.title = 'npurun ' + d.run.id + ' (' + d.run.status + ')';
     renderHeader(d);
     renderGrid(d);
