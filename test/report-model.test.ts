@@ -273,3 +273,19 @@ describe('the summary on the page is the summary of `npurun summary`', () => {
     expect(d.eval.summary).toEqual(cli);
   });
 });
+
+describe('timeline of events it does not know', () => {
+  it('shows them with their fields, one entry for a run of them about single ranks', async () => {
+    const record = JSON.parse(readFileSync(join(FIXTURE, 'run.json'), 'utf8')) as RunRecord;
+    const t = (ms: number) => new Date(Date.parse(record.started_at) + ms).toISOString();
+    const events = [
+      ...['0', '1', '2'].map((label, i) => ({ time: t(10 + i), event: 'ckpt-foreign', label, host: 'vm', files: 3 })),
+      { time: t(20), event: 'output-error', label: '4', stream: 'stdout', message: 'EPIPE' },
+    ];
+    const { timeline } = await import('../src/report/timeline.js');
+    expect(timeline(events, record).map((e) => [e.text, e.level])).toEqual([
+      ['ckpt-foreign on 3 ranks (0, 1, 2); the first: ckpt-foreign: label=0, host=vm, files=3', 'info'],
+      ['output-error: label=4, stream=stdout, message=EPIPE', 'warn'],
+    ]);
+  });
+});

@@ -83,6 +83,8 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
   let cleanExits: { last: RunEvent; count: number } | undefined;
   let stopped: { last: RunEvent; count: number; how: string } | undefined;
   let failed: { last: RunEvent; count: number } | undefined;
+  // Consecutive events of one other kind about single ranks (e.g. one per saving rank) fold into one entry.
+  let generic: { entry: TimelineEntry; first: RunEvent; labels: string[] } | undefined;
 
   const flushStarted = () => {
     if (startedRun) add(startedRun.last, 'rank-started', `${startedRun.count} rank${startedRun.count === 1 ? '' : 's'} started`, 'info');
@@ -122,8 +124,18 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
         break;
       default:
         if (!HIDDEN.has(e.event)) {
+          const last = out[out.length - 1];
+          if (generic && last === generic.entry && generic.first.event === e.event && typeof e.label === 'string') {
+            generic.labels.push(e.label);
+            const shown = generic.labels.slice(0, 8).join(', ') + (generic.labels.length > 8 ? ', …' : '');
+            last.text = `${e.event} on ${generic.labels.length} ranks (${shown}); the first: ${genericText(generic.first)}`.slice(0, 400);
+            last.time = e.time;
+            last.offsetMs = Date.parse(e.time) - started;
+            break;
+          }
           const bad = /error|fail|lost|hang|straggler|escalate|restart|partial/.test(e.event);
           add(e, e.event, genericText(e), bad ? 'warn' : 'info');
+          generic = typeof e.label === 'string' ? { entry: out[out.length - 1] as TimelineEntry, first: e, labels: [e.label] } : undefined;
         }
     }
   }
