@@ -50,9 +50,9 @@ export function target(row, what, value, bound, unit) {
  */
 export function run(cmd, args, { expect = 0, env = {}, cwd = work, timeoutSecs = 600, stdout = 'ignore' } = {}) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd, env: { ...childEnv, ...env }, stdio: ['ignore', stdout, 'pipe'], maxBuffer: 64 << 20, encoding: 'utf8', timeout: timeoutSecs * 1000, killSignal: 'SIGKILL' });
+  const r = spawnSync(cmd, args, { cwd, env: { ...childEnv, ...env }, stdio: /** @type {import('node:child_process').StdioOptions} */ (['ignore', stdout, 'pipe']), maxBuffer: 64 << 20, encoding: 'utf8', timeout: timeoutSecs * 1000, killSignal: 'SIGKILL' });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.error && r.error.code === 'ETIMEDOUT') throw new Error(`still running after ${timeoutSecs} s, killed [${[cmd, ...args].join(' ').slice(0, 200)}]`);
+  if (r.error && 'code' in r.error && r.error.code === 'ETIMEDOUT') throw new Error(`still running after ${timeoutSecs} s, killed [${[cmd, ...args].join(' ').slice(0, 200)}]`);
   if (r.error) throw r.error;
   // Reason first: callers cut long messages.
   if (r.status !== expect) throw new Error(`exited ${r.status ?? r.signal} (expected ${expect}): ${String(r.stderr).trim().slice(-600)} [${[cmd, ...args].join(' ').slice(0, 200)}]`);
@@ -74,6 +74,9 @@ export function runCounted(cmd, args, opts) {
 /**
  * `node bin/npurun ...args`, with the launcher's own peak RSS (KiB, getrusage of the node process alone,
  * not its ranks) written by bench/rss-probe.mjs as it exits. `counted`: under GNU time too (run time's cpu).
+ * @param {string[]} args
+ * @param {Parameters<typeof run>[2] & { counted?: boolean }} [opts]
+ * @returns {ReturnType<typeof run> & { rssKiB: number, cpu?: number, maxRssKiB?: number }}
  */
 export function runNpurun(args, opts = {}) {
   const rssFile = join(work, `rss-${process.hrtime.bigint()}`);

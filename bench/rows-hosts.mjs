@@ -217,6 +217,7 @@ export function benchHosts() {
   const slow = slowLoginOption();
   if (slow) logins.push(slow);
   else notes.push(`hosts row: no slow login shell (${process.env.BENCH_SLOW_LOGIN === '0' ? 'BENCH_SLOW_LOGIN=0' : 'test/cluster/cluster.sh has no slow-login option yet'}): plain homes only`);
+  /** @type {Partial<ReturnType<typeof measurePair>>[]} */
   const pairs = [];
   for (const login of logins) {
     for (const n of HOSTS) {

@@ -217,7 +217,7 @@ export function benchLogs(torch) {
 /** torchrun --log_dir D: D/<run id>/attempt_0/<local rank>/stdout.log for each of the 8 ranks. */
 function checkTorchrunLogs(d) {
   const found = new Map();
-  for (const p of readdirSync(d, { recursive: true })) {
+  for (const p of readdirSync(d, { recursive: true, encoding: 'utf8' })) {
     const m = /(?:^|\/)(\d+)\/stdout\.log$/.exec(p);
     if (m) found.set(Number(m[1]), join(d, p));
   }

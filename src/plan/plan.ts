@@ -46,7 +46,7 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
   const count = job.nprocPerNode ?? host.slots;
   if (facts.devices.length === 0) {
     // CPU-only hosts (e.g. torch with gloo): allowed when the number of ranks is given.
-    if (job.profile === 'torch' && count !== undefined && requested === undefined) return { host, facts, devices: Array(count).fill(null) };
+    if (job.profile === 'torch' && count !== undefined && requested === undefined) return { host, facts, devices: Array<number | null>(count).fill(null) };
     throw new NpurunError('not-ready', `host ${host.name}: no NPUs found (${facts.problems.join('; ') || 'npu-smi listed none'})`, {
       hint: job.profile === 'torch' ? 'for a CPU-only run give --nproc-per-node' : host.local ? 'no Ascend NPUs here? --simulate 8 stands in 8 simulated NPUs' : 'check the driver with `npurun devices` on that host',
     });

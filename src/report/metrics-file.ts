@@ -77,7 +77,7 @@ export const CSV_COLUMNS = [
   'metric', 'correct', 'accuracy', 'imgs_per_sec', 'name', 'value', 'reduce',
 ] as const satisfies readonly (keyof MetricsFileRow)[];
 
-function csvCell(v: unknown): string {
+function csvCell(v: MetricsFileRow[keyof MetricsFileRow]): string {
   if (v === undefined || v === null) return '';
   if (v === 'NaN') return 'NaN';
   if (v === 'Infinity') return 'inf';
