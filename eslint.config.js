@@ -40,8 +40,8 @@ export default defineConfig(
     rules: { 'no-unused-vars': ['error', { ignoreRestSiblings: true, argsIgnorePattern: '^_' }] },
   },
   {
-    // The report page's script runs in the browser.
-    files: ['src/report/assets/**/*.js'],
+    // The report page's script runs in the browser, and so do bench's page.evaluate() callbacks.
+    files: ['src/report/assets/**/*.js', 'bench/**/*.mjs'],
     languageOptions: { globals: globals.browser },
   },
 );

@@ -52,6 +52,7 @@ export function writeSyntheticRun(parent, { hosts = 64, perHost = 8, steps = 200
     log.push(`${iso(failAt * 1000 + 400)} [${rc.label} ${rc.host} dev${rc.device_id} stderr] ${line}`);
   }
   writeFileSync(join(dir, 'merged.log'), log.join('\n') + '\n');
+  /** @type {Record<string, unknown>[]} */
   const events = [{ time: iso(0), event: 'launch', world_size: world, hosts: ranks.filter((r) => r.local_rank === 0).map((r) => r.host) }];
   for (const r of ranks) events.push({ time: iso(200), event: 'rank-started', label: r.label, host: r.host });
   for (let s = 20; s <= failAt; s += 20) for (const r of ranks) events.push({ time: iso(s * 1000 + 300), event: 'ckpt-saved', label: r.label, host: r.host, epoch: s / 20, step: s, size: 4096 });
