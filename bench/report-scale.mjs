@@ -89,7 +89,8 @@ export async function measureRender(file, screenshot) {
     // performance.now() counts from the navigation's start: parse, uPlot, data, every section drawn.
     const renderMs = await page.evaluate(() => performance.now());
     const drawn = await page.evaluate(() => ({
-      series: window.npurunCharts['chart-loss'].series.filter((s) => String(s.label).startsWith('rank ')).length,
+      // The page keeps its uPlot charts on window.npurunCharts.
+      series: /** @type {Window & { npurunCharts?: Record<string, { series: { label?: string }[] }> }} */ (window).npurunCharts['chart-loss'].series.filter((s) => String(s.label).startsWith('rank ')).length,
       cells: document.querySelectorAll('.cell').length,
       rootCause: document.querySelector('.cell[data-state="root-cause"]')?.getAttribute('data-rank') ?? null,
     }));
