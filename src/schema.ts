@@ -41,7 +41,7 @@ export function typeName(v: unknown): string {
   if (typeof v === 'object') return 'a mapping';
   const text = JSON.stringify(v);
   // A 10 MB string is named, not printed.
-  return `${typeof v} ${text.length > 100 ? `${text.slice(0, 80)}..." (${String(v).length} characters)` : text}`;
+  return `${typeof v} ${text.length > 100 ? `${text.slice(0, 80)}..." (${typeof v === 'string' ? v.length : text.length} characters)` : text}`;
 }
 
 function valueAt(root: unknown, pointer: string): unknown {

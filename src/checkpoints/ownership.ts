@@ -131,7 +131,7 @@ export function readIndex(runDir: string): Map<string, RecordedRank> | undefined
       continue;
     }
     if (line.t === 'rank') {
-      ranks.set(line.label, { label: line.label, rank: line.rank, host: line.host, dir: line.dir, foreign: line.foreign, files: ranks.get(line.label)?.files ?? new Map() });
+      ranks.set(line.label, { label: line.label, rank: line.rank, host: line.host, dir: line.dir, foreign: line.foreign, files: ranks.get(line.label)?.files ?? new Map<string, OwnedFile>() });
       continue;
     }
     const r = ranks.get(line.label);

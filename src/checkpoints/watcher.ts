@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import type { RankSpec, RunPlan } from '../plan/types.js';
+import type { RankSpec } from '../plan/types.js';
 import type { HostTransport } from '../transport/types.js';
 import { appendIndex, fileLine, RankOwnership, type IndexLine } from './ownership.js';
 import {

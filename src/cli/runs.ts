@@ -1,5 +1,5 @@
 import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../sinks/run-folder.js';
-import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag, type ParsedArgs } from './args.js';
+import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag } from './args.js';
 import { EXIT } from '../errors.js';
 
 export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]

@@ -2,7 +2,7 @@ import { readRunRecord } from '../sinks/run-folder.js';
 import { hasContent, summarizeRunFolder, summaryJson, writeSummary } from '../summary/run-summary.js';
 import { renderSummary } from '../summary/summary.js';
 import { EXIT, inputError } from '../errors.js';
-import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
+import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag } from './args.js';
 
 const HELP = `Usage: npurun summary [RUN] [--runs-dir DIR] [--json]
 
