@@ -65,8 +65,8 @@ export function writeSyntheticRun(parent, { hosts = 64, perHost = 8, steps = 200
     schema_version: 1, run_id: runId, npurun_version: 'bench', argv: ['npurun', 'launch'], cwd: '/work', launcher_host: 'bench-host', launcher_pid: 1,
     launcher_start_ticks: null, started_at: iso(0), ended_at: iso(failAt * 1000 + 800), status: 'failed', exit_code: 1, root_cause: rc.label, report: null,
     timestamps: false, remote_dir: `/tmp/npurun/${runId}`, rank_table_path: null, world_size: world, master_addr: '10.0.0.0', master_port: 29500,
-    inventory: ranks.filter((r) => r.local_rank === 0).map((r) => ({ name: r.host, address: r.address })),
-    job: { source: 'bench', profile: 'mindspore', command: ['python3', 'train.py'], env: {}, checkpoint: { interval: 1, unit: 'epoch', keepMax: 3, masterOnly: false } },
+    inventory: ranks.filter((r) => r.local_rank === 0).map((r) => ({ name: r.host, address: r.address, local: false, devices: 'auto' })),
+    job: { source: 'bench', profile: 'mindspore', command: ['python3', 'train.py'], env: {}, workdir: '/work', rankDir: 'train_parallel{rank}', bindCores: false, graceSeconds: 10, masterPort: 29500, remoteDir: '/tmp/npurun/{run_id}', heartbeatTimeoutSeconds: 3, checkpoint: { interval: 1, unit: 'epoch', keepMax: 3, masterOnly: false } },
     ranks,
   };
   writeFileSync(join(dir, 'run.json'), JSON.stringify(record, null, 2) + '\n');

@@ -67,7 +67,7 @@ describe('npurun report on a broken run folder', () => {
     writeFileSync(join(dir, 'run.json'), '{"run_id": 5}');
     const r = npurun(['report', dir]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe(`npurun: ${join(dir, 'run.json')}: not a run record; expected an object with run_id, started_at and ranks (schemas/run.schema.json)\n`);
+    expect(r.stderr).toBe(`npurun: ${join(dir, 'run.json')}: schema_version missing; expected 1 (a run.json written by npurun launch)\n`);
   });
 
   it('a folder with only run.json (no output yet): a page with no charts', () => {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inputError } from '../errors.js';
 import { classifyFailure } from '../sinks/classify.js';
-import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, type RankExitRecord, type RunRecord } from '../sinks/run-folder.js';
+import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, runRecordProblem, type RankExitRecord, type RunRecord } from '../sinks/run-folder.js';
 import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metrics.js';
 import { summarize, type RunSummary } from '../summary/summary.js';
 import { describeEnd } from '../supervise/supervisor.js';
@@ -98,10 +98,8 @@ export async function readRunRecordFile(runDir: string): Promise<RunRecord> {
   } catch (err) {
     throw inputError(path, `cannot read the run record (${(err as Error).message}); expected run.json as npurun launch writes it`);
   }
-  const r = record as Partial<RunRecord> | null;
-  if (typeof r !== 'object' || r === null || typeof r.run_id !== 'string' || typeof r.started_at !== 'string' || !Array.isArray(r.ranks)) {
-    throw inputError(path, 'not a run record; expected an object with run_id, started_at and ranks (schemas/run.schema.json)');
-  }
+  const problem = runRecordProblem(record);
+  if (problem) throw inputError(path, problem);
   return record as RunRecord;
 }
 
