@@ -304,12 +304,37 @@ class Agent(object):
         elif op == "kill":
             self.stop_all(0.0, req.get("reason") or "the launcher asked")
             self.reply(req)
+        elif op == "dump":
+            self.reply(req, ranks=self.dump(bool(req.get("abort"))))
         elif op == "bye":
             self.cleanup()
             self.reply(req)
             self.done = True
         else:
             raise ValueError("unknown op %r" % op)
+
+    def dump(self, abort):
+        """What each running rank is doing (kernel wait channel and stack, where readable); with `abort`,
+        SIGABRT to each rank's main process so that a Python rank with faulthandler prints its stacks."""
+        out = []
+        for rank in self.ranks:
+            if rank.pid is None or rank.status is not None:
+                continue
+            info = {"rank": rank.index}
+            for key, path in (("wchan", "/proc/%d/wchan"), ("kstack", "/proc/%d/stack")):
+                try:
+                    with open(path % rank.pid) as f:
+                        info[key] = f.read()[:4000]
+                except OSError:
+                    pass
+            if abort:
+                rank.stopped_by = rank.stopped_by or "hang: stacks collected (SIGABRT)"
+                try:
+                    os.kill(rank.pid, signal.SIGABRT)
+                except OSError:
+                    pass
+            out.append(info)
+        return out
 
     def list_dir(self, path):
         try:

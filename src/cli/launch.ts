@@ -38,6 +38,11 @@ placeholders {rank} {local_rank} {node_rank} {device} {host}` },
     'remote-dir': { type: 'string', value: 'DIR', help: `where the rank table and pid files go on each host, an absolute path
 (default /tmp/npurun-{uid}/{run_id}, private to you)` },
     'heartbeat-timeout': { type: 'number', value: 'S', min: 1, max: 3600, help: "a host's ranks stop after S seconds without the launcher (default 3)" },
+    'hang-timeout': { type: 'number', value: 'S', min: 1, max: 86400, help: `no progress from any rank for S seconds is a hang: every rank's stack is
+collected (Python ranks get PYTHONFAULTHANDLER=1 and SIGABRT), the run stopped, the
+rank that stopped first named (exit 124); 5 x S until the first progress line; off by default` },
+    'progress-pattern': { type: 'string', value: 'RE', help: `a line matching RE is progress (default: epoch[..]/iter[..]/step lines
+and {"npurun":"progress"} lines)` },
     fanout: { type: 'int', value: 'N', min: 1, max: 4096, help: 'hosts connected and probed at once (default 256)' },
     'share-devices': { type: 'boolean', help: 'use devices another live npurun run of yours holds (default: refuse them)' },
     'dry-run': { type: 'boolean', section: 'Output', help: 'preflight and print the plan (per rank: host, device, CPUs, cwd, command, env)' },
@@ -55,7 +60,7 @@ placeholders {rank} {local_rank} {node_rank} {device} {host}` },
 /** Flags that set a field of the job as they are. */
 const JOB_STRINGS: [keyof JobFlags, string][] = [
   ['profile', 'profile'], ['devices', 'devices'], ['rankTable', 'rank-table'], ['name', 'name'],
-  ['workdir', 'workdir'], ['rankDir', 'rank-dir'], ['remoteDir', 'remote-dir'],
+  ['workdir', 'workdir'], ['rankDir', 'rank-dir'], ['remoteDir', 'remote-dir'], ['progressPattern', 'progress-pattern'],
 ];
 
 export function parseConsole(value: string | undefined): ConsoleChoice {
@@ -75,6 +80,7 @@ function jobFlags(args: ParsedArgs): JobFlags {
   const numbers: [keyof JobFlags, number | undefined][] = [
     ['nprocPerNode', intFlag(args, 'nproc-per-node', 1, 64)], ['graceSeconds', numberFlag(args, 'grace', 0, 3600)],
     ['masterPort', intFlag(args, 'master-port', 1, 65535)], ['heartbeatTimeoutSeconds', numberFlag(args, 'heartbeat-timeout', 1, 3600)],
+    ['hangTimeoutSeconds', numberFlag(args, 'hang-timeout', 1, 86400)],
   ];
   for (const [key, v] of numbers) if (v !== undefined) (flags as unknown as Record<string, unknown>)[key] = v;
   return flags;

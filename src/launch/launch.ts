@@ -10,7 +10,8 @@ import { validateRankTableFile } from '../ranktable/validate.js';
 import type { RankTable } from '../ranktable/types.js';
 import { classifyFailure } from '../sinks/classify.js';
 import { RunRecorder, type ConsoleChoice } from '../sinks/run-recorder.js';
-import { describeEnd, supervise, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
+import { describeEnd, supervise, type RunControl, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
+import { HangDetector } from './hang-detector.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
 import { connectHost, preflight, scriptOf } from './preflight.js';
@@ -180,7 +181,10 @@ async function copyRankTable(plan: RunPlan, transports: Map<string, HostTranspor
 }
 
 async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>, req: LaunchRequest): Promise<LaunchResult> {
+  const say = (line: string) => process.stderr.write(line + '\n');
+  let hang: HangDetector | undefined;
   const recorder = await RunRecorder.create({
+    ...(plan.job.hangTimeoutSeconds !== undefined ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) } : {}),
     runsDir: req.runsDir,
     plan,
     argv: req.argv,
@@ -188,7 +192,7 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     console: req.console,
     ...(req.out ? { out: req.out } : {}),
   });
-  const say = (line: string) => process.stderr.write(line + '\n');
+  if (plan.job.hangTimeoutSeconds !== undefined) hang = new HangDetector(plan, transports, recorder, say);
   say(`npurun: run ${plan.runId}: ${plan.ranks.length} process${plan.ranks.length === 1 ? '' : 'es'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`);
   try {
     await copyRankTable(plan, transports);
@@ -212,18 +216,22 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     orphanGraceSeconds: req.orphanGraceSeconds,
     sink: recorder,
     handleSignals: true,
+    ...(hang ? { control: (ctl: RunControl) => hang?.start(ctl) } : {}),
     onEvent: (e) => {
       const line = eventLine(e);
       if (line) say(line);
-      if (e.kind === 'rank-ended') recorder.rankExited(e.outcome.label, e.outcome);
-      else recorder.event(e.kind, { ...e });
+      if (e.kind === 'rank-ended') {
+        hang?.ended(e.outcome.label);
+        recorder.rankExited(e.outcome.label, e.outcome);
+      } else recorder.event(e.kind, { ...e });
     },
   });
+  hang?.stop();
   await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
   const stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
-  const report = failureReport(outcome, recorder, plan, stoppedBy);
+  const report = [hang?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') || undefined;
   if (report) say(report);
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
   await recorder.finish({

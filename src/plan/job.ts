@@ -26,6 +26,8 @@ export interface JobFile {
   rank_table?: string;
   remote_dir?: string;
   heartbeat_timeout?: number;
+  hang_timeout?: number;
+  progress_pattern?: string;
   resume_arg?: string;
   resume_map?: 'error' | 'rank0' | 'same-rank';
   eval?: { dataset_size?: number };
@@ -49,6 +51,8 @@ export interface JobFlags {
   graceSeconds?: number;
   masterPort?: number;
   heartbeatTimeoutSeconds?: number;
+  hangTimeoutSeconds?: number;
+  progressPattern?: string;
 }
 
 export const PROFILES: readonly ProfileName[] = ['mindspore', 'msrun', 'tensorflow', 'torch'];
@@ -164,6 +168,18 @@ function rankDirOf(path: string, where: string): string {
   return path;
 }
 
+/** Hang detection settings, the progress pattern checked as a regular expression here at the door. */
+function optionalHang(timeout: number | undefined, pattern: string | undefined, where: string): Pick<JobSpec, 'hangTimeoutSeconds' | 'progressPattern'> {
+  if (pattern !== undefined) {
+    try {
+      new RegExp(pattern);
+    } catch (err) {
+      throw inputError(where, `"${pattern}" is not a regular expression (${(err as Error).message}); expected e.g. "epoch\\[\\d+\\]"`);
+    }
+  }
+  return { ...(timeout !== undefined ? { hangTimeoutSeconds: timeout } : {}), ...(pattern !== undefined ? { progressPattern: pattern } : {}) };
+}
+
 export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: string): JobSpec {
   const f: Partial<JobFile> = file ?? {};
   const base = file ? dirname(file.file) : cwd;
@@ -244,6 +260,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     remoteDir:
       flags.remoteDir !== undefined ? remoteDirOf(flags.remoteDir, '--remote-dir') : f.remote_dir !== undefined ? remoteDirOf(f.remote_dir, `${where}: remote_dir`) : '/tmp/npurun-{uid}/{run_id}',
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
+    ...optionalHang(flags.hangTimeoutSeconds ?? f.hang_timeout, flags.progressPattern ?? f.progress_pattern, flags.progressPattern !== undefined ? '--progress-pattern' : `${where}: progress_pattern`),
   };
   const name = flags.name ?? f.name;
   if (name !== undefined) {

@@ -129,13 +129,15 @@ function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Re
     env.NPURUN_CKPT_MASTER_ONLY = c.masterOnly ? '1' : '0';
     env.NPURUN_CKPT_PATTERN = c.pattern ?? '{prefix}-{epoch}_{step}.ckpt';
   }
+  if (job.hangTimeoutSeconds !== undefined) {
+    // On a hang npurun sends SIGABRT: with faulthandler on, a Python rank prints every thread's stack.
+    env.PYTHONFAULTHANDLER = '1';
+    // HCCL's own watchdog (1800 s by default) gives up soon after npurun's detection instead of half an hour later.
+    env.HCCL_EXEC_TIMEOUT = String(Math.ceil(job.hangTimeoutSeconds) + 30);
+  }
   return env;
 }
 
-/**
- * Pure: inventory + what preflight found + the job -> one RankSpec per process. Ranks are numbered
- * host by host in inventory order, device order within a host (as merge_hccl.py numbers them).
- */
 /** Refusals that need only the job: NPURUN_* set by the user, a rank table for a profile without one. */
 function checkJob(job: JobSpec, input: PlanInput, needIp: boolean): void {
   const userNpurun = Object.keys(job.env).find((k) => NPURUN_VARIABLE.test(k));

@@ -46,6 +46,10 @@ export interface JobSpec {
   checkpoint?: CheckpointPolicy;
   /** Seconds the per-host guard waits without a heartbeat before it stops the ranks (cut network). */
   heartbeatTimeoutSeconds: number;
+  /** No progress from any rank for this long is a hang: stacks collected, run stopped. Off when absent. */
+  hangTimeoutSeconds?: number;
+  /** A line matching this (JavaScript regex) is progress; default: the model zoo's epoch/iter/step lines. */
+  progressPattern?: string;
   /** Job-file `simulate: N`: run on the local host with N simulated NPUs (demo, CI). */
   simulate?: number;
   /** Argument appended on `--resume`, `{path}` replaced by the checkpoint (e.g. "--pre_trained={path}"). */

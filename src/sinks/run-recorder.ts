@@ -68,6 +68,8 @@ export interface RunRecorderOptions {
    * goes on, the ranks are not harmed, and the message says what is being lost. Default: stderr.
    */
   onProblem?: (message: string) => void;
+  /** Sees every line a rank printed (hang detection watches for progress). */
+  onLine?: (label: string, line: Buffer) => void;
 }
 
 /** How many of a rank's last lines are kept in memory for the failure report, and how much of each. */
@@ -245,10 +247,12 @@ export class RunRecorder {
   private done = false;
   private readonly problems = new Set<string>();
   private readonly onProblem: (message: string) => void;
+  private readonly onLine: RunRecorderOptions['onLine'];
 
   private constructor(dir: string, opts: RunRecorderOptions) {
     this.dir = dir;
     this.onProblem = opts.onProblem ?? ((m) => process.stderr.write(`npurun: ${m}\n`));
+    this.onLine = opts.onLine;
     this.timestamps = opts.timestamps ?? false;
     this.record = initialRecord(opts.plan, opts.argv, this.timestamps);
     writeRunRecord(dir, this.record);
@@ -416,6 +420,7 @@ export class RunRecorder {
     const mergedParts: Buffer[] = [];
     const consoleParts: Buffer[] = [];
     for (const line of lines) {
+      this.onLine?.(slot.spec.label, line);
       rankParts.push(rankPrefix, line, NEWLINE);
       mergedParts.push(merged, line, NEWLINE);
       if (slot.consolePrefix !== undefined) consoleParts.push(slot.consolePrefix, line, NEWLINE);

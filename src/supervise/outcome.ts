@@ -5,9 +5,13 @@ import type { RankEnd } from '../transport/types.js';
 /**
  * How a rank ended, judged: exited (on its own), signal (killed by a signal npurun did not send),
  * stopped (by npurun after the root cause or an interrupt), lost (its host, connection or agent went
- * away, or the agent stopped it for want of heartbeats), failed-to-start (never ran).
+ * away, or the agent stopped it for want of heartbeats), failed-to-start (never ran), hang (the rank
+ * blamed for a hang: it stopped making progress first, or its stack is the odd one out).
  */
-export type RankCause = 'exited' | 'signal' | 'stopped' | 'lost' | 'failed-to-start';
+export type RankCause = 'exited' | 'signal' | 'stopped' | 'lost' | 'failed-to-start' | 'hang';
+
+/** npurun's exit code for a run stopped because it hung (as timeout(1) exits). */
+export const HANG_EXIT_CODE = 124;
 
 /** The one record of a rank's end: supervision, the failure report and run.json all use it. */
 export interface RankOutcome {
@@ -53,6 +57,11 @@ function causeOf(end: RankEnd | undefined, moment: RunMoment): RankCause {
   return end.signal ? 'signal' : 'exited';
 }
 
+/** Blames a rank for a hang after the fact (its end was recorded as stopped when the stacks were taken). */
+export function blameHang(outcome: RankOutcome, why: string): void {
+  Object.assign(outcome, { cause: 'hang', failed: true, rootCause: true, message: why });
+}
+
 /** Judges one rank's end. Pure: the same end at the same moment always gives the same outcome. */
 export function rankOutcome(spec: Pick<RankSpec, 'label' | 'rank' | 'host' | 'deviceId'>, end: RankEnd | undefined, moment: RunMoment, message?: string, now = new Date()): RankOutcome {
   const cause = causeOf(end, moment);
@@ -75,6 +84,7 @@ export function rankOutcome(spec: Pick<RankSpec, 'label' | 'rank' | 'host' | 'de
 
 /** npurun's exit code for a root cause: the rank's own code, 128+N for signal N, 3 for a lost host. */
 export function exitCodeOf(outcome: Pick<RankOutcome, 'cause' | 'code' | 'signal'>): number {
+  if (outcome.cause === 'hang') return HANG_EXIT_CODE;
   if (outcome.cause === 'lost' || outcome.cause === 'failed-to-start') return 3;
   if (outcome.code !== null && outcome.code !== 0) return outcome.code;
   if (outcome.signal) return 128 + (constants.signals[outcome.signal as keyof typeof constants.signals] ?? 0);
@@ -105,5 +115,7 @@ export function describeEnd(o: Pick<RankOutcome, 'cause' | 'code' | 'signal' | '
       return `was killed by ${o.signal}`;
     case 'exited':
       return `exited with code ${o.code}`;
+    case 'hang':
+      return `stopped making progress${o.message ? ` (${o.message})` : ''}`;
   }
 }

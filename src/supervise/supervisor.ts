@@ -3,9 +3,9 @@ import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { RankSpec, RunPlan } from '../plan/types.js';
 import type { AgentRun, HostTransport, RankEnd, RankProcess } from '../transport/types.js';
-import { describeEnd, rankOutcome, runOutcome, type RankOutcome, type RunOutcome } from './outcome.js';
+import { blameHang, describeEnd, rankOutcome, runOutcome, type RankOutcome, type RunOutcome } from './outcome.js';
 
-export { describeEnd, exitCodeOf, type RankCause, type RankOutcome, type RunOutcome } from './outcome.js';
+export { describeEnd, exitCodeOf, HANG_EXIT_CODE, type RankCause, type RankOutcome, type RunOutcome } from './outcome.js';
 
 /** Where each rank's output goes (the run recorder); pipe() into these Writables carries backpressure. */
 export interface RankOutputSink {
@@ -20,6 +20,20 @@ export type SupervisorEvent =
   | { kind: 'escalate'; hosts: string[] }
   | { kind: 'suspend-refused' };
 
+/** What the launcher can do to a run in progress besides signals (hang detection uses it). */
+export interface RunControl {
+  /** Marks the run as stopping (ranks ending from now on are not root causes) without stopping them yet. */
+  hold(reason: string): void;
+  /** Stops every rank on every host (SIGTERM, SIGKILL after the grace period). */
+  stop(reason: string): void;
+  /** Blames these ranks for a hang; the first is the run's root cause. */
+  blameHang(labels: string[], why: string): void;
+  /** Labels of the ranks still running. */
+  running(): string[];
+  /** The run's outcome is judged only once this settles (hang detection blames ranks after they end). */
+  until(work: Promise<void>): void;
+}
+
 export interface SuperviseOptions {
   graceSeconds: number;
   /** Seconds an agent waits before SIGKILL once it loses the launcher. */
@@ -28,6 +42,8 @@ export interface SuperviseOptions {
   onEvent?: (event: SupervisorEvent) => void;
   /** Handle SIGINT/SIGTERM/SIGHUP/SIGTSTP of this process (the CLI does; tests may not). */
   handleSignals?: boolean;
+  /** Receives the run's control once ranks are being started. */
+  control?: (ctl: RunControl) => void;
 }
 
 /** Where the agent records the rank's pids on its host: `npurun ps/kill` read them. */
@@ -48,6 +64,9 @@ class RunState {
 
   constructor(private readonly emit: (e: SupervisorEvent) => void) {}
 
+  /** Ranks blamed for a hang, and why. */
+  readonly blamed = new Map<string, string>();
+
   record(spec: RankSpec, end: RankEnd | undefined, message?: string): RankOutcome {
     const outcome = rankOutcome(spec, end, { stopping: this.stopReason !== undefined, interrupted: this.interruptedBy !== undefined }, message);
     if (outcome.rootCause) {
@@ -55,8 +74,18 @@ class RunState {
       else this.rootCause = outcome;
     }
     this.outcomes.push(outcome);
-    this.emit({ kind: 'rank-ended', outcome });
+    if (this.blamed.has(outcome.label)) this.blame(outcome);
+    else this.emit({ kind: 'rank-ended', outcome });
     return outcome;
+  }
+
+  /** A hang's culprit: the first one blamed is the root cause (unless a rank failed before the hang). */
+  blame(outcome: RankOutcome): void {
+    if (outcome.cause === 'hang') return;
+    blameHang(outcome, this.blamed.get(outcome.label) as string);
+    if (this.rootCause) outcome.rootCause = false;
+    else this.rootCause = outcome;
+    this.emit({ kind: 'rank-ended', outcome });
   }
 }
 
@@ -71,11 +100,20 @@ class Stopper {
     private readonly emit: (e: SupervisorEvent) => void,
   ) {}
 
-  stop(reason: string): void {
+  private sent = false;
+
+  /** The run is stopping from now on, but ranks are left to end by themselves (stacks being taken). */
+  hold(reason: string): void {
     if (this.state.stopReason !== undefined) return;
     this.state.stopReason = reason;
     this.emit({ kind: 'stopping', reason, graceSeconds: this.graceSeconds });
-    for (const t of this.transports.values()) void t.stopAll(this.graceSeconds, reason);
+  }
+
+  stop(reason: string): void {
+    this.hold(reason);
+    if (this.sent) return;
+    this.sent = true;
+    for (const t of this.transports.values()) void t.stopAll(this.graceSeconds, this.state.stopReason);
     // The agents enforce the grace period themselves; this is the launcher's own backstop.
     this.escalation = setTimeout(() => this.kill(), (this.graceSeconds + 3) * 1000);
     this.escalation.unref();
@@ -135,7 +173,20 @@ export async function supervise(plan: RunPlan, transports: Map<string, HostTrans
   const unhook = opts.handleSignals ? handleProcessSignals(state, stopper, emit) : () => {};
   for (const [name, t] of transports) t.onLost((reason) => emit({ kind: 'host-lost', host: name, reason }));
 
+  const live = new Set(plan.ranks.map((r) => r.label));
+  const pending: Promise<void>[] = [];
+  opts.control?.({
+    hold: (reason) => stopper.hold(reason),
+    stop: (reason) => stopper.stop(reason),
+    running: () => [...live],
+    until: (work) => void pending.push(work.catch(() => undefined)),
+    blameHang: (labels, why) => {
+      for (const label of labels) state.blamed.set(label, why);
+      for (const o of state.outcomes) if (state.blamed.has(o.label)) state.blame(o);
+    },
+  });
   const ended = (spec: RankSpec, end: RankEnd | undefined, message?: string) => {
+    live.delete(spec.label);
     const outcome = state.record(spec, end, message);
     if (outcome.failed) stopper.stop(`rank ${spec.label} on ${spec.host} ${describeEnd(outcome)}`);
   };
@@ -176,6 +227,7 @@ export async function supervise(plan: RunPlan, transports: Map<string, HostTrans
   for (const r of plan.ranks) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r]);
   try {
     await Promise.all([...byHost].map(([host, specs]) => runHost(host, specs)));
+    await Promise.all(pending);
   } finally {
     stopper.dispose();
     unhook();

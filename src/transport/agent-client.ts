@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
 import { NpurunError } from '../errors.js';
-import type { CommandResult, DirEntry, RankEnd, RankLaunch, RankProcess, AgentRun } from './types.js';
+import type { AgentRun, CommandResult, DirEntry, RankDump, RankEnd, RankLaunch, RankProcess } from './types.js';
 
 const HEADER_SIZE = 9;
 
@@ -297,6 +297,16 @@ export class AgentClient {
         ...(info?.error !== undefined ? { startError: info.error } : {}),
       };
     });
+  }
+
+  /** What each running rank is doing on the host; with `abort`, SIGABRT to each (Python prints its stacks). */
+  async dumpStacks(abort: boolean): Promise<RankDump[]> {
+    const r = await this.request('dump', { abort });
+    return (r.ranks as { rank: number; wchan?: string; kstack?: string }[]).map((d) => ({
+      index: d.rank,
+      ...(d.wchan !== undefined ? { wchan: d.wchan } : {}),
+      ...(d.kstack !== undefined ? { kernelStack: d.kstack } : {}),
+    }));
   }
 
   async stopAll(graceSeconds: number, reason?: string): Promise<void> {

@@ -1,6 +1,6 @@
 import type { HostSpec } from '../inventory/types.js';
 import type { AgentClient, AgentHello } from './agent-client.js';
-import type { AgentRun, CommandResult, DirEntry, HostTransport, RankLaunch, RankProcess } from './types.js';
+import type { AgentRun, CommandResult, DirEntry, HostTransport, RankDump, RankLaunch, RankProcess } from './types.js';
 
 /** Wraps an agent as a HostTransport; the local pipe and the SSH channel differ only in how they connect. */
 export class AgentTransport implements HostTransport {
@@ -35,6 +35,10 @@ export class AgentTransport implements HostTransport {
 
   stopAll(graceSeconds: number, reason?: string): Promise<void> {
     return this.agent.stopAll(graceSeconds, reason);
+  }
+
+  dumpStacks(abort: boolean): Promise<RankDump[]> {
+    return this.agent.dumpStacks(abort);
   }
 
   killAll(reason?: string): Promise<void> {

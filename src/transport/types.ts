@@ -64,6 +64,13 @@ export interface RankProcess {
   readonly startError?: string;
 }
 
+/** What a rank was doing when asked (a hang): its index among the host's ranks, kernel wait channel and stack. */
+export interface RankDump {
+  index: number;
+  wchan?: string;
+  kernelStack?: string;
+}
+
 /** A host npurun works on through one agent: the local machine (a pipe) or a remote one (one SSH channel). */
 export interface HostTransport {
   readonly host: HostSpec;
@@ -75,6 +82,8 @@ export interface HostTransport {
   startRanks(run: AgentRun, ranks: RankLaunch[]): Promise<RankProcess[]>;
   /** SIGTERM to every rank (and what it left), SIGKILL after `graceSeconds`. */
   stopAll(graceSeconds: number, reason?: string): Promise<void>;
+  /** What every running rank is doing; with `abort`, SIGABRT to each so Python ranks print their stacks. */
+  dumpStacks(abort: boolean): Promise<RankDump[]>;
   /** SIGKILL to every rank now. */
   killAll(reason?: string): Promise<void>;
   /** Writes a file (creating a private directory), then checks its SHA-256 on the host. */
