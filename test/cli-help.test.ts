@@ -41,7 +41,7 @@ describe('flags declared once', () => {
 
   it('the README Commands table has a row for every command npurun knows', () => {
     const main = readFileSync(new URL('../src/cli/main.ts', import.meta.url), 'utf8');
-    const commands = [...main.matchAll(/^ {2}(\w+): \{ summary:/gm)].map((m) => m[1] as string);
+    const commands = [...main.matchAll(/^ {2}(\w+): \{\s+summary:/gm)].map((m) => m[1] as string);
     expect(commands.length).toBeGreaterThan(8);
     const table = README.slice(README.indexOf('## Commands'), README.indexOf('## Launch'));
     for (const c of commands) expect(table, c).toMatch(new RegExp(`^\\| \`${c}\\b|, \`${c}\\b`, 'm'));
