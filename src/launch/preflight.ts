@@ -146,7 +146,7 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
     } catch (err) {
       c.error = failureText(err);
       c.answered = isNpurunError(err) && err.kind === 'not-ready';
-      throw new Error(`${c.host.name}: ${c.error}`);
+      throw new Error(`${c.host.name}: ${c.error}`, { cause: err });
     }
   };
   const fanout = opts.fanout ?? DEFAULT_FANOUT;
@@ -175,7 +175,7 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
   }
   const failed = checks.filter((c) => c.error !== undefined);
   if (failed.length > 0) {
-    await Promise.all(checks.map((c) => c.transport?.close()));
+    await Promise.all(checks.map(async (c) => c.transport?.close()));
     // "not ready" when every failing host answered (a device busy, a program missing), else unreachable.
     throw new NpurunError(failed.every((c) => c.answered) ? 'not-ready' : 'unreachable', `preflight failed on ${failed.length} of ${checks.length} host${checks.length === 1 ? '' : 's'}; nothing was started`, {
       details: failed.map((c) => `${c.host.name} (${c.host.address}): ${c.error}`),

@@ -29,7 +29,7 @@ import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName
 import { redactArgv, redactEnv, redactFields } from './redact.js';
 import {
   EVENTS_FILE, MERGED_LOG_FILE, processStartTicks, rankLogPath, writeRankTableCopy, writeRunRecord,
-  type RankRecord, type RunRecord, type RunStatus,
+  type RankRecord, type RunRecord,
 } from './run-folder.js';
 
 /** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */

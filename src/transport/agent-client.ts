@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
 import { NpurunError } from '../errors.js';
-import type { AgentRun, CommandResult, DirEntry, RankDump, RankEnd, RankLaunch, RankProcess } from './types.js';
+import type { AgentHello, AgentRun, CommandResult, DirEntry, RankDump, RankEnd, RankLaunch, RankProcess } from './types.js';
+
+export type { AgentHello } from './types.js';
 
 const HEADER_SIZE = 9;
 
@@ -43,15 +45,6 @@ export function agentCommand(python = 'python3'): string {
   return `exec ${python} -I -c 'import sys;b=sys.stdin.buffer;exec(b.read(int(b.readline())))'`;
 }
 
-export interface AgentHello {
-  pid: number;
-  python: string;
-  version: string;
-  uid: number;
-  user: string;
-  home: string;
-  subreaper: boolean;
-}
 
 interface Pending {
   resolve: (value: Record<string, unknown>) => void;

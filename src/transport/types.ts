@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import type { HostSpec } from '../inventory/types.js';
-import type { AgentHello } from './agent-client.js';
 
 export interface CommandResult {
   stdout: string;
@@ -26,6 +25,19 @@ export interface RankEnd {
   lost: boolean;
   /** The agent stopped the rank, and why (the launcher asked, input closed, no heartbeat...). */
   stoppedBy?: string;
+}
+
+/** What a host's agent says of itself when it starts. */
+export interface AgentHello {
+  pid: number;
+  /** Its interpreter (sys.executable: shims and wrappers resolved). */
+  python: string;
+  version: string;
+  uid: number;
+  user: string;
+  home: string;
+  /** Whether it could become the child subreaper of its ranks' descendants. */
+  subreaper: boolean;
 }
 
 /** What the agent needs to know about the run to start a host's ranks. */
