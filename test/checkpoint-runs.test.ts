@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +56,16 @@ describe('checkpoints of real local runs', () => {
     expect(again.exitCode, again.all).toBe(0);
     expect(resumed(again.stdout)).toEqual({ '0': join(ckdir(0), '0-5_100.ckpt'), '1': join(ckdir(1), '1-5_100.ckpt') });
   }, 120_000);
+
+  it('a run recorded without checkpoints.jsonl (an older npurun) offers nothing: which files are its own is unknown', async () => {
+    const copy = join(runs, 'older-run');
+    cpSync(join(runs, runA), copy, { recursive: true });
+    rmSync(join(copy, 'checkpoints.jsonl'));
+    const latest = await npurun(['ckpt', 'latest', 'older-run', '--run-dir', runs]);
+    expect(latest.exitCode, latest.all).toBe(2);
+    expect(latest.stderr).toMatch(/has no checkpoints\.jsonl .*which checkpoint files are its own is unknown; none is offered/);
+    rmSync(copy, { recursive: true });
+  }, 60_000);
 
   it('18.4: a resume into another world size with per-rank files is refused unless resume_map says how to map', async () => {
     const four = ['--simulate', '4', '--nproc-per-node', '4'];
