@@ -1,11 +1,11 @@
-import { Listr } from 'listr2';
 import { probeHost } from '../devices/probe.js';
 import { simulatedHostFacts } from '../devices/simulate.js';
 import type { HostFacts } from '../devices/types.js';
 import { NpurunError, isNpurunError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
 import { LocalTransport } from '../transport/local.js';
-import { SshTransport, shellQuote, type SshOptions } from '../transport/ssh.js';
+import { shellQuote } from '../shell.js';
+import type { SshOptions } from '../transport/ssh.js';
 import { runScript, type HostTransport } from '../transport/types.js';
 import { DEFAULT_REMOTE_DIR, heldScript, markHeld, parseHeld } from '../devices/held.js';
 
@@ -67,7 +67,10 @@ type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts;
 
 /** Connects to a host and starts its agent: the only way npurun reaches a host. */
 export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise<HostTransport> {
-  return host.local ? LocalTransport.connect(host) : SshTransport.connect(host, ssh);
+  if (host.local) return LocalTransport.connect(host);
+  // ssh2 is loaded only when a remote host is reached: a local run starts faster without it.
+  const { SshTransport } = await import('../transport/ssh.js');
+  return SshTransport.connect(host, ssh);
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time (connection fan-out). */
@@ -151,6 +154,7 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
   };
   const fanout = opts.fanout ?? DEFAULT_FANOUT;
   if (opts.progress === 'tty' && checks.length <= LISTR_MAX_HOSTS) {
+    const { Listr } = await import('listr2');
     await new Listr(
       checks.map((c) => ({
         title: `${c.host.name}`,
