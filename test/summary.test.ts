@@ -38,6 +38,7 @@ describe('summary: reduce across ranks and cross-check the in-script allreduce',
     expect(s.allreduce).toEqual({ top1: { correct: 70, total: 100 }, top5: { correct: 93, total: 100 } });
     expect(s.problems).toEqual([]);
     expect(renderSummary(s)).toContain('top1 70/100 = 70.00%');
+    expect(renderSummary(s)).toContain('agrees on every rank and with the per-rank sums');
   });
   it('flags a wrong in-script reduction: allreduce totals other than the sum of counts', () => {
     const wrong: [number, number, number] = [72, 95, 104];
@@ -97,6 +98,7 @@ describe('edges (issue 18)', () => {
     expect(s.problems).toEqual([]);
     expect(s.notes).toContainEqual(expect.stringMatching(/only rank 0 printed the "after allreduce" top1 line/));
     expect(s.allreduce).toEqual({ top1: { correct: 70, total: 100 } });
+    expect(renderSummary(s)).toContain('agrees on every rank that printed it');
   });
 
   it('18.8: tot above the dataset size is padding (a problem naming the excess); without a size, padding cannot be checked', () => {

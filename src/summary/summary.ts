@@ -198,7 +198,9 @@ export function renderSummary(s: RunSummary): string {
   }
   if (s.allreduce) {
     const parts = (['top1', 'top5'] as const).flatMap((k) => (s.allreduce?.[k] ? [`${k}_correct=${s.allreduce[k].correct} tot=${s.allreduce[k].total}`] : []));
-    out.push(`allreduce (in-script): ${parts.join(', ')}${s.problems.length === 0 ? ' — no rank disagrees, nor with the per-rank sums' : ''}`);
+    const everyRank = s.ranks.every((r) => r.allreduce.top1 || r.allreduce.top5) && s.eval?.ranks === s.ranks.length;
+    const verdict = everyRank ? ' — agrees on every rank and with the per-rank sums' : ' — agrees on every rank that printed it';
+    out.push(`allreduce (in-script): ${parts.join(', ')}${s.problems.length === 0 ? verdict : ''}`);
   }
   if (s.datasetSize !== undefined) out.push(`dataset size: ${s.datasetSize}`);
   if (s.throughput) out.push(`inference: ${fmt(s.throughput.totalImgsPerSec)} img/sec over ${s.throughput.ranks} ranks`);
