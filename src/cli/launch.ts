@@ -48,7 +48,8 @@ and {"npurun":"progress"} lines)` },
     'dry-run': { type: 'boolean', section: 'Output', help: 'preflight and print the plan (per rank: host, device, CPUs, cwd, command, env)' },
     json: { ...SHARED.json, help: 'with --dry-run: the plan as JSON' },
     'runs-dir': { ...SHARED['runs-dir'], help: 'where run folders go (default ./runs; also --run-dir)' },
-    console: { type: 'string', value: 'WHAT', help: 'rank0 | all | none | list of ranks (e.g. 0,3) shown live (default rank0); all saved' },
+    console: { type: 'string', value: 'WHAT', help: `rank0 | all | collapse | none | list of ranks (e.g. 0,3) shown live (default rank0);
+collapse: the same line from several ranks within 250 ms shown once as [r0-7] line; all saved` },
     timestamps: { type: 'boolean', help: 'prefix saved log lines with the time' },
     dashboard: { type: 'boolean', help: 'serve the run\'s live dashboard on 127.0.0.1 while it runs (see `npurun dashboard`)' },
     'dashboard-port': { type: 'int', value: 'P', min: 0, max: 65535, help: 'its port (default 8780; 0 = any free port)' },
@@ -65,9 +66,9 @@ const JOB_STRINGS: [keyof JobFlags, string][] = [
 
 export function parseConsole(value: string | undefined): ConsoleChoice {
   if (value === undefined || value === 'rank0') return 'rank0';
-  if (value === 'all' || value === 'none') return value;
+  if (value === 'all' || value === 'none' || value === 'collapse') return value;
   const labels = value.split(',').map((s) => s.trim());
-  if (labels.some((l) => !/^(\d+|sched)$/.test(l))) throw inputError('--console', `"${value}" is not rank0, all, none or a list of ranks like 0,3`);
+  if (labels.some((l) => !/^(\d+|sched)$/.test(l))) throw inputError('--console', `"${value}" is not rank0, all, collapse, none or a list of ranks like 0,3`);
   return labels;
 }
 

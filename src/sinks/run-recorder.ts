@@ -24,6 +24,7 @@ import { VERSION } from '../version.js';
 import { NpurunError } from '../errors.js';
 import type { HostSpec, RankSpec, RunPlan } from '../plan/types.js';
 import { remoteDirOf, type RankOutcome, type RunOutcome } from '../supervise/supervisor.js';
+import { Collapser } from './collapse.js';
 import { LineSplitter } from './line-splitter.js';
 import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName } from './log-format.js';
 import { redactArgv, redactEnv, redactFields } from './redact.js';
@@ -33,7 +34,7 @@ import {
 } from './run-folder.js';
 
 /** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */
-export type ConsoleChoice = 'rank0' | 'all' | 'none' | string[];
+export type ConsoleChoice = 'rank0' | 'all' | 'none' | 'collapse' | string[];
 
 /** How a rank ended, as the supervisor judged it (its RankOutcome); written to run.json in snake_case. */
 export type RankExit = Pick<RankOutcome, 'code' | 'signal' | 'cause' | 'message'> & Partial<Pick<RankOutcome, 'rootCause' | 'endedAt'>>;
@@ -183,7 +184,7 @@ interface RankSlot {
 
 function consoleRanks(choice: ConsoleChoice, ranks: RankSpec[]): RankSpec[] {
   if (choice === 'none') return [];
-  if (choice === 'all') return ranks;
+  if (choice === 'all' || choice === 'collapse') return ranks;
   if (choice === 'rank0') return ranks.filter((r) => r.rank === 0);
   return ranks.filter((r) => choice.includes(r.label));
 }
@@ -248,11 +249,24 @@ export class RunRecorder {
   private readonly problems = new Set<string>();
   private readonly onProblem: (message: string) => void;
   private readonly onLine: RunRecorderOptions['onLine'];
+  /** `--console collapse`: identical lines of several ranks shown once. */
+  private readonly collapser: Collapser | undefined;
+  private collapseTimer: NodeJS.Timeout | undefined;
 
   private constructor(dir: string, opts: RunRecorderOptions) {
     this.dir = dir;
     this.onProblem = opts.onProblem ?? ((m) => process.stderr.write(`npurun: ${m}\n`));
     this.onLine = opts.onLine;
+    if (opts.console === 'collapse') {
+      const collapser = new Collapser();
+      this.collapser = collapser;
+      // Lines left pending by quiet ranks are shown once their window passes, without waiting for more output.
+      this.collapseTimer = setInterval(() => {
+        const due = collapser.due(Date.now());
+        if (due.length > 0) this.console?.write(due.join('\n') + '\n');
+      }, 100);
+      this.collapseTimer.unref();
+    }
     this.timestamps = opts.timestamps ?? false;
     this.record = initialRecord(opts.plan, opts.argv, this.timestamps);
     writeRunRecord(dir, this.record);
@@ -381,6 +395,11 @@ export class RunRecorder {
     const channels = [...this.slots.values()].flatMap((s) => s.channels);
     for (const c of channels) if (!c.writableEnded) c.end();
     await Promise.all(channels.map((c) => finished(c).catch(() => undefined)));
+    if (this.collapser) {
+      clearInterval(this.collapseTimer);
+      const rest = this.collapser.flush();
+      if (rest.length > 0) this.console?.write(rest.join('\n') + '\n');
+    }
     const files = [this.merged, ...[...this.slots.values()].map((s) => s.file)];
     for (const f of files) f.stream.end();
     await Promise.all(files.map((f) => finished(f.stream as Writable).catch(() => undefined)));
@@ -423,7 +442,9 @@ export class RunRecorder {
       this.onLine?.(slot.spec.label, line);
       rankParts.push(rankPrefix, line, NEWLINE);
       mergedParts.push(merged, line, NEWLINE);
-      if (slot.consolePrefix !== undefined) consoleParts.push(slot.consolePrefix, line, NEWLINE);
+      if (this.collapser) {
+        for (const folded of this.collapser.push(slot.spec.rank >= 0 ? slot.spec.rank : slot.spec.label, line.toString('utf8'), Date.now())) consoleParts.push(Buffer.from(folded + '\n'));
+      } else if (slot.consolePrefix !== undefined) consoleParts.push(slot.consolePrefix, line, NEWLINE);
     }
     // Kept for the failure report: the last lines, each cut to a few KiB, so memory stays bounded
     // whatever a rank prints.
