@@ -1,18 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { NpurunError } from '../src/errors.js';
 import { loadInventory, localHost, parseHostfile } from '../src/inventory/inventory.js';
+import type { HostSpec } from '../src/inventory/types.js';
 
 const dir = fileURLToPath(new URL('./fixtures/inventory/', import.meta.url));
 const home = '/home/u';
 
 describe('YAML inventories', () => {
   const sshConfigText = readFileSync(dir + 'ssh_config', 'utf8');
-  const hosts = loadInventory(dir + 'good-full.yaml', { sshConfigText, home });
+  let hosts: HostSpec[] = [];
+  beforeAll(async () => {
+    hosts = await loadInventory(dir + 'good-full.yaml', { sshConfigText, home });
+  });
 
-  it('reads every host in order with defaults applied', () => {
+  it('reads every host in order with defaults applied', async () => {
     expect(hosts.map((h) => [h.name, h.address, h.local, h.devices])).toEqual([
       ['server-a', '10.0.0.11', false, 'auto'],
       ['server-b', '10.0.0.12', false, [0, 1, 2, 3]],
@@ -29,33 +33,33 @@ describe('YAML inventories', () => {
     });
   });
 
-  it('an ssh_config alias becomes its HostName address; values in the file win over ssh_config', () => {
+  it('an ssh_config alias becomes its HostName address; values in the file win over ssh_config', async () => {
     // defaults set user, port and identity_file explicitly: those win over the alias's User/Port/IdentityFile.
     expect(hosts[1]).toMatchObject({ name: 'server-b', address: '10.0.0.12', ssh: { hostname: '10.0.0.12', user: 'root', port: 22, identityFiles: ['/home/u/.ssh/id_ed25519'] } });
   });
 
-  it('per-host settings override defaults; relative key paths are relative to the hosts file', () => {
+  it('per-host settings override defaults; relative key paths are relative to the hosts file', async () => {
     expect(hosts[2]).toMatchObject({
       slots: 4,
       ssh: { user: 'trainer', port: 2222, identityFiles: [dir + 'keys/id_c'], strictHostKeyChecking: 'accept-new', proxyJump: 'jump@login:22' },
     });
   });
 
-  it('reports ssh_config lines it does not honour', () => {
+  it('reports ssh_config lines it does not honour', async () => {
     const warnings: string[] = [];
-    loadInventory(dir + 'good-alias-only.yaml', { sshConfigText: `${sshConfigText}\nMatch exec "true"\n  Port 1\n`, home, onWarning: (w) => warnings.push(w) });
+    await loadInventory(dir + 'good-alias-only.yaml', { sshConfigText: `${sshConfigText}\nMatch exec "true"\n  Port 1\n`, home, onWarning: (w) => warnings.push(w) });
     expect(warnings).toEqual(['ssh_config: Match blocks are not supported and were skipped: "Match exec "true""']);
   });
 
-  it('without defaults, ssh_config fills what the file leaves out', () => {
-    const [b] = loadInventory(dir + 'good-alias-only.yaml', { sshConfigText, home });
+  it('without defaults, ssh_config fills what the file leaves out', async () => {
+    const [b] = await loadInventory(dir + 'good-alias-only.yaml', { sshConfigText, home });
     expect(b?.ssh).toMatchObject({ hostname: '10.0.0.12', user: 'from-ssh-config', port: 2200, identityFiles: ['/home/u/.ssh/server_b_key'] });
   });
 });
 
 describe('device selections in a YAML inventory', () => {
-  it('a list of ids, a half-open range, and slots', () => {
-    const hosts = loadInventory(dir + 'good-devices-forms.yaml', { home });
+  it('a list of ids, a half-open range, and slots', async () => {
+    const hosts = await loadInventory(dir + 'good-devices-forms.yaml', { home });
     expect(hosts.map((h) => [h.address, h.devices, h.slots])).toEqual([
       ['10.0.0.1', [0, 1], undefined],
       ['10.0.0.2', [2, 3], 1],
@@ -64,26 +68,26 @@ describe('device selections in a YAML inventory', () => {
 });
 
 describe('hostfiles (DeepSpeed/MPI form)', () => {
-  it('reads "host slots=N" lines, skipping comments and blank lines', () => {
-    const hosts = loadInventory(dir + 'good-hostfile', { home });
+  it('reads "host slots=N" lines, skipping comments and blank lines', async () => {
+    const hosts = await loadInventory(dir + 'good-hostfile', { home });
     expect(hosts.map((h) => [h.name, h.address, h.slots, h.devices, h.ssh?.port])).toEqual([
       ['10.0.0.21', '10.0.0.21', 2, 'auto', 22],
       ['10.0.0.22', '10.0.0.22', 2, 'auto', 22],
     ]);
   });
 
-  it('a single bare host name is a hostfile, not a YAML string', () => {
+  it('a single bare host name is a hostfile, not a YAML string', async () => {
     expect(parseHostfile('node1\n', 'f')).toEqual([{ address: 'node1', line: 1 }]);
   });
 
-  it('hostfile names go through ssh_config', () => {
-    const [h] = loadInventory(dir + 'good-hostfile-alias', { sshConfigText: 'Host node1\n  HostName 10.0.0.31\n  User u1\n', home });
+  it('hostfile names go through ssh_config', async () => {
+    const [h] = await loadInventory(dir + 'good-hostfile-alias', { sshConfigText: 'Host node1\n  HostName 10.0.0.31\n  User u1\n', home });
     expect(h).toMatchObject({ name: 'node1', address: '10.0.0.31', slots: 8, ssh: { user: 'u1' } });
   });
 });
 
 describe('the launching machine without an inventory', () => {
-  it('is local, at 127.0.0.1, named after this host, with every usable device', () => {
+  it('is local, at 127.0.0.1, named after this host, with every usable device', async () => {
     expect(localHost()).toEqual({ name: hostname(), address: '127.0.0.1', local: true, devices: 'auto' });
   });
 });
@@ -118,10 +122,10 @@ const bad: [file: string, message: RegExp][] = [
 ];
 
 describe('bad inventories are refused before anything starts', () => {
-  it.each(bad)('%s', (file, message) => {
+  it.each(bad)('%s', async (file, message) => {
     let caught: unknown;
     try {
-      loadInventory(dir + file, { home });
+      await loadInventory(dir + file, { home });
     } catch (err) {
       caught = err;
     }
@@ -133,16 +137,16 @@ describe('bad inventories are refused before anything starts', () => {
     expect(err.exitCode).toBe(2);
   });
 
-  it('a misspelt key is reported before the "missing" it causes, which follows in the details', () => {
+  it('a misspelt key is reported before the "missing" it causes, which follows in the details', async () => {
     try {
-      loadInventory(dir + 'bad-typo.yaml', { home });
+      await loadInventory(dir + 'bad-typo.yaml', { home });
       expect.unreachable();
     } catch (err) {
       expect((err as NpurunError).details).toEqual([`${dir}bad-typo.yaml: hosts[0].address: missing (required)`]);
     }
   });
 
-  it('a bad Port in ssh_config names the inventory entry it was resolving', () => {
-    expect(() => loadInventory(dir + 'good-hostfile', { sshConfigText: 'Host 10.0.0.22\n  Port none\n', home })).toThrow(/good-hostfile:4: ssh_config: Port "none" for host 10\.0\.0\.22 is not a port number/);
+  it('a bad Port in ssh_config names the inventory entry it was resolving', async () => {
+    await expect(loadInventory(dir + 'good-hostfile', { sshConfigText: 'Host 10.0.0.22\n  Port none\n', home })).rejects.toThrow(/good-hostfile:4: ssh_config: Port "none" for host 10\.0\.0\.22 is not a port number/);
   });
 });

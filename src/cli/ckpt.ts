@@ -1,10 +1,9 @@
 import { scanRun } from '../checkpoints/scan.js';
 import { EXIT, inputError } from '../errors.js';
-import { connectHost } from '../launch/preflight.js';
-import { sshJumpResolver } from '../launch/jump.js';
+import { connectHost } from '../launch/hosts.js';
 import { readRunRecord } from '../sinks/run-folder.js';
 import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
-import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
+import { inventoryOf } from './hosts.js';
 
 const HELP = `Usage: npurun ckpt list [RUN] [--runs-dir DIR] [--json]
        npurun ckpt latest [RUN] [--runs-dir DIR] [--json]
@@ -29,8 +28,8 @@ export async function run(argv: string[]): Promise<number> {
   if (sub !== 'list' && sub !== 'latest') throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);
   if (extra.length > 0) throw inputError(`npurun ckpt ${sub}`, `one run id expected, got ${extra.length + 1}`);
   const info = readRunRecord(runsDirFlag(args), runId);
-  const resolveJump = sshJumpResolver(sshConfigText(stringFlag(args, 'ssh-config')));
-  const scan = await scanRun(info, { connect: (h) => connectHost(h, { resolveJump }) });
+  const { ssh } = await inventoryOf(undefined, stringFlag(args, 'ssh-config'));
+  const scan = await scanRun(info, { connect: (h) => connectHost(h, ssh) });
   const json = boolFlag(args, 'json');
   if (sub === 'latest') {
     if (json) process.stdout.write(JSON.stringify({ run_id: info.runId, latest: scan.latest ?? null }, null, 2) + '\n');

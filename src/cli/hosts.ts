@@ -9,16 +9,16 @@ import type { HostSpec } from '../plan/types.js';
 
 const warn = (m: string) => process.stderr.write(`npurun: warning: ${m}\n`);
 
-/** The ssh_config text and the hosts of `hostsFile` read through it. */
-export async function inventoryOf(hostsFile: string, sshConfigFlag: string | undefined) {
-  const [{ loadInventory }, { readSshConfig }, { expandTilde }] = await Promise.all([
+/** The hosts of `hostsFile` (else this machine), their SSH settings from `ssh -G` or ssh_config, and SSH options for their ProxyJump hops. */
+export async function inventoryOf(hostsFile: string | undefined, sshConfigFlag: string | undefined) {
+  const [{ loadInventory, localHost }, { hostSettings, sshOptionsOf }, { expandTilde }] = await Promise.all([
     import('../inventory/inventory.js'),
-    import('../inventory/ssh-config.js'),
+    import('../launch/hosts.js'),
     import('../plan/job.js'),
   ]);
-  const configText = readSshConfig(sshConfigFlag);
-  const hosts = loadInventory(resolve(expandTilde(hostsFile, '--hosts')), { ...(configText !== undefined ? { sshConfigText: configText } : {}), onWarning: warn });
-  return { hosts, configText };
+  const settings = hostSettings(sshConfigFlag, warn);
+  const hosts = hostsFile ? await loadInventory(resolve(expandTilde(hostsFile, '--hosts')), { settings, onWarning: warn }) : [localHost()];
+  return { hosts, ssh: sshOptionsOf(settings) };
 }
 
 /** Every host of an inventory, probed over SSH (or locally): facts by host name. `check` runs before any connection. */
@@ -27,10 +27,10 @@ export async function probeInventory(
   sshConfigFlag: string | undefined,
   check: (hosts: HostSpec[]) => void = () => {},
 ): Promise<{ hosts: HostSpec[]; facts: Record<string, HostFacts> }> {
-  const { hosts, configText } = await inventoryOf(hostsFile, sshConfigFlag);
+  const { hosts, ssh } = await inventoryOf(hostsFile, sshConfigFlag);
   check(hosts);
-  const [{ preflight }, { sshJumpResolver }] = await Promise.all([import('../launch/preflight.js'), import('../launch/jump.js')]);
-  const { transports, facts } = await preflight(hosts, { progress: 'none', ssh: { resolveJump: sshJumpResolver(configText) } });
+  const { preflight } = await import('../launch/preflight.js');
+  const { transports, facts } = await preflight(hosts, { progress: 'none', ssh });
   await Promise.all([...transports.values()].map((t) => t.close()));
   return { hosts, facts };
 }

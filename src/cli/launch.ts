@@ -1,8 +1,5 @@
 import { resolve } from 'node:path';
 import { inputError } from '../errors.js';
-import { localHost } from '../inventory/inventory.js';
-import { readSshConfig } from '../inventory/ssh-config.js';
-import { sshJumpResolver } from '../launch/jump.js';
 import { launch } from '../launch/launch.js';
 import { loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../sinks/run-recorder.js';
@@ -93,7 +90,7 @@ export function run(argv: string[]): Promise<number> {
     const job = resolveJob(jobFile ? loadJobFile(resolve(jobFile)) : undefined, jobFlags(args), process.cwd());
     const simulate = intFlag(args, 'simulate', 1, 16) ?? job.simulate;
     const hostsFile = stringFlag(args, 'hosts') ?? job.hostsFile;
-    const { hosts, configText } = hostsFile ? await inventoryOf(hostsFile, stringFlag(args, 'ssh-config')) : { hosts: [localHost()], configText: readSshConfig(stringFlag(args, 'ssh-config')) };
+    const { hosts, ssh } = await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
     if (simulate !== undefined && hosts.some((h) => !h.local)) throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
     const resumeRun = stringFlag(args, 'resume');
     const fanout = intFlag(args, 'fanout', 1, 4096);
@@ -111,7 +108,7 @@ export function run(argv: string[]): Promise<number> {
       console: parseConsole(stringFlag(args, 'console')),
       timestamps: boolFlag(args, 'timestamps'),
       argv: ['npurun', 'launch', ...argv],
-      ssh: { resolveJump: sshJumpResolver(configText) },
+      ssh,
       orphanGraceSeconds: Math.min(job.graceSeconds, 2),
       ...(boolFlag(args, 'share-devices') ? { shareDevices: true } : {}),
       ...(fanout !== undefined ? { fanout } : {}),

@@ -1,14 +1,12 @@
-import { resolve } from 'node:path';
-import { loadInventory, localHost } from '../inventory/inventory.js';
-import { connectHost } from '../launch/preflight.js';
-import { sshJumpResolver } from '../launch/jump.js';
+import { withHosts } from '../launch/hosts.js';
+import type { SshOptions } from '../transport/ssh.js';
 import type { HostSpec } from '../plan/types.js';
-import { listLeftovers, killLeftovers, type LeftoverRank } from '../supervise/leftovers.js';
+import { listLeftovers, killLeftovers } from '../supervise/leftovers.js';
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
 import { stopLauncher } from '../supervise/stop-run.js';
 import { EXIT, inputError, NpurunError } from '../errors.js';
 import { boolFlag, numberFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
-import { readSshConfig as sshConfigText } from '../inventory/ssh-config.js';
+import { inventoryOf } from './hosts.js';
 
 const PS_HELP = `Usage: npurun ps [RUN] [--hosts FILE] [--runs-dir DIR] [--remote-dir DIR] [--json]
 
@@ -36,37 +34,18 @@ const OPTIONS = {
 
 interface Target {
   hosts: HostSpec[];
+  ssh: SshOptions;
   remoteDir: string;
   runId?: string;
   info?: RunInfo;
 }
 
-function targetOf(command: string, runId: string | undefined, hostsFile: string | undefined, runsDir: string, remoteDirFlag: string | undefined, configText: string | undefined): Target {
-  if (runId) {
-    const record = readRunRecord(runsDir, runId);
-    const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : record.hosts;
-    return { hosts, remoteDir: remoteDirFlag ?? record.remoteDir, runId: record.runId, info: record };
-  }
-  if (command === 'kill') throw inputError('npurun kill', 'which run? give its id (see `npurun runs`)');
-  const hosts = hostsFile ? loadInventory(resolve(hostsFile), configText !== undefined ? { sshConfigText: configText } : {}) : [localHost()];
-  return { hosts, remoteDir: remoteDirFlag ?? '/tmp/npurun-{uid}/{run_id}' };
-}
-
-async function perHost(target: Target, configText: string | undefined, fn: (h: HostSpec, t: Awaited<ReturnType<typeof connectHost>>) => Promise<LeftoverRank[]>) {
-  return Promise.all(
-    target.hosts.map(async (h) => {
-      try {
-        const t = await connectHost(h, { resolveJump: sshJumpResolver(configText) });
-        try {
-          return { host: h.name, ranks: await fn(h, t) };
-        } finally {
-          await t.close();
-        }
-      } catch (err) {
-        return { host: h.name, ranks: [] as LeftoverRank[], error: err instanceof Error ? err.message : String(err) };
-      }
-    }),
-  );
+async function targetOf(command: string, runId: string | undefined, hostsFile: string | undefined, runsDir: string, remoteDirFlag: string | undefined, sshConfigFlag: string | undefined): Promise<Target> {
+  const record = runId ? readRunRecord(runsDir, runId) : undefined;
+  if (command === 'kill' && !record) throw inputError('npurun kill', 'which run? give its id (see `npurun runs`)');
+  const { hosts, ssh } = await inventoryOf(hostsFile, sshConfigFlag);
+  if (record) return { hosts: hostsFile ? hosts : record.hosts, ssh, remoteDir: remoteDirFlag ?? record.remoteDir, runId: record.runId, info: record };
+  return { hosts, ssh, remoteDir: remoteDirFlag ?? '/tmp/npurun-{uid}/{run_id}' };
 }
 
 async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<number> {
@@ -76,17 +55,17 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
     return EXIT.ok;
   }
   if (args.positionals.length > 1) throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
-  const configText = sshConfigText(stringFlag(args, 'ssh-config'));
-  const target = targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), runsDirFlag(args), stringFlag(args, 'remote-dir'), configText);
+  const target = await targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), runsDirFlag(args), stringFlag(args, 'remote-dir'), stringFlag(args, 'ssh-config'));
   const grace = numberFlag(args, 'grace', 0, 600) ?? 5;
   // A live launcher on this machine stops its own run (recorded as stopped by this kill); then the
   // hosts are checked, and whatever is left (a launcher that was SIGKILLed) is stopped from here.
   if (command === 'kill' && target.info && (await stopLauncher(target.info, target.info.record.job.graceSeconds + 15)) === 'stopped') {
     process.stderr.write(`npurun: asked the launcher of ${target.runId} (pid ${target.info.record.launcher_pid}) to stop the run\n`);
   }
-  const results = await perHost(target, configText, (_h, t) =>
+  const done = await withHosts(target.hosts, { ssh: target.ssh }, (t) =>
     command === 'kill' ? killLeftovers(t, target.remoteDir, target.runId as string, grace) : listLeftovers(t, target.remoteDir, target.runId),
   );
+  const results = done.map((r) => ({ host: r.host.name, ranks: r.value ?? [], ...(r.error ? { error: r.error.message } : {}) }));
   if (boolFlag(args, 'json')) {
     process.stdout.write(JSON.stringify(results, null, 2) + '\n');
   } else {

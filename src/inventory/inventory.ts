@@ -6,7 +6,8 @@ import { isIPv4 } from '../devices/npu-smi.js';
 import { inputError, NpurunError } from '../errors.js';
 import type { HostSpec } from '../inventory/types.js';
 import { loadYamlFile, parseYamlText, readInputText, YAML_MAX_BYTES } from '../schema.js';
-import { parseSshConfig, resolveSshHost, type ResolvedSsh, type SshConfig } from './ssh-config.js';
+import { ownParserSource, type SshSettingsSource } from './openssh-config.js';
+import type { ResolvedSsh } from './ssh-config.js';
 
 /** Per-host settings of a YAML hosts file (schemas/hosts.schema.json, the single source of the format). */
 interface HostSettings {
@@ -31,7 +32,9 @@ interface HostsFile {
 }
 
 export interface InventoryOptions {
-  /** Text of ~/.ssh/config (or --ssh-config); undefined = none. */
+  /** Where remote hosts' SSH settings come from (`ssh -G`); else npurun's parser of `sshConfigText`. */
+  settings?: SshSettingsSource;
+  /** Text of ~/.ssh/config (or --ssh-config); undefined = none. Read only without `settings`. */
   sshConfigText?: string;
   home?: string;
   /** Told what was read but not honoured (ssh_config Match blocks). */
@@ -69,7 +72,7 @@ function devicesOf(value: string | number[] | undefined, where: string): HostSpe
 }
 
 /** `where` names the entry in messages: "file: hosts[1]" (YAML) or "file:3" (hostfile line). */
-function toHost(entry: HostEntry, where: string, file: string, config: SshConfig | undefined, home: string): HostSpec {
+async function toHost(entry: HostEntry, where: string, file: string, settings: SshSettingsSource, home: string): Promise<HostSpec> {
   const base = dirname(file);
   if (!isHostAddress(entry.address)) throw inputError(`${where}.address`, `${shown(entry.address)} is not a host name or IP address`);
   const local = LOCAL.test(entry.address);
@@ -80,22 +83,23 @@ function toHost(entry: HostEntry, where: string, file: string, config: SshConfig
   if (entry.known_hosts !== undefined) explicit.knownHostsFiles = [expandHome(entry.known_hosts, home, base)];
   if (entry.strict_host_key_checking !== undefined) explicit.strictHostKeyChecking = entry.strict_host_key_checking;
   if (entry.proxy_jump !== undefined) explicit.proxyJump = entry.proxy_jump;
-  let ssh: ResolvedSsh;
+  let ssh: ResolvedSsh | undefined;
   try {
-    ssh = resolveSshHost(entry.address, config, explicit, home);
+    // The launching machine is reached without SSH: nothing to resolve.
+    ssh = local ? undefined : await settings.host(entry.address, explicit);
   } catch (err) {
     if (err instanceof NpurunError) throw inputError(where, err.message);
     throw err;
   }
   // An ssh_config alias stands for its HostName: that address is the server's identity in the rank table.
-  const address = !isIPv4(entry.address) && isIPv4(ssh.hostname) ? ssh.hostname : entry.address;
+  const address = ssh && !isIPv4(entry.address) && isIPv4(ssh.hostname) ? ssh.hostname : entry.address;
   const host: HostSpec = {
     name: entry.name ?? entry.address,
     address,
     local,
     devices: devicesOf(entry.devices, `${where}.devices`),
   };
-  if (!local) host.ssh = ssh;
+  if (ssh) host.ssh = ssh;
   if (entry.slots !== undefined) host.slots = entry.slots;
   return host;
 }
@@ -146,10 +150,9 @@ function looksLikeYaml(text: string): boolean {
  * Reads a hosts file: YAML (a mapping with `hosts:`, validated against schemas/hosts.schema.json) or
  * a DeepSpeed/MPI hostfile (`host slots=N` lines). Values in the file win over ssh_config.
  */
-export function loadInventory(file: string, opts: InventoryOptions = {}): HostSpec[] {
+export async function loadInventory(file: string, opts: InventoryOptions = {}): Promise<HostSpec[]> {
   const home = opts.home ?? homedir();
-  const config = opts.sshConfigText !== undefined ? parseSshConfig(opts.sshConfigText, home) : undefined;
-  for (const w of config?.warnings ?? []) opts.onWarning?.(`ssh_config: ${w}`);
+  const settings = opts.settings ?? ownParserSource(opts.sshConfigText, home, opts.onWarning);
   const text = readInputText(file, 'hosts file', YAML_MAX_BYTES);
   if (text.includes('\0')) throw inputError(file, 'not a hosts file (binary content): expected a YAML mapping with a `hosts:` list or "host slots=N" lines');
   let parsed: unknown;
@@ -174,7 +177,8 @@ export function loadInventory(file: string, opts: InventoryOptions = {}): HostSp
     entries = parseHostfile(text, file).map(({ line, ...entry }) => ({ entry, where: `${file}:${line}`, label: `line ${line}` }));
   }
   if (entries.length === 0) throw inputError(file, 'no hosts listed; expected at least one host');
-  const hosts = entries.map(({ entry, where }) => toHost(entry, where, file, config, home));
+  // Every host resolved at once: `ssh -G` bounds its own processes (transport/openssh.ts).
+  const hosts = await Promise.all(entries.map(({ entry, where }) => toHost(entry, where, file, settings, home)));
   const seen = new Map<string, number>();
   hosts.forEach((h, i) => {
     for (const key of new Set([h.address, h.name])) {

@@ -10,7 +10,7 @@ import { fileError, inputError } from '../errors.js';
  * case-insensitively as ssh does), first obtained value wins, `HostName` (%h), `User`, `Port`,
  * `IdentityFile` (several; `~` and %d %u %h %r %%), `UserKnownHostsFile` (several per line),
  * `StrictHostKeyChecking` (yes/no/accept-new; ask and unknown values mean yes), `ProxyJump`,
- * `IdentityAgent` (none turns the agent off), `Include` (relative to ~/.ssh, globs in the last
+ * `IdentityAgent` (none turns the agent off; a socket path or $VAR is used instead of SSH_AUTH_SOCK), `Include` (relative to ~/.ssh, globs in the last
  * component; inside a Host block its Host blocks apply only to hosts that block matches), quoted arguments and trailing `#` comments. `Match` blocks are skipped and reported in
  * `warnings`; every other keyword is ignored.
  */
@@ -174,8 +174,9 @@ export function resolveSshHost(alias: string, config: SshConfig | undefined, exp
   const strictHostKeyChecking = explicit.strictHostKeyChecking ?? strictness(first('stricthostkeychecking'));
   const proxyJump = explicit.proxyJump ?? first('proxyjump');
   const agent = first('identityagent');
-  // IdentityAgent none turns the agent off; SSH_AUTH_SOCK or a socket path keeps it on.
+  // IdentityAgent none turns the agent off; SSH_AUTH_SOCK (the word) keeps the environment's socket.
   const useAgent = explicit.useAgent ?? (agent === undefined || agent.toLowerCase() !== 'none');
+  const identityAgent = explicit.identityAgent ?? (useAgent && agent !== undefined && agent !== 'SSH_AUTH_SOCK' ? agentSocket(agent, ctx) : undefined);
   return {
     hostname,
     user,
@@ -185,17 +186,31 @@ export function resolveSshHost(alias: string, config: SshConfig | undefined, exp
     strictHostKeyChecking,
     ...(proxyJump && proxyJump.toLowerCase() !== 'none' ? { proxyJump } : {}),
     useAgent,
+    ...(identityAgent ? { identityAgent } : {}),
   };
 }
 
-/** A ProxyJump hop "[user@]host[:port]" resolved through ssh_config like any host. */
+/** An IdentityAgent socket: `$VAR` / `${VAR}` from the environment (unset: none), else a path with ~ and tokens. */
+function agentSocket(value: string, ctx: TokenContext): string | undefined {
+  const env = /^\$\{?([A-Za-z_]\w*)\}?$/.exec(value);
+  return env ? process.env[env[1] as string] || undefined : expandTokens(value, ctx);
+}
+
+/** A ProxyJump hop "[user@]host[:port]" (or its ssh:// URI form) split into its parts. */
+export function parseJumpSpec(spec: string): { host: string; user?: string; port?: number } {
+  const m = /^(?:ssh:\/\/)?(?:([^@]+)@)?(\[[^\]]+\]|[^:@/]+)(?::(\d+))?\/?$/.exec(spec.trim());
+  if (!m || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+    throw inputError('ProxyJump', `"${spec}" is not [user@]host[:port]`);
+  }
+  const out: { host: string; user?: string; port?: number } = { host: (m[2] as string).replace(/^\[|\]$/g, '') };
+  if (m[1]) out.user = m[1];
+  if (m[3]) out.port = Number(m[3]);
+  return out;
+}
+
+/** A ProxyJump hop resolved through ssh_config like any host. */
 export function resolveJumpSpec(spec: string, config: SshConfig | undefined, home = homedir()): ResolvedSsh {
-  const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec.trim());
-  if (!m) throw inputError('ProxyJump', `"${spec}" is not [user@]host[:port]`);
-  const host = (m[2] as string).replace(/^\[|\]$/g, '');
-  const explicit: Partial<ResolvedSsh> = {};
-  if (m[1]) explicit.user = m[1];
-  if (m[3]) explicit.port = Number(m[3]);
+  const { host, ...explicit } = parseJumpSpec(spec);
   return resolveSshHost(host, config, explicit, home);
 }
 

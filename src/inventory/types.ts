@@ -10,6 +10,8 @@ export interface SshSettings {
   strictHostKeyChecking: 'yes' | 'accept-new' | 'no';
   proxyJump?: string;
   useAgent: boolean;
+  /** ssh-agent socket from IdentityAgent, used instead of SSH_AUTH_SOCK. */
+  identityAgent?: string;
 }
 
 /** One host as the inventory describes it, after ~/.ssh/config was applied. */

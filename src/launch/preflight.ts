@@ -3,11 +3,13 @@ import { simulatedHostFacts } from '../devices/simulate.js';
 import type { HostFacts } from '../devices/types.js';
 import { NpurunError, isNpurunError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
-import { LocalTransport } from '../transport/local.js';
 import { shellQuote } from '../shell.js';
 import type { SshOptions } from '../transport/ssh.js';
+import { connectHost, withFanout } from './hosts.js';
 import { runScript, type HostTransport } from '../transport/types.js';
 import { DEFAULT_REMOTE_DIR, heldScript, markHeld, parseHeld } from '../devices/held.js';
+
+export { connectHost } from './hosts.js';
 
 export interface PreflightOptions {
   /** `--simulate N`: the local host reports N simulated NPUs instead of probing. */
@@ -64,23 +66,6 @@ class ProgressLine {
 
 /** What preflight learned about one host, or why it failed. */
 type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts; error?: string; answered?: boolean };
-
-/** Connects to a host and starts its agent: the only way npurun reaches a host. */
-export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise<HostTransport> {
-  if (host.local) return LocalTransport.connect(host);
-  // ssh2 is loaded only when a remote host is reached: a local run starts faster without it.
-  const { SshTransport } = await import('../transport/ssh.js');
-  return SshTransport.connect(host, ssh);
-}
-
-/** Runs `fn` over `items` with at most `limit` at a time (connection fan-out). */
-export async function withFanout<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-}
 
 /**
  * Shell lines appended to the probe, so checking the program (and an interpreter's script) costs no

@@ -20,7 +20,7 @@ export interface SshOptions {
   /** How long the agent may take to say hello (the user's login shell runs first). */
   agentStartTimeoutMs?: number;
   /** Resolves a ProxyJump entry ("user@host:port" or an ssh_config alias) to its own settings. */
-  resolveJump?: (jump: string) => SshSettings;
+  resolveJump?: (jump: string) => Promise<SshSettings>;
 }
 
 const DEFAULTS = { readyTimeoutMs: 15_000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3, agentStartTimeoutMs: 120_000 };
@@ -40,7 +40,7 @@ function describeTarget(ssh: SshSettings): string {
 function authMethods(ssh: SshSettings): { methods: AnyAuthMethod[]; tried: string[] } {
   const methods: AnyAuthMethod[] = [];
   const tried: string[] = [];
-  const agent = process.env.SSH_AUTH_SOCK;
+  const agent = ssh.identityAgent ?? process.env.SSH_AUTH_SOCK;
   if (ssh.useAgent && agent) {
     methods.push({ type: 'agent', username: ssh.user, agent });
     tried.push('ssh-agent');
@@ -124,22 +124,29 @@ function connectOne(ssh: SshSettings, opts: Required<Omit<SshOptions, 'resolveJu
   });
 }
 
-async function openClient(ssh: SshSettings, options: SshOptions): Promise<OpenClient> {
+async function openClient(ssh: SshSettings, options: SshOptions, depth = 0): Promise<OpenClient> {
   const opts = { ...DEFAULTS, ...options };
   if (!ssh.proxyJump || ssh.proxyJump === 'none') return { client: await connectOne(ssh, opts), hops: [] };
   if (!options.resolveJump) throw new NpurunError('input', `${ssh.hostname}: ProxyJump ${ssh.proxyJump} given but no way to resolve it`);
-  // "a,b" means through a, then b: connect to the last hop through the ones before it.
+  if (depth >= 8) throw new NpurunError('input', `${describeTarget(ssh)}: ProxyJump chain longer than 8 hops (does a jump host's ProxyJump lead back to itself?)`);
+  // "a,b" means through a, then b: connect to the last hop through the ones before it. As in ssh, the
+  // first hop of a chain follows its own ssh_config ProxyJump; a later hop is reached through the chain.
   const jumps = ssh.proxyJump.split(',');
   const lastJump = jumps.pop() as string;
-  const jumpSettings = options.resolveJump(lastJump);
-  const through = await openClient(jumps.length ? { ...jumpSettings, proxyJump: jumps.join(',') } : { ...jumpSettings, proxyJump: undefined }, options);
-  const stream = await new Promise<Duplex>((resolve, reject) =>
-    through.client.forwardOut('127.0.0.1', 0, ssh.hostname, ssh.port, (err, ch) =>
-      err ? reject(new NpurunError('unreachable', `${describeTarget(ssh)}: jump host ${lastJump} cannot reach it: ${err.message}`)) : resolve(ch),
-    ),
-  );
-  const client = await connectOne(ssh, opts, stream);
-  return { client, hops: [through.client, ...through.hops] };
+  const jumpSettings = await options.resolveJump(lastJump);
+  const through = await openClient(jumps.length ? { ...jumpSettings, proxyJump: jumps.join(',') } : jumpSettings, options, depth + 1);
+  try {
+    const stream = await new Promise<Duplex>((resolve, reject) =>
+      through.client.forwardOut('127.0.0.1', 0, ssh.hostname, ssh.port, (err, ch) =>
+        err ? reject(new NpurunError('unreachable', `${describeTarget(ssh)}: jump host ${lastJump} cannot reach it: ${err.message}`)) : resolve(ch),
+      ),
+    );
+    const client = await connectOne(ssh, opts, stream);
+    return { client, hops: [through.client, ...through.hops] };
+  } catch (err) {
+    closeClient(through);
+    throw err;
+  }
 }
 
 /** A remote host over ssh2: one connection, one channel running the npurun agent (one login shell per host). */
