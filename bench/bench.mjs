@@ -10,7 +10,23 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import {
-  BIN, PY, REPEAT, WARMUP, childEnv, fmt, killTagged, lockHeldByAncestor, mib, notes, problem, problems, root, sh, targets, taggedProcesses, work,
+  BIN,
+  PY,
+  REPEAT,
+  WARMUP,
+  childEnv,
+  fmt,
+  killTagged,
+  lockHeldByAncestor,
+  mib,
+  notes,
+  problem,
+  problems,
+  root,
+  sh,
+  targets,
+  taggedProcesses,
+  work,
 } from './harness.mjs';
 import { benchFailure, benchLocalStart, benchLogs, benchMemory } from './rows-local.mjs';
 import { hostsUnavailable } from './rows-hosts.mjs';
@@ -27,7 +43,11 @@ const rows = [];
 // Rank tables at scale: each size in a fresh node (heap and RSS not inherited from another size).
 function benchRankTable() {
   const sizes = SCALE.map((servers) => {
-    const r = spawnSync('node', ['--expose-gc', join(root, 'bench', 'ranktable-scale.mjs'), String(servers), String(REPEAT)], { encoding: 'utf8', env: childEnv });
+    const r = spawnSync(
+      'node',
+      ['--expose-gc', join(root, 'bench', 'ranktable-scale.mjs'), String(servers), String(REPEAT)],
+      { encoding: 'utf8', env: childEnv },
+    );
     if (r.status !== 0) throw new Error(`ranktable-scale.mjs ${servers}: ${r.stderr.trim()}`);
     return JSON.parse(r.stdout);
   });
@@ -50,7 +70,10 @@ function benchClusterLocked(key) {
   const out = join(work, `${key}-row.json`);
   const argv = ['node', join(root, 'bench', 'rows-hosts.mjs'), out, key];
   const locked = lockHeldByAncestor(CLUSTER_LOCK);
-  const r = spawnSync(locked ? argv[0] : 'flock', locked ? argv.slice(1) : [CLUSTER_LOCK, ...argv], { env: childEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+  const r = spawnSync(locked ? argv[0] : 'flock', locked ? argv.slice(1) : [CLUSTER_LOCK, ...argv], {
+    env: childEnv,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   if (!existsSync(out)) throw new Error(`bench/rows-hosts.mjs exited ${r.status ?? r.signal} without results`);
   const got = JSON.parse(readFileSync(out, 'utf8'));
   problems.push(...got.problems);
@@ -63,7 +86,9 @@ function benchClusterLocked(key) {
 function environment() {
   const firstLine = (cmd) => (sh(cmd).stdout ?? '').trim().split('\n')[0];
   const commit = firstLine(`git -C '${root}' rev-parse --short HEAD 2>/dev/null`);
-  const dirty = sh(`git -C '${root}' status --porcelain -- src bench 2>/dev/null`).stdout.trim() ? ' (+ uncommitted changes)' : '';
+  const dirty = sh(`git -C '${root}' status --porcelain -- src bench 2>/dev/null`).stdout.trim()
+    ? ' (+ uncommitted changes)'
+    : '';
   return {
     node: process.version,
     cores: cpus().length,
@@ -94,7 +119,14 @@ function cpuBusyFraction() {
 }
 
 function probeTorch() {
-  const r = spawnSync(PY, ['-c', "import torch; from torch.distributed.run import get_args_parser as p; print(torch.__version__, p().get_default('monitor_interval'))"], { encoding: 'utf8' });
+  const r = spawnSync(
+    PY,
+    [
+      '-c',
+      "import torch; from torch.distributed.run import get_args_parser as p; print(torch.__version__, p().get_default('monitor_interval'))",
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) return undefined;
   const [version, monitorInterval] = r.stdout.trim().split(' ');
   return { version, monitorInterval };
@@ -109,10 +141,19 @@ process.on('SIGINT', () => {
 
 const torch = process.env.BENCH_TORCH === '0' ? undefined : probeTorch();
 const env = environment();
-process.stderr.write(`npurun bench: node ${env.node}, ${env.cores} cores, rows ${ROWS.join(',')}, median of ${REPEAT} after ${WARMUP} warm-up round(s)\n`);
-if (torch && ROWS.some((r) => ['local', 'failure', 'logs'].includes(r))) notes.push('torchrun is Debian\'s python3-torch run through bench/torchrun_patched.py: as shipped it crashes on Python 3.11 in Std.from_str on every launch; the wrapper fixes only that');
-else if (!torch) notes.push(`torchrun columns skipped: ${process.env.BENCH_TORCH === '0' ? 'BENCH_TORCH=0' : `no torch for ${PY}`}`);
-if (env.busyAtStart > 0.2) notes.push(`something else was using ${(env.busyAtStart * 100).toFixed(0)}% of the CPUs when the bench started: numbers are noisier than usual`);
+process.stderr.write(
+  `npurun bench: node ${env.node}, ${env.cores} cores, rows ${ROWS.join(',')}, median of ${REPEAT} after ${WARMUP} warm-up round(s)\n`,
+);
+if (torch && ROWS.some((r) => ['local', 'failure', 'logs'].includes(r)))
+  notes.push(
+    "torchrun is Debian's python3-torch run through bench/torchrun_patched.py: as shipped it crashes on Python 3.11 in Std.from_str on every launch; the wrapper fixes only that",
+  );
+else if (!torch)
+  notes.push(`torchrun columns skipped: ${process.env.BENCH_TORCH === '0' ? 'BENCH_TORCH=0' : `no torch for ${PY}`}`);
+if (env.busyAtStart > 0.2)
+  notes.push(
+    `something else was using ${(env.busyAtStart * 100).toFixed(0)}% of the CPUs when the bench started: numbers are noisier than usual`,
+  );
 
 const benches = {
   local: () => benchLocalStart(torch),
@@ -146,7 +187,9 @@ for (const key of ROWS) {
 // Final ps check: nothing the bench started may still run.
 const left = taggedProcesses();
 if (left.length > 0) {
-  problem(`after the bench: ${left.length} process(es) still running: ${left.map((p) => `${p.pid} ${p.cmdline.slice(0, 80)}`).join('; ')}`);
+  problem(
+    `after the bench: ${left.length} process(es) still running: ${left.map((p) => `${p.pid} ${p.cmdline.slice(0, 80)}`).join('; ')}`,
+  );
   killTagged();
 } else {
   notes.push('ps check after the bench: no process started by the bench is still running');
@@ -161,22 +204,42 @@ const lines = [
 for (const r of rows.filter((x) => x.error || x.peers)) {
   if (r.error) lines.push(`| ${r.name} | FAILED | | | ${r.error.slice(0, 120)} |`);
   else if (r.peers.length === 0) lines.push(`| ${r.name} | ${fmt(r.npurun.secs)} | (no peer on this machine) | | |`);
-  else for (const p of r.peers) lines.push(`| ${r.name} | ${fmt(r.npurun.secs)} | ${p.name} | ${fmt(p.secs)} | ${p.ratio.toFixed(2)} |`);
+  else
+    for (const p of r.peers)
+      lines.push(`| ${r.name} | ${fmt(r.npurun.secs)} | ${p.name} | ${fmt(p.secs)} | ${p.ratio.toFixed(2)} |`);
 }
 for (const r of rows.filter((x) => x.hosts)) {
-  lines.push('', `${r.name}:`, '', '| hosts × 8 ranks | login shell | npurun | pdsh | npurun ÷ pdsh | npurun per host | launcher peak RSS (npurun / pdsh) | rounds |', '|---|---|---|---|---|---|---|---|');
+  lines.push(
+    '',
+    `${r.name}:`,
+    '',
+    '| hosts × 8 ranks | login shell | npurun | pdsh | npurun ÷ pdsh | npurun per host | launcher peak RSS (npurun / pdsh) | rounds |',
+    '|---|---|---|---|---|---|---|---|',
+  );
   for (const p of r.hosts) {
-    if (!p.npurun || !p.pdsh) lines.push(`| ${p.hosts} | ${p.login} | ${p.npurun ? fmt(p.npurun.secs) : 'FAILED'} | ${p.pdsh ? fmt(p.pdsh.secs) : 'FAILED'} | | | | ${(p.errors ?? []).join('; ').slice(0, 120)} |`);
-    else lines.push(`| ${p.hosts} | ${p.login} | ${fmt(p.npurun.secs)} | ${fmt(p.pdsh.secs)} | ${(p.npurun.secs / p.pdsh.secs).toFixed(2)} | ${fmt(p.npurun.secs / p.hosts)} | ${mib(p.npurun.rssKiB)} / ${mib(p.pdsh.rssKiB)} | ${p.npurun.samples.length} |`);
+    if (!p.npurun || !p.pdsh)
+      lines.push(
+        `| ${p.hosts} | ${p.login} | ${p.npurun ? fmt(p.npurun.secs) : 'FAILED'} | ${p.pdsh ? fmt(p.pdsh.secs) : 'FAILED'} | | | | ${(p.errors ?? []).join('; ').slice(0, 120)} |`,
+      );
+    else
+      lines.push(
+        `| ${p.hosts} | ${p.login} | ${fmt(p.npurun.secs)} | ${fmt(p.pdsh.secs)} | ${(p.npurun.secs / p.pdsh.secs).toFixed(2)} | ${fmt(p.npurun.secs / p.hosts)} | ${mib(p.npurun.rssKiB)} / ${mib(p.pdsh.rssKiB)} | ${p.npurun.samples.length} |`,
+      );
   }
 }
 for (const r of rows.filter((x) => x.memory)) {
   lines.push('', `${r.name}:`, '', '| output | wall time | launcher peak RSS |', '|---|---|---|');
-  for (const m of r.memory) lines.push(`| ${m.what} | ${m.error ? 'FAILED' : fmt(m.secs)} | ${m.error ? m.error.slice(0, 120) : mib(m.launcherRssKiB)} |`);
+  for (const m of r.memory)
+    lines.push(
+      `| ${m.what} | ${m.error ? 'FAILED' : fmt(m.secs)} | ${m.error ? m.error.slice(0, 120) : mib(m.launcherRssKiB)} |`,
+    );
 }
 for (const r of rows.filter((x) => x.scale)) {
   lines.push('', `${r.name}:`, '');
-  lines.push('| servers | ranks | generate | validate | total | per server ÷ at 1 server | per server ÷ at 64 | heap held | RSS growth | JSON |', '|---|---|---|---|---|---|---|---|---|---|');
+  lines.push(
+    '| servers | ranks | generate | validate | total | per server ÷ at 1 server | per server ÷ at 64 | heap held | RSS growth | JSON |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  );
   const ratio = (x) => (x == null ? '' : x.toFixed(2));
   for (const s of r.scale) {
     lines.push(
@@ -185,8 +248,17 @@ for (const r of rows.filter((x) => x.scale)) {
   }
 }
 if (targets.length) {
-  lines.push('', `Targets (issues 17.11 and 19; a miss fails the bench only with BENCH_STRICT=1${STRICT ? ', set' : ''}):`, '', '| target | measured | bound | |', '|---|---|---|---|');
-  for (const t of targets) lines.push(`| ${t.what} | ${Number.isFinite(t.value) ? t.value.toFixed(2) : 'n/a'}${t.unit} | ${t.bound}${t.unit} | ${t.met ? 'PASS' : 'FAIL'} |`);
+  lines.push(
+    '',
+    `Targets (issues 17.11 and 19; a miss fails the bench only with BENCH_STRICT=1${STRICT ? ', set' : ''}):`,
+    '',
+    '| target | measured | bound | |',
+    '|---|---|---|---|',
+  );
+  for (const t of targets)
+    lines.push(
+      `| ${t.what} | ${Number.isFinite(t.value) ? t.value.toFixed(2) : 'n/a'}${t.unit} | ${t.bound}${t.unit} | ${t.met ? 'PASS' : 'FAIL'} |`,
+    );
 }
 const remarks = rows.filter((r) => r.remark).map((r) => `${r.key}: ${r.remark}`);
 if (remarks.length || notes.length) lines.push('', ...[...remarks, ...notes].map((n) => `- ${n}`));
@@ -194,7 +266,15 @@ if (problems.length) lines.push('', '**PROBLEMS (correctness, not speed):**', ''
 process.stdout.write(lines.join('\n') + '\n');
 writeFileSync(OUT, JSON.stringify({ environment: env, rows, targets, notes, problems }, null, 2) + '\n');
 // The summary kept in git beside bench/README.md (results.json, with every sample, is not committed).
-const SUMMARY = process.env.BENCH_SUMMARY ?? (process.env.BENCH_OUT ? '' : join(root, 'bench', `results-${new Date().toISOString().slice(0, 10)}-${env.commit || 'unknown'}.md`));
-if (SUMMARY) writeFileSync(SUMMARY, `# npurun bench, ${new Date().toISOString().slice(0, 16)}Z\n\n\`BENCH_ROWS=${ROWS.join(',')}\`${process.env.BENCH_HOSTS ? ` \`BENCH_HOSTS=${process.env.BENCH_HOSTS}\`` : ''}\n\n${lines.join('\n')}\n`);
+const SUMMARY =
+  process.env.BENCH_SUMMARY ??
+  (process.env.BENCH_OUT
+    ? ''
+    : join(root, 'bench', `results-${new Date().toISOString().slice(0, 10)}-${env.commit || 'unknown'}.md`));
+if (SUMMARY)
+  writeFileSync(
+    SUMMARY,
+    `# npurun bench, ${new Date().toISOString().slice(0, 16)}Z\n\n\`BENCH_ROWS=${ROWS.join(',')}\`${process.env.BENCH_HOSTS ? ` \`BENCH_HOSTS=${process.env.BENCH_HOSTS}\`` : ''}\n\n${lines.join('\n')}\n`,
+  );
 rmSync(work, { recursive: true, force: true });
 if (problems.length || (STRICT && targets.some((t) => !t.met))) process.exitCode = 1;

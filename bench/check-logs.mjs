@@ -47,7 +47,8 @@ export function checkRankLog(file, rank, lines) {
   });
   if (bad) return `${file}: ${bad}`;
   if (tail !== '') return `${file}: ends in a line without a newline: ${JSON.stringify(tail.slice(0, 80))}`;
-  if (i !== lines) return `${file}: ${i} lines, expected ${lines} (next expected: ${JSON.stringify(expectedLine(rank, i))})`;
+  if (i !== lines)
+    return `${file}: ${i} lines, expected ${lines} (next expected: ${JSON.stringify(expectedLine(rank, i))})`;
   return undefined;
 }
 
@@ -78,7 +79,8 @@ export function checkMergedLog(file, ranks, lines) {
   if (bad) return `${file}: ${bad}`;
   if (tail !== '') return `${file}: ends in a line without a newline: ${JSON.stringify(tail.slice(0, 80))}`;
   const short = next.map((c, r) => [r, c]).filter(([, c]) => c !== lines);
-  if (short.length) return `${file}: ${short.map(([r, c]) => `rank ${r} has ${c} lines`).join(', ')}; expected ${lines} each`;
+  if (short.length)
+    return `${file}: ${short.map(([r, c]) => `rank ${r} has ${c} lines`).join(', ')}; expected ${lines} each`;
   return undefined;
 }
 

@@ -28,7 +28,8 @@ export const notes = [];
 export const targets = [];
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-export const fmt = (s) => (s < 0.01 ? `${(s * 1000).toFixed(2)} ms` : s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`);
+export const fmt = (s) =>
+  s < 0.01 ? `${(s * 1000).toFixed(2)} ms` : s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`;
 export const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
 export const sh = (cmd) => spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
 export const have = (cmd) => sh(`command -v ${cmd}`).status === 0;
@@ -41,7 +42,8 @@ export function problem(message) {
 export function target(row, what, value, bound, unit) {
   const met = value <= bound;
   targets.push({ row, what, value, bound, unit, met });
-  if (!met) process.stderr.write(`npurun bench: target missed: ${what}: ${value.toFixed(2)}${unit} (bound ${bound}${unit})\n`);
+  if (!met)
+    process.stderr.write(`npurun bench: target missed: ${what}: ${value.toFixed(2)}${unit} (bound ${bound}${unit})\n`);
 }
 
 /**
@@ -50,12 +52,24 @@ export function target(row, what, value, bound, unit) {
  */
 export function run(cmd, args, { expect = 0, env = {}, cwd = work, timeoutSecs = 600, stdout = 'ignore' } = {}) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { cwd, env: { ...childEnv, ...env }, stdio: /** @type {import('node:child_process').StdioOptions} */ (['ignore', stdout, 'pipe']), maxBuffer: 64 << 20, encoding: 'utf8', timeout: timeoutSecs * 1000, killSignal: 'SIGKILL' });
+  const r = spawnSync(cmd, args, {
+    cwd,
+    env: { ...childEnv, ...env },
+    stdio: /** @type {import('node:child_process').StdioOptions} */ (['ignore', stdout, 'pipe']),
+    maxBuffer: 64 << 20,
+    encoding: 'utf8',
+    timeout: timeoutSecs * 1000,
+    killSignal: 'SIGKILL',
+  });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.error && 'code' in r.error && r.error.code === 'ETIMEDOUT') throw new Error(`still running after ${timeoutSecs} s, killed [${[cmd, ...args].join(' ').slice(0, 200)}]`);
+  if (r.error && 'code' in r.error && r.error.code === 'ETIMEDOUT')
+    throw new Error(`still running after ${timeoutSecs} s, killed [${[cmd, ...args].join(' ').slice(0, 200)}]`);
   if (r.error) throw r.error;
   // Reason first: callers cut long messages.
-  if (r.status !== expect) throw new Error(`exited ${r.status ?? r.signal} (expected ${expect}): ${String(r.stderr).trim().slice(-600)} [${[cmd, ...args].join(' ').slice(0, 200)}]`);
+  if (r.status !== expect)
+    throw new Error(
+      `exited ${r.status ?? r.signal} (expected ${expect}): ${String(r.stderr).trim().slice(-600)} [${[cmd, ...args].join(' ').slice(0, 200)}]`,
+    );
   return { secs, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
@@ -81,7 +95,10 @@ export function runCounted(cmd, args, opts) {
 export function runNpurun(args, opts = {}) {
   const rssFile = join(work, `rss-${process.hrtime.bigint()}`);
   const { counted = false, ...rest } = opts;
-  const r = (counted ? runCounted : run)('node', ['--import', RSS_PROBE, BIN, ...args], { ...rest, env: { ...rest.env, BENCH_RSS_FILE: rssFile } });
+  const r = (counted ? runCounted : run)('node', ['--import', RSS_PROBE, BIN, ...args], {
+    ...rest,
+    env: { ...rest.env, BENCH_RSS_FILE: rssFile },
+  });
   const rssKiB = existsSync(rssFile) ? Number(readFileSync(rssFile, 'utf8')) : NaN;
   rmSync(rssFile, { force: true });
   return { ...r, rssKiB };
@@ -97,7 +114,10 @@ export function taggedProcesses() {
       if (!readFileSync(`/proc/${d}/environ`, 'latin1').split('\0').includes(`BENCH_TAG=${TAG}`)) continue;
       const stat = readFileSync(`/proc/${d}/stat`, 'latin1');
       if (stat[stat.lastIndexOf(')') + 2] === 'Z') continue;
-      found.push({ pid: Number(d), cmdline: readFileSync(`/proc/${d}/cmdline`, 'latin1').replaceAll('\0', ' ').trim() });
+      found.push({
+        pid: Number(d),
+        cmdline: readFileSync(`/proc/${d}/cmdline`, 'latin1').replaceAll('\0', ' ').trim(),
+      });
     } catch {
       // Gone while we looked, or not ours to read.
     }
@@ -111,8 +131,12 @@ export function lockHeldByAncestor(path) {
   const st = statSync(path);
   const dev = `${((st.dev >> 8) & 0xfff).toString(16).padStart(2, '0')}:${((st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)).toString(16).padStart(2, '0')}`;
   // "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
-  const holders = readFileSync('/proc/locks', 'utf8').split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === 'FLOCK' && f[5] === `${dev}:${st.ino}`).map((f) => Number(f[4]));
-  for (let pid = process.pid; pid > 1; ) {
+  const holders = readFileSync('/proc/locks', 'utf8')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === 'FLOCK' && f[5] === `${dev}:${st.ino}`)
+    .map((f) => Number(f[4]));
+  for (let pid = process.pid; pid > 1;) {
     if (holders.includes(pid)) return true;
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
@@ -151,18 +175,23 @@ export function checkNothingLeft(where) {
  */
 export function checkRunRecord(where, runsDir, { ranks, hosts = 1, status = 'succeeded', exitCode = 0 }) {
   const dirs = existsSync(runsDir) ? readdirSync(runsDir).filter((d) => existsSync(join(runsDir, d, 'run.json'))) : [];
-  if (dirs.length !== 1) return problem(`${where}: expected one run folder with a run.json in ${runsDir}, found ${dirs.length}`);
+  if (dirs.length !== 1)
+    return problem(`${where}: expected one run folder with a run.json in ${runsDir}, found ${dirs.length}`);
   const rec = JSON.parse(readFileSync(join(runsDir, dirs[0], 'run.json'), 'utf8'));
   const wrong = [];
   if (rec.status !== status) wrong.push(`status ${rec.status}, expected ${status}`);
   if (rec.exit_code !== exitCode) wrong.push(`exit_code ${rec.exit_code}, expected ${exitCode}`);
   const list = Array.isArray(rec.ranks) ? rec.ranks : [];
-  if (list.length !== ranks || rec.world_size !== ranks) wrong.push(`${list.length} ranks (world_size ${rec.world_size}), expected ${ranks}`);
+  if (list.length !== ranks || rec.world_size !== ranks)
+    wrong.push(`${list.length} ranks (world_size ${rec.world_size}), expected ${ranks}`);
   const hostCount = new Set(list.map((r) => r.host)).size;
   if (hostCount !== hosts) wrong.push(`ranks on ${hostCount} host(s), expected ${hosts}`);
   if (status === 'succeeded') {
     const bad = list.filter((r) => r.exit?.code !== 0 || r.exit?.cause !== 'exited');
-    if (bad.length) wrong.push(`${bad.length} rank(s) without a clean exit, e.g. rank ${bad[0].label}: ${JSON.stringify(bad[0].exit)}`);
+    if (bad.length)
+      wrong.push(
+        `${bad.length} rank(s) without a clean exit, e.g. rank ${bad[0].label}: ${JSON.stringify(bad[0].exit)}`,
+      );
   }
   if (wrong.length) problem(`${where}: run.json of ${dirs[0]}: ${wrong.join('; ')}`);
 }
@@ -179,7 +208,9 @@ export function rounds(contenders, repeat = REPEAT, warmup = WARMUP) {
       if (i >= warmup) samples[c.name].push(secs);
     }
   }
-  return Object.fromEntries(contenders.map((c) => [c.name, { secs: median(samples[c.name]), samples: samples[c.name] }]));
+  return Object.fromEntries(
+    contenders.map((c) => [c.name, { secs: median(samples[c.name]), samples: samples[c.name] }]),
+  );
 }
 
 /** A row of the main table: npurun against each peer, ratio npurun ÷ peer. */

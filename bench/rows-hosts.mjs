@@ -9,8 +9,29 @@ import { join } from 'node:path';
 import { checkMergedLog, checkRankLogs } from './check-logs.mjs';
 import { LINES, writeWriter } from './rows-local.mjs';
 import {
-  FAULT, REPEAT, WARMUP, checkNothingLeft, compared, rounds, checkRunRecord, childEnv, fmt, have, median, mib, notes, problem, problems, root, run, runCounted, runNpurun, sh,
-  target, targets, work,
+  FAULT,
+  REPEAT,
+  WARMUP,
+  checkNothingLeft,
+  compared,
+  rounds,
+  checkRunRecord,
+  childEnv,
+  fmt,
+  have,
+  median,
+  mib,
+  notes,
+  problem,
+  problems,
+  root,
+  run,
+  runCounted,
+  runNpurun,
+  sh,
+  target,
+  targets,
+  work,
 } from './harness.mjs';
 
 export const CLUSTER = join(root, 'test', 'cluster', 'cluster.sh');
@@ -45,10 +66,14 @@ function leftoversOnHosts(info, ms = 5000) {
   const scan = () =>
     info.hosts.flatMap((h) => {
       const listener = h.sshdPidFile && existsSync(h.sshdPidFile) ? readFileSync(h.sshdPidFile, 'utf8').trim() : '';
-      const pids = (spawnSync('ip', ['netns', 'pids', h.netns], { encoding: 'utf8' }).stdout ?? '').split('\n').filter((p) => p && p !== listener);
+      const pids = (spawnSync('ip', ['netns', 'pids', h.netns], { encoding: 'utf8' }).stdout ?? '')
+        .split('\n')
+        .filter((p) => p && p !== listener);
       return pids.flatMap((pid) => {
         try {
-          return [`${h.name} ${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim().slice(0, 100)}`];
+          return [
+            `${h.name} ${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim().slice(0, 100)}`,
+          ];
         } catch {
           return []; // exited while we looked
         }
@@ -67,7 +92,18 @@ function leftoversOnHosts(info, ms = 5000) {
 function writeHostsFile(info) {
   const file = join(work, `hosts${info.hosts.length}.yaml`);
   const hosts = info.hosts.map((h) => `  - { name: ${h.name}, address: ${h.address} }`);
-  writeFileSync(file, ['defaults:', '  user: root', `  identity_file: ${info.keyPath}`, `  known_hosts: ${info.knownHostsPath}`, 'hosts:', ...hosts, ''].join('\n'));
+  writeFileSync(
+    file,
+    [
+      'defaults:',
+      '  user: root',
+      `  identity_file: ${info.keyPath}`,
+      `  known_hosts: ${info.knownHostsPath}`,
+      'hosts:',
+      ...hosts,
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -92,7 +128,24 @@ function measurePair(n, login) {
     for (let i = 0; i < REPEAT && (i === 0 || Date.now() - t0 < BUDGET_SECS * 1000); i++) {
       const runs = join(work, `hosts-runs-${n}-${i}`);
       try {
-        const r = runNpurun(['launch', '--hosts', hostsFile, '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--workdir', '/tmp/w', '--', 'true'], { timeoutSecs: LAUNCH_TIMEOUT_SECS });
+        const r = runNpurun(
+          [
+            'launch',
+            '--hosts',
+            hostsFile,
+            '--profile',
+            'torch',
+            '--console',
+            'none',
+            '--run-dir',
+            runs,
+            '--workdir',
+            '/tmp/w',
+            '--',
+            'true',
+          ],
+          { timeoutSecs: LAUNCH_TIMEOUT_SECS },
+        );
         samples.npurun.push(r.secs);
         samples.npurunRss.push(r.rssKiB);
         checkRunRecord(`${where}, npurun`, runs, { ranks: 8 * n, hosts: n });
@@ -101,17 +154,36 @@ function measurePair(n, login) {
       }
       checkNothingLeft(`${where}, npurun (this machine)`);
       const left = leftoversOnHosts(info);
-      if (left.length) problem(`${where}, npurun: ${left.length} process(es) left on the hosts: ${left.slice(0, 5).join('; ')}`);
+      if (left.length)
+        problem(`${where}, npurun: ${left.length} process(es) left on the hosts: ${left.slice(0, 5).join('; ')}`);
       rmSync(runs, { recursive: true, force: true });
       // BENCH_FAULT=pdsh-fail points pdsh at a closed port: every host fails at once, which must not pass for fast.
       const sshArgs = `-F ${info.sshConfigPath} -o BatchMode=yes${FAULT === 'pdsh-fail' ? ' -p 1' : ''}`;
       try {
-        const p = runCounted('pdsh', ['-S', '-R', 'ssh', '-f', String(n), '-w', `h[1-${n}]`, `for i in 1 2 3 4 5 6 7 8; do true & done; wait; echo ${ANSWER}`], {
-          env: { PDSH_SSH_ARGS_APPEND: sshArgs },
-          stdout: 'pipe',
-          timeoutSecs: LAUNCH_TIMEOUT_SECS,
-        });
-        const answered = new Set(p.stdout.split('\n').filter((l) => l.endsWith(`: ${ANSWER}`)).map((l) => l.split(':')[0]));
+        const p = runCounted(
+          'pdsh',
+          [
+            '-S',
+            '-R',
+            'ssh',
+            '-f',
+            String(n),
+            '-w',
+            `h[1-${n}]`,
+            `for i in 1 2 3 4 5 6 7 8; do true & done; wait; echo ${ANSWER}`,
+          ],
+          {
+            env: { PDSH_SSH_ARGS_APPEND: sshArgs },
+            stdout: 'pipe',
+            timeoutSecs: LAUNCH_TIMEOUT_SECS,
+          },
+        );
+        const answered = new Set(
+          p.stdout
+            .split('\n')
+            .filter((l) => l.endsWith(`: ${ANSWER}`))
+            .map((l) => l.split(':')[0]),
+        );
         if (answered.size !== n) problem(`${where}, pdsh: ${answered.size} of ${n} hosts answered`);
         samples.pdsh.push(p.secs);
         samples.pdshRss.push(p.maxRssKiB);
@@ -128,9 +200,15 @@ function measurePair(n, login) {
     hosts: n,
     login: login ?? 'plain',
     setupSecs,
-    npurun: samples.npurun.length ? { secs: median(samples.npurun), samples: samples.npurun, rssKiB: Math.max(...samples.npurunRss) } : undefined,
-    pdsh: samples.pdsh.length ? { secs: median(samples.pdsh), samples: samples.pdsh, rssKiB: Math.max(...samples.pdshRss) } : undefined,
-    failure: samples.failure.filter(Number.isFinite).length ? { secs: median(samples.failure.filter(Number.isFinite)), samples: samples.failure } : undefined,
+    npurun: samples.npurun.length
+      ? { secs: median(samples.npurun), samples: samples.npurun, rssKiB: Math.max(...samples.npurunRss) }
+      : undefined,
+    pdsh: samples.pdsh.length
+      ? { secs: median(samples.pdsh), samples: samples.pdsh, rssKiB: Math.max(...samples.pdshRss) }
+      : undefined,
+    failure: samples.failure.filter(Number.isFinite).length
+      ? { secs: median(samples.failure.filter(Number.isFinite)), samples: samples.failure }
+      : undefined,
     errors,
   };
 }
@@ -147,18 +225,46 @@ function measureFailure(info, hostsFile, where, i) {
   rmSync(stamp, { force: true });
   let secs = NaN;
   try {
-    runNpurun(['launch', '--hosts', hostsFile, '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--workdir', '/tmp/w', '--', 'python3', '-c', script], { expect: 1, timeoutSecs: LAUNCH_TIMEOUT_SECS });
+    runNpurun(
+      [
+        'launch',
+        '--hosts',
+        hostsFile,
+        '--profile',
+        'torch',
+        '--console',
+        'none',
+        '--run-dir',
+        runs,
+        '--workdir',
+        '/tmp/w',
+        '--',
+        'python3',
+        '-c',
+        script,
+      ],
+      { expect: 1, timeoutSecs: LAUNCH_TIMEOUT_SECS },
+    );
     const end = Date.now() / 1000;
-    if (!existsSync(stamp)) throw new Error(`rank ${FAILING_RANK} never wrote its exit time (did another rank fail first?)`);
+    if (!existsSync(stamp))
+      throw new Error(`rank ${FAILING_RANK} never wrote its exit time (did another rank fail first?)`);
     secs = end - Number(readFileSync(stamp, 'utf8'));
-    checkRunRecord(`${where}, failure`, runs, { ranks: 8 * info.hosts.length, hosts: info.hosts.length, status: 'failed', exitCode: 1 });
+    checkRunRecord(`${where}, failure`, runs, {
+      ranks: 8 * info.hosts.length,
+      hosts: info.hosts.length,
+      status: 'failed',
+      exitCode: 1,
+    });
   } catch (e) {
     problem(`${where}, failure: ${e.message.slice(0, 300)}`);
   }
   checkNothingLeft(`${where}, failure (this machine)`);
   // Right at exit, not after a grace: every rank must already be stopped.
   const left = leftoversOnHosts(info, 1000);
-  if (left.length) problem(`${where}, failure: ${left.length} process(es) still on the hosts after npurun exited: ${left.slice(0, 5).join('; ')}`);
+  if (left.length)
+    problem(
+      `${where}, failure: ${left.length} process(es) still on the hosts after npurun exited: ${left.slice(0, 5).join('; ')}`,
+    );
   rmSync(runs, { recursive: true, force: true });
   return secs;
 }
@@ -180,12 +286,29 @@ function benchSshLogs() {
         name: 'npurun',
         measure: (i) => {
           const runs = join(work, `ssh-logs-${i}`);
-          const n = runNpurun(['launch', '--hosts', hostsFile, '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--workdir', '/tmp/w', '--', 'python3', '/tmp/writer.py']);
+          const n = runNpurun([
+            'launch',
+            '--hosts',
+            hostsFile,
+            '--profile',
+            'torch',
+            '--console',
+            'none',
+            '--run-dir',
+            runs,
+            '--workdir',
+            '/tmp/w',
+            '--',
+            'python3',
+            '/tmp/writer.py',
+          ]);
           rss.push(n.rssKiB);
           checkNothingLeft('logs over SSH, npurun');
           checkRunRecord('logs over SSH, npurun', runs, { ranks: 8 });
           const dir = join(runs, readdirSync(runs).find((d) => existsSync(join(runs, d, 'run.json'))) ?? 'none');
-          const p = checkRankLogs((k) => join(dir, 'logs', `rank-${k}.log`), 8, LINES) ?? checkMergedLog(join(dir, 'merged.log'), 8, LINES);
+          const p =
+            checkRankLogs((k) => join(dir, 'logs', `rank-${k}.log`), 8, LINES) ??
+            checkMergedLog(join(dir, 'merged.log'), 8, LINES);
           if (p) problem(`logs over SSH, npurun: ${p}`);
           rmSync(runs, { recursive: true, force: true });
           return n.secs;
@@ -194,17 +317,29 @@ function benchSshLogs() {
       {
         name: 'ranks on the host writing straight to its files, over one ssh session (floor)',
         measure: () => {
-          const s = run('ssh', ['-F', info.sshConfigPath, '-o', 'BatchMode=yes', h.name, 'rm -rf /tmp/f && mkdir /tmp/f && for r in 0 1 2 3 4 5 6 7; do RANK=$r python3 /tmp/writer.py > /tmp/f/rank$r.log & done; wait']).secs;
+          const s = run('ssh', [
+            '-F',
+            info.sshConfigPath,
+            '-o',
+            'BatchMode=yes',
+            h.name,
+            'rm -rf /tmp/f && mkdir /tmp/f && for r in 0 1 2 3 4 5 6 7; do RANK=$r python3 /tmp/writer.py > /tmp/f/rank$r.log & done; wait',
+          ]).secs;
           const p = checkRankLogs((k) => join(h.root, 'tmp', 'f', `rank${k}.log`), 8, LINES);
           if (p) problem(`logs over SSH, floor: ${p}`);
           return s;
         },
       },
     ]);
-    const row = compared(`logs over SSH, 1 namespaced host, 8 ranks × ${LINES} lines, everything saved on the launcher`, r, 'npurun', {
-      launcherRssKiB: rss,
-      remark: `every line checked (npurun: per-rank logs and merged.log; floor: the 8 files on the host); launcher peak RSS ${mib(median(rss.slice(WARMUP)))}`,
-    });
+    const row = compared(
+      `logs over SSH, 1 namespaced host, 8 ranks × ${LINES} lines, everything saved on the launcher`,
+      r,
+      'npurun',
+      {
+        launcherRssKiB: rss,
+        remark: `every line checked (npurun: per-rank logs and merged.log; floor: the 8 files on the host); launcher peak RSS ${mib(median(rss.slice(WARMUP)))}`,
+      },
+    );
     target('sshlogs', 'logs over SSH: npurun ÷ floor (issue 19: at most 2)', row.peers[0].ratio, 2, '×');
     return row;
   } finally {
@@ -216,7 +351,10 @@ export function benchHosts() {
   const logins = [undefined];
   const slow = slowLoginOption();
   if (slow) logins.push(slow);
-  else notes.push(`hosts row: no slow login shell (${process.env.BENCH_SLOW_LOGIN === '0' ? 'BENCH_SLOW_LOGIN=0' : 'test/cluster/cluster.sh has no slow-login option yet'}): plain homes only`);
+  else
+    notes.push(
+      `hosts row: no slow login shell (${process.env.BENCH_SLOW_LOGIN === '0' ? 'BENCH_SLOW_LOGIN=0' : 'test/cluster/cluster.sh has no slow-login option yet'}): plain homes only`,
+    );
   /** @type {Partial<ReturnType<typeof measurePair>>[]} */
   const pairs = [];
   for (const login of logins) {
@@ -230,11 +368,32 @@ export function benchHosts() {
       }
       const p = pairs.at(-1);
       if (p.npurun && p.pdsh) {
-        process.stderr.write(`npurun bench:   npurun ${fmt(p.npurun.secs)} (peak RSS ${mib(p.npurun.rssKiB)}), pdsh ${fmt(p.pdsh.secs)}, ${p.npurun.samples.length} round(s)\n`);
-        target('hosts', `${n} hosts × 8, ${p.login} home: npurun ÷ pdsh (issue 19: at most 1.5)`, p.npurun.secs / p.pdsh.secs, 1.5, '×');
-        if (p.failure) target('hosts', `failure of rank ${FAILING_RANK} of ${8 * n} on ${n} hosts until every rank stopped and npurun exited 1 (issue 19: at most 0.5 s)`, p.failure.secs, 0.5, ' s');
+        process.stderr.write(
+          `npurun bench:   npurun ${fmt(p.npurun.secs)} (peak RSS ${mib(p.npurun.rssKiB)}), pdsh ${fmt(p.pdsh.secs)}, ${p.npurun.samples.length} round(s)\n`,
+        );
+        target(
+          'hosts',
+          `${n} hosts × 8, ${p.login} home: npurun ÷ pdsh (issue 19: at most 1.5)`,
+          p.npurun.secs / p.pdsh.secs,
+          1.5,
+          '×',
+        );
+        if (p.failure)
+          target(
+            'hosts',
+            `failure of rank ${FAILING_RANK} of ${8 * n} on ${n} hosts until every rank stopped and npurun exited 1 (issue 19: at most 0.5 s)`,
+            p.failure.secs,
+            0.5,
+            ' s',
+          );
       } else {
-        target('hosts', `${n} hosts × 8, ${p.login} home: npurun ÷ pdsh (issue 19: at most 1.5): no measurement`, Infinity, 1.5, '×');
+        target(
+          'hosts',
+          `${n} hosts × 8, ${p.login} home: npurun ÷ pdsh (issue 19: at most 1.5): no measurement`,
+          Infinity,
+          1.5,
+          '×',
+        );
       }
     }
     const mine = pairs.filter((p) => p.login === (login ?? 'plain') && p.npurun);
@@ -242,9 +401,22 @@ export function benchHosts() {
     const large = mine.filter((p) => p.hosts > 16).at(-1);
     if (small && large) {
       const perHost = large.npurun.secs / large.hosts / (small.npurun.secs / small.hosts);
-      target('hosts', `per-host cost at ${large.hosts} ÷ at 16 hosts, ${small.login} home (issue 19: at most 1.2, asked at 128)`, perHost, 1.2, '×');
+      target(
+        'hosts',
+        `per-host cost at ${large.hosts} ÷ at 16 hosts, ${small.login} home (issue 19: at most 1.2, asked at 128)`,
+        perHost,
+        1.2,
+        '×',
+      );
     }
-    if (large) target('hosts', `launcher peak RSS at ${large.hosts} hosts × 8, ${large.login} home (issue 19: at most 300 MiB, asked at 128)`, large.npurun.rssKiB / 1024, 300, ' MiB');
+    if (large)
+      target(
+        'hosts',
+        `launcher peak RSS at ${large.hosts} hosts × 8, ${large.login} home (issue 19: at most 300 MiB, asked at 128)`,
+        large.npurun.rssKiB / 1024,
+        300,
+        ' MiB',
+      );
   }
   return {
     name: 'hosts: N namespaced hosts × 8 no-op ranks over SSH, npurun vs `pdsh -S -R ssh -f N` starting the same 8 processes per host',

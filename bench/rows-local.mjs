@@ -3,8 +3,26 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { join } from 'node:path';
 import { checkMergedLog, checkRankLog, checkRankLogs } from './check-logs.mjs';
 import {
-  BIN, FAULT, PY, REPEAT, WARMUP, checkNothingLeft, checkRunRecord, compared, fmt, median, mib, notes, problem, root, rounds, run, runCounted,
-  runNpurun, target, work,
+  BIN,
+  FAULT,
+  PY,
+  REPEAT,
+  WARMUP,
+  checkNothingLeft,
+  checkRunRecord,
+  compared,
+  fmt,
+  median,
+  mib,
+  notes,
+  problem,
+  root,
+  rounds,
+  run,
+  runCounted,
+  runNpurun,
+  target,
+  work,
 } from './harness.mjs';
 
 const TORCHRUN = [PY, join(root, 'bench', 'torchrun_patched.py')];
@@ -17,9 +35,20 @@ const RSS_BOUND_MIB = 300;
 const simulated = (n) => String(FAULT === 'missing-rank' ? n - 1 : n);
 
 const npurunLaunch = (runDir, cmd, ranks = 8) => [
-  'launch', '--simulate', simulated(ranks), '--profile', 'torch', '--console', 'none', '--run-dir', runDir,
+  'launch',
+  '--simulate',
+  simulated(ranks),
+  '--profile',
+  'torch',
+  '--console',
+  'none',
+  '--run-dir',
+  runDir,
   // Keep the pid-file folders inside the bench's scratch space rather than in /tmp/npurun.
-  '--remote-dir', join(work, 'remote', '{run_id}'), '--', ...cmd,
+  '--remote-dir',
+  join(work, 'remote', '{run_id}'),
+  '--',
+  ...cmd,
 ];
 
 /** One fresh run folder per launch, so run.json is this launch's alone. */
@@ -45,7 +74,10 @@ export function benchLocalStart(torch) {
         return r.secs;
       },
     },
-    { name: 'shell loop: 8 × `true &`, wait (floor)', measure: () => run('sh', ['-c', 'for i in 1 2 3 4 5 6 7 8; do true & done; wait']).secs },
+    {
+      name: 'shell loop: 8 × `true &`, wait (floor)',
+      measure: () => run('sh', ['-c', 'for i in 1 2 3 4 5 6 7 8; do true & done; wait']).secs,
+    },
     { name: '`node -e 0` (one Node start)', measure: () => run('node', ['-e', '0']).secs },
   ];
   if (torch) {
@@ -54,21 +86,34 @@ export function benchLocalStart(torch) {
       const tuned = interval === torch.monitorInterval ? ' (default)' : '';
       contenders.push({
         name: `torchrun --monitor_interval ${interval}${tuned} --no_python true`,
-        measure: () => { const s = run(PY, torchrun(['--monitor_interval', interval, '--no_python'], ['true'])).secs; checkNothingLeft('local start, torchrun'); return s; },
+        measure: () => {
+          const s = run(PY, torchrun(['--monitor_interval', interval, '--no_python'], ['true'])).secs;
+          checkNothingLeft('local start, torchrun');
+          return s;
+        },
       });
     }
   }
   const r = rounds(contenders);
   const nodeE0 = r['`node -e 0` (one Node start)'];
-  target('local', 'local start, 8 no-op ranks ÷ `node -e 0` (issue 19: at most 3)', r.npurun.secs / nodeE0.secs, 3, '×');
+  target(
+    'local',
+    'local start, 8 no-op ranks ÷ `node -e 0` (issue 19: at most 3)',
+    r.npurun.secs / nodeE0.secs,
+    3,
+    '×',
+  );
   // Context, not contenders: what the interpreters alone cost before either launcher does anything.
   const contextRuns = Math.min(REPEAT, 3);
   const nodeAlone = median(Array.from({ length: contextRuns }, () => run('node', [BIN, '--version']).secs));
-  const torchImport = torch ? median(Array.from({ length: contextRuns }, () => run(PY, ['-c', 'import torch.distributed.run']).secs)) : undefined;
+  const torchImport = torch
+    ? median(Array.from({ length: contextRuns }, () => run(PY, ['-c', 'import torch.distributed.run']).secs))
+    : undefined;
   return compared('local start, 8 no-op ranks (wall time of the launcher)', r, 'npurun', {
     remark:
       `run.json checked after every round (8 ranks, each exited 0); launcher peak RSS ${mib(median(rss.slice(WARMUP)))}; ` +
-      `of which starting the interpreter and loading the code: \`npurun --version\` ${fmt(nodeAlone)}` + (torchImport ? `, \`import torch.distributed.run\` ${fmt(torchImport)}` : ''),
+      `of which starting the interpreter and loading the code: \`npurun --version\` ${fmt(nodeAlone)}` +
+      (torchImport ? `, \`import torch.distributed.run\` ${fmt(torchImport)}` : ''),
     nodeAloneSecs: nodeAlone,
     torchImportSecs: torchImport,
     launcherRssKiB: rss,
@@ -97,7 +142,8 @@ export function benchFailure(torch) {
     start({ expect: 1, env: { STAMP: stamp } });
     const end = Date.now() / 1000;
     checkNothingLeft(`failure, ${label}`);
-    if (!existsSync(stamp)) throw new Error(`${label}: rank 3 never wrote its exit time (did another rank fail first?)`);
+    if (!existsSync(stamp))
+      throw new Error(`${label}: rank 3 never wrote its exit time (did another rank fail first?)`);
     return end - Number(readFileSync(stamp, 'utf8'));
   };
   const contenders = [
@@ -112,13 +158,25 @@ export function benchFailure(torch) {
     },
   ];
   if (torch) {
-    contenders.push({ name: `torchrun --monitor_interval ${torch.monitorInterval} (default)`, measure: measure('torchrun', (o) => run(PY, torchrun([], [failer]), o)) });
-    contenders.push({ name: 'torchrun --monitor_interval 0.1', measure: measure('torchrun-0.1', (o) => run(PY, torchrun(['--monitor_interval', '0.1'], [failer]), o)) });
+    contenders.push({
+      name: `torchrun --monitor_interval ${torch.monitorInterval} (default)`,
+      measure: measure('torchrun', (o) => run(PY, torchrun([], [failer]), o)),
+    });
+    contenders.push({
+      name: 'torchrun --monitor_interval 0.1',
+      measure: measure('torchrun-0.1', (o) => run(PY, torchrun(['--monitor_interval', '0.1'], [failer]), o)),
+    });
   }
   const r = rounds(contenders);
-  return compared('failure: rank 3 of 8 exits 1, the others sleep; its exit until the launcher has stopped all and exited', r, 'npurun', {
-    remark: 'both exit 1 (the failed rank\'s code); checked right at exit that no rank is still running; npurun\'s run.json says failed, exit code 1, 8 ranks',
-  });
+  return compared(
+    'failure: rank 3 of 8 exits 1, the others sleep; its exit until the launcher has stopped all and exited',
+    r,
+    'npurun',
+    {
+      remark:
+        "both exit 1 (the failed rank's code); checked right at exit that no rank is still running; npurun's run.json says failed, exit code 1, 8 ranks",
+    },
+  );
 }
 
 /** The log row's writer: line i of rank r is check-logs.mjs's expectedLine(r, i); BENCH_FAULT breaks rank 3 on purpose. */
@@ -166,7 +224,10 @@ export function benchLogs(torch) {
         const dir = join(runs, dirs[0] ?? 'none');
         const rankLog = (rank) => join(dir, 'logs', `rank-${rank}.log`);
         verdict('npurun', checkRankLogs(rankLog, 8, LINES) ?? checkMergedLog(join(dir, 'merged.log'), 8, LINES));
-        bytes.total = [0, 1, 2, 3, 4, 5, 6, 7].reduce((n, k) => n + (existsSync(rankLog(k)) ? statSync(rankLog(k)).size : 0), 0);
+        bytes.total = [0, 1, 2, 3, 4, 5, 6, 7].reduce(
+          (n, k) => n + (existsSync(rankLog(k)) ? statSync(rankLog(k)).size : 0),
+          0,
+        );
         rmSync(runs, { recursive: true, force: true });
         return r.secs;
       },
@@ -176,8 +237,14 @@ export function benchLogs(torch) {
       measure: (i) => {
         const d = join(work, `logs-floor-${i}`);
         mkdirSync(d);
-        const r = counted('floor', 'sh', ['-c', `for r in 0 1 2 3 4 5 6 7; do RANK=$r ${PY} ${writer} > ${d}/rank$r.log & done; wait`]);
-        verdict('floor', checkRankLogs((k) => join(d, `rank${k}.log`), 8, LINES));
+        const r = counted('floor', 'sh', [
+          '-c',
+          `for r in 0 1 2 3 4 5 6 7; do RANK=$r ${PY} ${writer} > ${d}/rank$r.log & done; wait`,
+        ]);
+        verdict(
+          'floor',
+          checkRankLogs((k) => join(d, `rank${k}.log`), 8, LINES),
+        );
         rmSync(d, { recursive: true, force: true });
         return r.secs;
       },
@@ -188,10 +255,16 @@ export function benchLogs(torch) {
       const label = `torchrun --${mode}`;
       contenders.push({
         // At the default 5 s monitor interval torchrun's time would be its polling, not its logging.
-        name: `torchrun --monitor_interval 0.1 --${mode} 3 --log_dir` + (mode === 'tee' ? ' (files + prefixed console, to /dev/null)' : ' (files only)'),
+        name:
+          `torchrun --monitor_interval 0.1 --${mode} 3 --log_dir` +
+          (mode === 'tee' ? ' (files + prefixed console, to /dev/null)' : ' (files only)'),
         measure: (i) => {
           const d = join(work, `logs-torch-${mode}-${i}`);
-          const r = counted(label, PY, torchrun(['--monitor_interval', '0.1', `--${mode}`, '3', '--log_dir', d], [writer]));
+          const r = counted(
+            label,
+            PY,
+            torchrun(['--monitor_interval', '0.1', `--${mode}`, '3', '--log_dir', d], [writer]),
+          );
           checkNothingLeft(`log throughput, ${label}`);
           verdict(label, checkTorchrunLogs(d));
           rmSync(d, { recursive: true, force: true });
@@ -201,13 +274,21 @@ export function benchLogs(torch) {
     }
   }
   const r = rounds(contenders);
-  const verified = [...checks].map(([k, ok]) => `${k}: ${ok ? 'every line saved' : 'LINES LOST OR DAMAGED'}`).join('; ');
-  notes.push(`log throughput, every line checked (content and order per rank, ${LINES} per rank, all 8 files; npurun: per-rank logs and merged.log): ${verified}`);
-  const cpuMedians = Object.entries(cpu).filter(([, v]) => v.length > WARMUP && !Number.isNaN(v[WARMUP])).map(([k, v]) => `${k} ${median(v.slice(WARMUP)).toFixed(2)}`);
+  const verified = [...checks]
+    .map(([k, ok]) => `${k}: ${ok ? 'every line saved' : 'LINES LOST OR DAMAGED'}`)
+    .join('; ');
+  notes.push(
+    `log throughput, every line checked (content and order per rank, ${LINES} per rank, all 8 files; npurun: per-rank logs and merged.log): ${verified}`,
+  );
+  const cpuMedians = Object.entries(cpu)
+    .filter(([, v]) => v.length > WARMUP && !Number.isNaN(v[WARMUP]))
+    .map(([k, v]) => `${k} ${median(v.slice(WARMUP)).toFixed(2)}`);
   return compared(`log throughput, 8 ranks × ${LINES} lines, everything saved (wall time)`, r, 'npurun', {
     mibPerSecond: bytes.total / 2 ** 20 / r.npurun.secs,
     launcherRssKiB: rss.npurun,
-    cpuSeconds: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, { median: median(v.slice(WARMUP)), samples: v.slice(WARMUP) }])),
+    cpuSeconds: Object.fromEntries(
+      Object.entries(cpu).map(([k, v]) => [k, { median: median(v.slice(WARMUP)), samples: v.slice(WARMUP) }]),
+    ),
     remark:
       `npurun saves each line twice (per-rank log and merged.log): ${(bytes.total / 2 ** 20).toFixed(0)} MiB of rank output at ${(bytes.total / 2 ** 20 / r.npurun.secs).toFixed(0)} MiB/s; ` +
       `launcher peak RSS ${mib(median(rss.npurun.slice(WARMUP)))}; CPU seconds (user + system, launcher and ranks, GNU time): ${cpuMedians.join(', ') || 'n/a'}`,
@@ -241,11 +322,23 @@ export function benchMemory() {
       const r = runNpurun(npurunLaunch(runs, [PY, '-c', script], ranks));
       checkNothingLeft(`memory, ${what}`);
       checkRunRecord(`memory, ${what}`, runs, { ranks });
-      target('memory', `launcher peak RSS, ${what} (issue 17.11: at most ${RSS_BOUND_MIB} MiB)`, r.rssKiB / 1024, RSS_BOUND_MIB, ' MiB');
+      target(
+        'memory',
+        `launcher peak RSS, ${what} (issue 17.11: at most ${RSS_BOUND_MIB} MiB)`,
+        r.rssKiB / 1024,
+        RSS_BOUND_MIB,
+        ' MiB',
+      );
       results.push({ what, mibPerRank, ranks, secs: r.secs, launcherRssKiB: r.rssKiB });
     } catch (e) {
       // A launcher that dies of it (out of memory, a crash) misses the target too; the other rows go on.
-      target('memory', `launcher peak RSS, ${what} (issue 17.11: at most ${RSS_BOUND_MIB} MiB): the launch failed`, Infinity, RSS_BOUND_MIB, ' MiB');
+      target(
+        'memory',
+        `launcher peak RSS, ${what} (issue 17.11: at most ${RSS_BOUND_MIB} MiB): the launch failed`,
+        Infinity,
+        RSS_BOUND_MIB,
+        ' MiB',
+      );
       results.push({ what, mibPerRank, ranks, error: e.message.slice(0, 300) });
     } finally {
       rmSync(runs, { recursive: true, force: true });

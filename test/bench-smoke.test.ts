@@ -19,7 +19,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Results {
   environment: { node: string };
-  rows: { key: string; npurun?: { samples: number[] }; memory?: { launcherRssKiB: number }[]; hosts?: { hosts: number; npurun?: { samples: number[] } }[] }[];
+  rows: {
+    key: string;
+    npurun?: { samples: number[] };
+    memory?: { launcherRssKiB: number }[];
+    hosts?: { hosts: number; npurun?: { samples: number[] } }[];
+  }[];
   targets: { row: string; what: string; value: number; met: boolean }[];
   notes: string[];
   problems: string[];
@@ -28,15 +33,30 @@ interface Results {
 let seq = 0;
 // Asynchronous on purpose: a synchronous spawn blocks vitest's worker, whose RPC times out when the
 // hosts case waits minutes for the cluster lock.
-async function bench(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string; results: Results }> {
+async function bench(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string; results: Results }> {
   const out = join(dir, `results-${seq++}.json`);
   const r = await execa(process.execPath, [join(ROOT, 'bench', 'bench.mjs')], {
     cwd: ROOT,
     reject: false,
     timeout: 280_000,
-    env: { BENCH_TORCH: '0', BENCH_LINES: '500', BENCH_REPEAT: '1', BENCH_WARMUP: '0', BENCH_SCALE: '1,2', BENCH_OUT: out, ...env },
+    env: {
+      BENCH_TORCH: '0',
+      BENCH_LINES: '500',
+      BENCH_REPEAT: '1',
+      BENCH_WARMUP: '0',
+      BENCH_SCALE: '1,2',
+      BENCH_OUT: out,
+      ...env,
+    },
   });
-  return { code: r.exitCode ?? null, stdout: r.stdout, stderr: r.stderr, results: JSON.parse(readFileSync(out, 'utf8')) as Results };
+  return {
+    code: r.exitCode ?? null,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    results: JSON.parse(readFileSync(out, 'utf8')) as Results,
+  };
 }
 
 describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
@@ -48,9 +68,12 @@ describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).not.toContain('!!!');
     expect(r.results.environment.node).toBe(process.version);
-    expect(r.results.notes.join('\n')).toMatch(/every line checked .*: npurun: every line saved; floor: every line saved/);
+    expect(r.results.notes.join('\n')).toMatch(
+      /every line checked .*: npurun: every line saved; floor: every line saved/,
+    );
     expect(r.stdout).toContain('ps check after the bench: no process started by the bench is still running');
-    for (const key of ['local', 'failure', 'logs']) expect(r.results.rows.find((row) => row.key === key)?.npurun?.samples).toHaveLength(1);
+    for (const key of ['local', 'failure', 'logs'])
+      expect(r.results.rows.find((row) => row.key === key)?.npurun?.samples).toHaveLength(1);
     // A target is a measurement with a bound; the 300 MiB memory bound holds for 2 ranks x 8 MiB.
     const mem = r.results.rows.find((row) => row.key === 'memory')?.memory ?? [];
     expect(mem).toHaveLength(1);
@@ -63,14 +86,18 @@ describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
     ['drop-line', /line 251 is "rank 3 line 251 .*", expected "rank 3 line 250 /],
     ['cut-line', /line 251 is "rank ", expected "rank 3 line 250 /],
     ['swap-lines', /line 251 is "rank 3 line 251 .*", expected "rank 3 line 250 /],
-  ])('exits 1 when a writer breaks one line (%s), for npurun and the floor alike', async (fault, message) => {
-    const r = await bench({ BENCH_ROWS: 'logs', BENCH_FAULT: fault });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('!!!');
-    const lost = r.results.problems.filter((p) => message.test(p));
-    expect(lost.map((p) => p.split(':')[0])).toEqual(['log throughput, npurun', 'log throughput, floor']);
-    expect(r.stdout).toContain('npurun: LINES LOST OR DAMAGED; floor: LINES LOST OR DAMAGED');
-  }, 120_000);
+  ])(
+    'exits 1 when a writer breaks one line (%s), for npurun and the floor alike',
+    async (fault, message) => {
+      const r = await bench({ BENCH_ROWS: 'logs', BENCH_FAULT: fault });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('!!!');
+      const lost = r.results.problems.filter((p) => message.test(p));
+      expect(lost.map((p) => p.split(':')[0])).toEqual(['log throughput, npurun', 'log throughput, floor']);
+      expect(r.stdout).toContain('npurun: LINES LOST OR DAMAGED; floor: LINES LOST OR DAMAGED');
+    },
+    120_000,
+  );
 
   it('exits 1 when npurun starts 7 ranks where 8 were asked (run.json and the missing rank-7.log)', async () => {
     const r = await bench({ BENCH_ROWS: 'local,logs', BENCH_FAULT: 'missing-rank' });
@@ -86,7 +113,9 @@ describe('bench, cut down (500 lines, 1 round, no torchrun)', () => {
 });
 
 describe("the bench's merged.log check", () => {
-  const good = [0, 1, 2, 3, 4, 5].map((i) => `2026-01-01T00:00:00.00${i}Z [${i % 2} vm dev${i % 2}] ${expectedLine(i % 2, Math.floor(i / 2))}`);
+  const good = [0, 1, 2, 3, 4, 5].map(
+    (i) => `2026-01-01T00:00:00.00${i}Z [${i % 2} vm dev${i % 2}] ${expectedLine(i % 2, Math.floor(i / 2))}`,
+  );
   const merged = (lines: string[]): string => {
     const file = join(dir, `merged-${seq++}.log`);
     writeFileSync(file, lines.map((l) => `${l}\n`).join(''));
@@ -99,9 +128,21 @@ describe("the bench's merged.log check", () => {
   });
 
   it.each([
-    ['a cut line', (l: string[]) => [l[0]!.slice(0, 40), ...l.slice(1)], /line 1 has no rank prefix|line 1, rank 0's line 1, is/],
-    ['a line cut to its prefix', (l: string[]) => [l[0]!.replace(/\] .*/, '] rank '), ...l.slice(1)], /line 1, rank 0's line 1, is "rank "/],
-    ['a line given to the wrong rank', (l: string[]) => [l[0]!.replace('[0 vm dev0]', '[1 vm dev1]'), ...l.slice(1)], /rank 1's line 1, is "rank 0 line 0/],
+    [
+      'a cut line',
+      (l: string[]) => [l[0]!.slice(0, 40), ...l.slice(1)],
+      /line 1 has no rank prefix|line 1, rank 0's line 1, is/,
+    ],
+    [
+      'a line cut to its prefix',
+      (l: string[]) => [l[0]!.replace(/\] .*/, '] rank '), ...l.slice(1)],
+      /line 1, rank 0's line 1, is "rank "/,
+    ],
+    [
+      'a line given to the wrong rank',
+      (l: string[]) => [l[0]!.replace('[0 vm dev0]', '[1 vm dev1]'), ...l.slice(1)],
+      /rank 1's line 1, is "rank 0 line 0/,
+    ],
     ['a duplicated line', (l: string[]) => [l[0]!, l[0]!, ...l.slice(1)], /line 2, rank 0's line 2, is "rank 0 line 0/],
     ['a lost line', (l: string[]) => l.slice(0, 5), /rank 1 has 2 lines; expected 3 each/],
     ['two lines swapped', (l: string[]) => [l[2]!, l[1]!, l[0]!, ...l.slice(3)], /rank 0's line 1, is "rank 0 line 1/],

@@ -23,14 +23,21 @@ function cli(args: string[]): { code: number | null; stdout: string; stderr: str
 
 /** 8 ranks up and printing, every one of them found by its tag in /proc and by `npurun ps`. */
 async function startEight(name: string): Promise<{ run: LocalRun; runId: string }> {
-  const run = launchLocal({ ranks: 8, runsDir: join(base, name), remoteDir: join(base, `${name}-remote`), argv: ['python3', '-c', RANK] });
+  const run = launchLocal({
+    ranks: 8,
+    runsDir: join(base, name),
+    remoteDir: join(base, `${name}-remote`),
+    argv: ['python3', '-c', RANK],
+  });
   await waitForLines(run, 'ready', 8);
   const runId = basename(run.runDir() as string);
   // The checks below must be able to fail: while the run lives, both see all 8 ranks.
   expect(taggedPids(run.tag).length).toBeGreaterThanOrEqual(8);
   const ps = cli(['ps', runId, '--run-dir', run.runsDir]);
   expect(ps.code, ps.stderr).toBe(0);
-  expect([...ps.stdout.matchAll(new RegExp(`run ${runId} rank (\\d+) pid \\d+: running`, 'g'))].map((m) => m[1]).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
+  expect(
+    [...ps.stdout.matchAll(new RegExp(`run ${runId} rank (\\d+) pid \\d+: running`, 'g'))].map((m) => m[1]).sort(),
+  ).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
   return { run, runId };
 }
 
@@ -54,22 +61,30 @@ describe('npurun launch --simulate 8 stopped by a signal (real launcher, real ra
   it.each([
     ['SIGINT', 130],
     ['SIGTERM', 143],
-  ] as const)('%s: the ranks are stopped, npurun exits %i, run.json says it was stopped, nothing is left', async (signal, code) => {
-    const { run, runId } = await startEight(signal);
-    const sentAt = Date.now();
-    run.child.kill(signal);
-    const exit = await run.exited;
-    process.stdout.write(`local ${signal}: npurun exited ${Date.now() - sentAt} ms after the signal\n`);
-    expect(exit, run.stderr()).toEqual({ code, signal: null });
-    expect(run.stderr()).toContain(`npurun received ${signal}`);
-    // Nothing may outlive the launcher: checked at once, with only the time /proc needs to reap.
-    // "interrupted" today; issue 17.10 may rename a deliberate stop "stopped".
-    await checkAfter(run, runId, /(?:interrupted|stopped) +\d+/, 2000);
-    const record = JSON.parse(readFileSync(join(run.runDir() as string, 'run.json'), 'utf8')) as { status: string; exit_code: number; ranks: unknown[] };
-    expect(record.status).toMatch(/^(interrupted|stopped)$/);
-    expect(record.exit_code).toBe(code);
-    expect(record.ranks).toHaveLength(8);
-  }, 90_000);
+  ] as const)(
+    '%s: the ranks are stopped, npurun exits %i, run.json says it was stopped, nothing is left',
+    async (signal, code) => {
+      const { run, runId } = await startEight(signal);
+      const sentAt = Date.now();
+      run.child.kill(signal);
+      const exit = await run.exited;
+      process.stdout.write(`local ${signal}: npurun exited ${Date.now() - sentAt} ms after the signal\n`);
+      expect(exit, run.stderr()).toEqual({ code, signal: null });
+      expect(run.stderr()).toContain(`npurun received ${signal}`);
+      // Nothing may outlive the launcher: checked at once, with only the time /proc needs to reap.
+      // "interrupted" today; issue 17.10 may rename a deliberate stop "stopped".
+      await checkAfter(run, runId, /(?:interrupted|stopped) +\d+/, 2000);
+      const record = JSON.parse(readFileSync(join(run.runDir() as string, 'run.json'), 'utf8')) as {
+        status: string;
+        exit_code: number;
+        ranks: unknown[];
+      };
+      expect(record.status).toMatch(/^(interrupted|stopped)$/);
+      expect(record.exit_code).toBe(code);
+      expect(record.ranks).toHaveLength(8);
+    },
+    90_000,
+  );
 
   it('SIGKILL: the ranks stop by themselves within the heartbeat timeout; runs shows the launcher gone; logs and ps read the folder', async () => {
     const { run, runId } = await startEight('SIGKILL');

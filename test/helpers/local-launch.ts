@@ -20,19 +20,46 @@ export interface LocalRun {
 
 let seq = 0;
 
-export function launchLocal(opts: { ranks: number; runsDir: string; remoteDir: string; argv: string[]; extra?: string[] }): LocalRun {
+export function launchLocal(opts: {
+  ranks: number;
+  runsDir: string;
+  remoteDir: string;
+  argv: string[];
+  extra?: string[];
+}): LocalRun {
   const tag = `${process.pid}-${Date.now()}-${seq++}`;
   const child = spawn(
     process.execPath,
-    [NPURUN_BIN, 'launch', '--simulate', String(opts.ranks), '--profile', 'torch', '--console', 'none', '--run-dir', opts.runsDir,
-      '--remote-dir', join(opts.remoteDir, '{run_id}'), '--env', `TEST_TAG=${tag}`, ...(opts.extra ?? []), '--', ...opts.argv],
+    [
+      NPURUN_BIN,
+      'launch',
+      '--simulate',
+      String(opts.ranks),
+      '--profile',
+      'torch',
+      '--console',
+      'none',
+      '--run-dir',
+      opts.runsDir,
+      '--remote-dir',
+      join(opts.remoteDir, '{run_id}'),
+      '--env',
+      `TEST_TAG=${tag}`,
+      ...(opts.extra ?? []),
+      '--',
+      ...opts.argv,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let err = '';
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   const runDir = (): string | undefined => {
-    const dirs = existsSync(opts.runsDir) ? readdirSync(opts.runsDir).filter((d) => existsSync(join(opts.runsDir, d, 'run.json'))) : [];
+    const dirs = existsSync(opts.runsDir)
+      ? readdirSync(opts.runsDir).filter((d) => existsSync(join(opts.runsDir, d, 'run.json')))
+      : [];
     return dirs.length === 1 ? join(opts.runsDir, dirs[0] as string) : undefined;
   };
   return { child, tag, runsDir: opts.runsDir, exited, stderr: () => err, runDir };
@@ -60,10 +87,19 @@ export async function waitForLines(run: LocalRun, text: string, count: number, m
   for (;;) {
     const dir = run.runDir();
     const merged = dir ? join(dir, 'merged.log') : undefined;
-    const n = merged && existsSync(merged) ? readFileSync(merged, 'utf8').split('\n').filter((l) => l.includes(text)).length : 0;
+    const n =
+      merged && existsSync(merged)
+        ? readFileSync(merged, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes(text)).length
+        : 0;
     if (n >= count) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${count} lines "${text}" (have ${n}); npurun said: ${run.stderr()}`);
-    if (run.child.exitCode !== null || run.child.signalCode !== null) throw new Error(`npurun exited (${run.child.exitCode ?? run.child.signalCode}) before ${count} lines "${text}": ${run.stderr()}`);
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${count} lines "${text}" (have ${n}); npurun said: ${run.stderr()}`);
+    if (run.child.exitCode !== null || run.child.signalCode !== null)
+      throw new Error(
+        `npurun exited (${run.child.exitCode ?? run.child.signalCode}) before ${count} lines "${text}": ${run.stderr()}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
 }
