@@ -72,7 +72,9 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     for (const h of c.hosts) await c.exec(h, ['rm', '-f', '/tmp/ran-mark']);
   });
 
-  it('ps lists a live run on every host and kill stops it by recorded pids', async () => {
+  // With its launcher alive, kill asks the launcher to stop the run, then checks every host by the recorded
+  // pid files (killing what is left there); the kill of ranks whose launcher is gone is tested in agent-local.
+  it('ps lists a live run on every host; kill asks its launcher to stop it, then finds nothing left on any host', async () => {
     const runs = join(work, 'runs');
     const p = npurun(['launch', '--hosts', two, '--profile', 'torch', '--nproc-per-node', '2', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', 'sh', '-c', 'echo started; sleep 60']);
     let seen = 0;
@@ -89,13 +91,16 @@ describeCluster('devices, rank tables, dry run, ps/kill and ProxyJump across rea
     expect(listed.stdout).toMatch(/h2: run \S+ rank 3 pid \d+: running/);
     const killed = await npurun(['kill', runId, '--run-dir', runs, '--grace', '2']);
     expect(killed.exitCode, killed.all).toBe(0);
-    // The first group killed makes the launcher stop the rest (fail-fast), so some may already be
-    // gone when kill reaches their host: each rank is "killed" or absent, never still running.
+    expect(killed.stderr).toMatch(new RegExp(`asked the launcher of ${runId} \\(pid \\d+\\) to stop the run`));
+    // Both hosts were checked afterwards: each rank is "killed" or gone, never still running.
     expect(killed.stdout).not.toMatch(/STILL RUNNING/);
-    expect((killed.stdout.match(/: killed \(/g) ?? []).length).toBeGreaterThanOrEqual(1);
+    for (const h of ['h1', 'h2']) expect(killed.stdout).toMatch(new RegExp(`^${h}: (nothing left by ${runId}|run \\S+ rank \\d+ pid \\d+: killed)`, 'm'));
     const r = await p;
     expect(r.exitCode).toBe(143);
-    expect(r.stderr).toMatch(/was killed by SIGTERM/);
+    expect(r.stderr).toMatch(/stopped by npurun kill/);
+    const record = JSON.parse(readFileSync(join(runs, runId, 'run.json'), 'utf8')) as { stopped_by?: string; ranks: { exit: { cause: string } }[] };
+    expect(record.stopped_by).toMatch(/^npurun kill \(user .+, pid \d+\)$/);
+    expect(record.ranks.map((x) => x.exit.cause)).toEqual(['stopped', 'stopped', 'stopped', 'stopped']);
   });
 
   it('a "host slots=N" hostfile of ssh_config aliases, authenticated through ssh-agent only', async () => {
