@@ -10,8 +10,8 @@ import { ensureBuilt, NPURUN_BIN } from './helpers/cli-build.js';
 // nothing a person can cause ends in "internal error", an errno code or a stack trace.
 
 const work = mkdtempSync(join(tmpdir(), 'npurun-input-'));
-const npurun = (args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) =>
-  execa('node', [NPURUN_BIN, ...args], { reject: false, cwd: opts.cwd ?? work, env: { NO_COLOR: '1', ...opts.env } });
+const npurun = (args: string[], opts: { cwd?: string; env?: Record<string, string>; timeout?: number } = {}) =>
+  execa('node', [NPURUN_BIN, ...args], { reject: false, cwd: opts.cwd ?? work, env: { NO_COLOR: '1', ...opts.env }, timeout: opts.timeout ?? 60_000 });
 const file = (name: string, text: string) => {
   const p = join(work, name);
   writeFileSync(p, text);
@@ -109,6 +109,17 @@ describe('numbers and outputs', () => {
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/^npurun: --out \/proc\/x\.json: cannot write the rank table: (no such file or directory|permission denied|operation not permitted)$/m);
     expect(r.stderr).not.toMatch(UNFRIENDLY);
+    // A missing folder under /proc: Node's recursive mkdir would never return there.
+    const deep = await npurun(['ranktable', 'generate', '--simulate', '8', '--server-ip', '10.0.0.1', '--out', '/proc/npurun-x/t.json'], { timeout: 20_000 });
+    expect(deep.exitCode).toBe(2);
+    expect(deep.stderr).toMatch(/^npurun: --out \/proc\/npurun-x\/t\.json: cannot write the rank table: no such file or directory$/m);
+  });
+
+  it('an unwritable --runs-dir is refused before anything starts (exit 2, in words)', async () => {
+    const r = await npurun(['launch', '--simulate', '1', '--runs-dir', '/proc/x', '--', 'true']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/^npurun: --runs-dir \/proc\/x: cannot write run folders there: (no such file or directory|permission denied|operation not permitted)$/m);
+    expect(r.stderr).not.toMatch(/preflight/);
   });
 
   it('output into a closed pipe (| head -1) ends quietly', async () => {

@@ -1,9 +1,12 @@
+import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileError } from '../errors.js';
+import { makeDirs } from '../make-dirs.js';
 import type { HostFacts } from '../devices/types.js';
 import type { HostSpec } from '../plan/types.js';
 
 /**
- * The flags that name hosts and runs (--hosts, --ssh-config) turned into what the library
+ * The flags that name hosts and places (--hosts, --ssh-config, --runs-dir) turned into what the library
  * takes. SSH and the launcher load only when a command reaches hosts, so local commands start fast.
  */
 
@@ -40,4 +43,15 @@ export async function probeThisHost(simulate: number | undefined): Promise<HostF
   if (simulate !== undefined) return (await import('../devices/simulate.js')).simulatedHostFacts(simulate);
   const { probeHost, localShellRunner } = await import('../devices/probe.js');
   return probeHost(localShellRunner);
+}
+
+/** A directory npurun writes into (launch's --runs-dir): created if missing, refused in words before anything starts if it cannot be. */
+export function writableDir(dir: string, flag: string): string {
+  try {
+    makeDirs(dir);
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw fileError(`${flag} ${dir}`, 'cannot write run folders there', err);
+  }
+  return dir;
 }

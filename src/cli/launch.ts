@@ -4,7 +4,7 @@ import { launch } from '../launch/launch.js';
 import { loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../sinks/run-recorder.js';
 import { boolFlag, intFlag, listFlag, numberFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
-import { inventoryOf } from './hosts.js';
+import { inventoryOf, writableDir } from './hosts.js';
 
 export const SPEC: CommandSpec = {
   name: 'launch',
@@ -104,7 +104,7 @@ export function run(argv: string[]): Promise<number> {
       ...(simulate !== undefined ? { simulate } : {}),
       dryRun: boolFlag(args, 'dry-run'),
       json: boolFlag(args, 'json'),
-      runsDir: runsDirFlag(args),
+      runsDir: boolFlag(args, 'dry-run') ? runsDirFlag(args) : writableDir(runsDirFlag(args), '--runs-dir'),
       console: parseConsole(stringFlag(args, 'console')),
       timestamps: boolFlag(args, 'timestamps'),
       argv: ['npurun', 'launch', ...argv],

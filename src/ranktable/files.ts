@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileError, inputError, NpurunError } from '../errors.js';
+import { makeDirs } from '../make-dirs.js';
 import { mergeRankTables, rankTableFileName, serializeRankTable } from './generate.js';
 import type { RankTable } from './types.js';
 import { validateRankTable, validateRankTableFile, type Problem } from './validate.js';
@@ -15,7 +16,7 @@ export function writeRankTable(table: RankTable, out: string | undefined, name =
   const isDir = out === undefined || out.endsWith('/') || (existsSync(target) && statSync(target).isDirectory());
   const file = isDir ? join(target, name) : target;
   try {
-    mkdirSync(dirname(file), { recursive: true });
+    makeDirs(dirname(file));
     writeFileSync(file, serializeRankTable(table));
   } catch (err) {
     throw fileError(out !== undefined ? `--out ${file}` : file, 'cannot write the rank table', err);
