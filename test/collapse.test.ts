@@ -39,5 +39,8 @@ describe('npurun launch --console collapse (real launcher, 8 ranks)', () => {
     expect(lines.filter((l) => l.includes('ready')).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => `[r${i}] rank ${i} ready`).sort());
     const logs = spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', runs, '--raw'], { encoding: 'utf8' });
     expect(logs.stdout.split('\n').filter((l) => l === 'loading dataset')).toHaveLength(8);
+    const folded = spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', runs, '--collapse'], { encoding: 'utf8' });
+    expect(folded.status, folded.stderr).toBe(0);
+    expect(folded.stdout.split('\n').filter((l) => l.includes('loading dataset'))).toEqual(['[r0-7] loading dataset']);
   });
 });

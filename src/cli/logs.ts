@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { EXIT, inputError } from '../errors.js';
 import { mergedPrefix, type MergedLine } from '../sinks/log-format.js';
+import { Collapser } from '../sinks/collapse.js';
 import { readRunLog, type LogFilter } from '../sinks/log-reader.js';
 import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
 import { boolFlag, intFlag, listFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec } from './args.js';
@@ -20,6 +21,7 @@ RUN is a run id from \`npurun runs\` or a unique prefix of one.`,
     follow: { type: 'boolean', short: 'f', help: 'keep printing new lines until the run finishes (or its npurun is gone)' },
     json: { ...SHARED.json, help: 'one JSON object per line: {time, label, host, device, stream, line}' },
     raw: { type: 'boolean', help: "the ranks' text only, without npurun's prefix" },
+    collapse: { type: 'boolean', help: 'the same line from several ranks within 250 ms printed once, as [r0-7] line' },
   },
   positionals: true,
   footer: 'Each line: <ISO time> [<label> <host> dev<id>] text, with " stderr" inside the brackets for stderr.',
@@ -84,9 +86,19 @@ export function run(argv: string[]): Promise<number> {
     const runInfo = readRunRecord(runsDirFlag(args), args.positionals[0]);
     const filter = filterOf({ rank: listFlag(args, 'rank'), host: stringFlag(args, 'host'), grep: stringFlag(args, 'grep'), since: stringFlag(args, 'since') }, runInfo);
     const how: Format = boolFlag(args, 'json') ? 'json' : boolFlag(args, 'raw') ? 'raw' : 'text';
-    const end = await readRunLog(runInfo.dir, { filter, follow: boolFlag(args, 'follow'), ...(tail !== undefined ? { tail } : {}) }, (lines) =>
-      print(lines.map((l) => format(l, how) + '\n').join('')),
-    );
+    if (boolFlag(args, 'collapse') && how === 'json') throw inputError('npurun logs', '--collapse folds lines for reading; expected it without --json');
+    // Folded by the times the lines arrived (merged.log's own), so the result is the same later as live.
+    const collapser = boolFlag(args, 'collapse') ? new Collapser() : undefined;
+    const show = (lines: MergedLine[]) =>
+      collapser
+        ? lines.flatMap((l) => collapser.push(/^\d+$/.test(l.label) ? Number(l.label) : l.label, l.line, Date.parse(l.time)))
+        : lines.map((l) => format(l, how));
+    const end = await readRunLog(runInfo.dir, { filter, follow: boolFlag(args, 'follow'), ...(tail !== undefined ? { tail } : {}) }, (lines) => {
+      const out = show(lines);
+      return out.length > 0 ? print(out.join('\n') + '\n') : Promise.resolve();
+    });
+    const rest = collapser?.flush() ?? [];
+    if (rest.length > 0) await print(rest.join('\n') + '\n');
     if (end === 'launcher-gone') {
       process.stderr.write(`npurun: run ${runInfo.runId}: its npurun (pid ${runInfo.record.launcher_pid}) is gone and the log stopped growing\n`);
     }
