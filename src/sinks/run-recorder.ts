@@ -263,7 +263,7 @@ export class RunRecorder {
       // Lines left pending by quiet ranks are shown once their window passes, without waiting for more output.
       this.collapseTimer = setInterval(() => {
         const due = collapser.due(Date.now());
-        if (due.length > 0) this.console?.write(due.join('\n') + '\n');
+        if (due.length > 0) void this.console?.write(due.join('\n') + '\n');
       }, 100);
       this.collapseTimer.unref();
     }
@@ -398,7 +398,7 @@ export class RunRecorder {
     if (this.collapser) {
       clearInterval(this.collapseTimer);
       const rest = this.collapser.flush();
-      if (rest.length > 0) this.console?.write(rest.join('\n') + '\n');
+      if (rest.length > 0) void this.console?.write(rest.join('\n') + '\n');
     }
     const files = [this.merged, ...[...this.slots.values()].map((s) => s.file)];
     for (const f of files) f.stream.end();
