@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -133,6 +133,18 @@ describe('numbers and outputs', () => {
     expect(r.stdout).toMatch(/^server\s+device\s+device ip\s+rank$/);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
+  });
+
+  it('a launch whose console pipe closes (| head -1) keeps supervising: every line saved, run.json succeeded, exit 0', async () => {
+    const runs = join(work, 'pipe-runs');
+    const cmd = `node ${NPURUN_BIN} launch --simulate 2 --profile torch --console all --runs-dir ${runs} -- sh -c 'seq 1 200000' | head -1`;
+    const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false, timeout: 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/all 2 ranks succeeded/);
+    const [run] = readdirSync(runs);
+    const record = JSON.parse(readFileSync(join(runs, run as string, 'run.json'), 'utf8')) as { status: string };
+    expect(record.status).toBe('succeeded');
+    for (const rank of [0, 1]) expect(readFileSync(join(runs, run as string, 'logs', `rank-${rank}.log`), 'utf8').split('\n').length).toBe(200_001);
   });
 });
 

@@ -41,17 +41,21 @@ function usage(): string {
   ].join('\n');
 }
 
-/** `npurun ... | head -1` closes the pipe early: that is the reader's choice, not an error. */
-function quietOnClosedPipe(): void {
+/**
+ * `npurun ... | head -1` closes the pipe early: that is the reader's choice, not an error, and the
+ * command ends quietly. A launch goes on (its ranks are not the reader's to stop): what it would
+ * have shown is in the run folder.
+ */
+function quietOnClosedPipe(command: string | undefined): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(EXIT.ok);
-    throw err;
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+    if (command !== 'launch') process.exit(EXIT.ok);
   });
 }
 
 export async function main(argv: string[]): Promise<number> {
-  quietOnClosedPipe();
   const [name, ...rest] = argv;
+  quietOnClosedPipe(name);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
     return name === undefined ? EXIT.input : EXIT.ok;
