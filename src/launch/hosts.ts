@@ -89,13 +89,3 @@ export async function withHosts<T>(hosts: HostSpec[], options: WithHostsOptions,
   });
   return results;
 }
-
-/** The error for hosts that failed (exit 3: unreachable, or not ready when every one answered), or undefined. */
-export function hostsFailure<T>(results: HostResult<T>[], doing: string): NpurunError | undefined {
-  const failed = results.filter((r) => r.error);
-  if (failed.length === 0) return undefined;
-  const kind = failed.every((r) => r.error?.kind === 'not-ready') ? 'not-ready' : 'unreachable';
-  return new NpurunError(kind, `${doing} failed on ${failed.length} of ${results.length} host${results.length === 1 ? '' : 's'}`, {
-    details: failed.map((r) => `${r.host.name} (${r.host.address}): ${r.error?.message.replace(/^host [^:]+: /, '')}`),
-  });
-}
