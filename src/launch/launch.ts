@@ -19,6 +19,7 @@ import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
 import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
+import { findStragglers, renderStragglers } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
 
 export interface LaunchRequest {
@@ -230,6 +231,8 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
   await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
+  const stragglers = await findStragglers(recorder.dir, plan.job.progressPattern !== undefined ? { progressPattern: plan.job.progressPattern } : {}).catch(() => []);
+  if (stragglers.length > 0) recorder.event('stragglers', { ranks: stragglers });
   const stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
   const report = [hang?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') || undefined;
   if (report) say(report);
@@ -248,6 +251,7 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
     say(`npurun: cannot write the summary into ${recorder.dir} (${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (err as Error).message}); it is shown below`);
   }
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
+  for (const line of renderStragglers(stragglers)) say(`npurun: ${line}`);
   if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);
   return { exitCode: outcome.exitCode, plan, outcome, runDir: recorder.dir };
 }
