@@ -57,7 +57,7 @@ describe.skipIf(missing !== undefined)(`live dashboard in headless Chromium${mis
 
   it('gains points while another npurun runs the job, and shows the whole run once it ended', async () => {
     const steps = 24;
-    const run = start(['launch', '--run-dir', runsDir, '--console', 'none', '--simulate', '4', '--devices', '[0,4)', '--name', 'live', '--workdir', workDir, '--',
+    const run = start(['launch', '--share-devices', '--run-dir', runsDir, '--console', 'none', '--simulate', '4', '--devices', '[0,4)', '--name', 'live', '--workdir', workDir, '--',
       'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', String(steps), '--step-time', '0.3']);
     const runDir = await until('the run folder', () => {
       const d = readdirSync(runsDir)[0];

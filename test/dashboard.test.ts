@@ -75,7 +75,7 @@ describe('npurun launch --dashboard (processes)', () => {
     await ensureBuilt();
     const base = mkdtempSync(join(tmpdir(), 'npurun-launch-dash-'));
     try {
-      const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--dashboard', '--dashboard-port', '0', '--run-dir', join(base, 'runs'), '--console', 'none',
+      const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--share-devices', '--dashboard', '--dashboard-port', '0', '--run-dir', join(base, 'runs'), '--console', 'none',
         '--simulate', '2', '--devices', '0,1', '--workdir', base, '--', 'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', '12', '--step-time', '0.25'], { cwd: ROOT });
       let err = '';
       child.stderr.on('data', (c: Buffer) => (err += c.toString()));

@@ -24,7 +24,8 @@ function npurun(args: string[]): { code: number | null; stdout: string; stderr: 
 /** Launches a job into runsDir and returns its run folder. */
 function launch(args: string[], expectCode: number): string {
   const before = new Set(readdirSync(runsDir));
-  const r = npurun(['launch', '--run-dir', runsDir, '--console', 'none', ...args]);
+  // --share-devices: simulated NPUs, and other runs on this machine (other tests) may hold the same numbers.
+  const r = npurun(['launch', '--share-devices', '--run-dir', runsDir, '--console', 'none', ...args]);
   expect(r.code, r.stderr).toBe(expectCode);
   const made = readdirSync(runsDir).filter((d) => !before.has(d));
   expect(made).toHaveLength(1);

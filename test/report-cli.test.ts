@@ -85,7 +85,7 @@ describe('npurun report on the folder of a launcher killed mid-run', () => {
     const { spawn } = await import('node:child_process');
     const work = mkdtempSync(join(tmpdir(), 'npurun-report-killed-'));
     const runs = join(work, 'runs');
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--run-dir', runs, '--console', 'none', '--simulate', '2', '--devices', '0,1', '--workdir', work,
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--share-devices', '--run-dir', runs, '--console', 'none', '--simulate', '2', '--devices', '0,1', '--workdir', work,
       '--', 'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', '400', '--step-time', '0.05'], { cwd: ROOT, stdio: 'ignore' });
     const exited = new Promise((resolve) => child.on('exit', resolve));
     try {
