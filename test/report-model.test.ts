@@ -8,7 +8,7 @@ import { metricsCsv, metricsJsonl, writeMetrics } from '../src/report/metrics-fi
 import { buildReportData, reportDataOf, snapshotRunFolder } from '../src/report/model.js';
 import { renderReportHtml, scriptJson } from '../src/report/page.js';
 import type { MetricRow } from '../src/report/series.js';
-import type { RunRecord } from '../src/sinks/run-folder.js';
+import type { RankExitRecord, RunRecord } from '../src/sinks/run-folder.js';
 
 // A real run folder of `npurun launch --job templates/demo-8p.yaml`: 8 ranks x 10 training lines,
 // eval counts, allreduce results, checkpoints every 2 epochs.
@@ -287,5 +287,24 @@ describe('timeline of events it does not know', () => {
       ['ckpt-foreign on 3 ranks (0, 1, 2); the first: ckpt-foreign: label=0, host=vm, files=3', 'info'],
       ['output-error: label=4, stream=stdout, message=EPIPE', 'warn'],
     ]);
+  });
+});
+
+describe('a hang as the launcher records it', () => {
+  it('the hung root cause is a ringed hang cell, the hang event one timeline entry naming it', async () => {
+    const dir = copyFixture();
+    appendFileSync(join(dir, 'events.jsonl'), JSON.stringify({ time: '2026-11-23T20:13:09.650Z', event: 'hang', silent_ms: 5000, culprits: ['3'], why: 'the only rank outside all_reduce', ranks: [] }) + '\n');
+    const snap = await snapshotRunFolder(dir);
+    const record = snap.record;
+    for (const r of record.ranks) {
+      r.exit = r.label === '3'
+        ? ({ code: null, signal: 'SIGABRT', cause: 'hang', root_cause: true, ended_at: record.ended_at as string } as unknown as RankExitRecord)
+        : { code: null, signal: 'SIGTERM', cause: 'stopped', root_cause: false, ended_at: record.ended_at as string };
+    }
+    const d = buildReportData(record, snap.events, snap.series);
+    expect(d.ranks.find((r) => r.label === '3')).toMatchObject({ state: 'hang', root: true });
+    expect(d.ranks.filter((r) => r.state === 'stopped')).toHaveLength(7);
+    expect(d.rootCause?.label).toBe('3');
+    expect(d.timeline.find((t) => t.kind === 'hang')).toMatchObject({ text: 'hang: no rank made progress for 5 s; rank 3 (the only rank outside all_reduce)', level: 'error' });
   });
 });

@@ -25,6 +25,8 @@ export interface ReportRank {
   device: number | null;
   role: string;
   state: RankState;
+  /** The rank whose failure stopped the run (its cell is ringed whatever its state). */
+  root: boolean;
   /** How it ended, in words ("exited with code 7"); absent while it runs. */
   end?: string;
   lines: number;
@@ -73,6 +75,8 @@ export interface ReportData {
 
 function rankState(exit: RankExitRecord | null, live: boolean): RankState {
   if (!exit) return live ? 'running' : 'unknown';
+  // A hung rank is shown as such; being the root cause is marked on its cell too (`root`).
+  if ((exit.cause as string) === 'hang') return 'hang';
   if (exit.root_cause) return 'root-cause';
   if (exit.cause === 'stopped') return 'stopped';
   if (exit.cause === 'exited' && exit.code === 0) return 'ok';
@@ -85,7 +89,7 @@ function flaggedLabels(events: RunEvent[], word: 'hang' | 'straggler'): Set<stri
   for (const e of events) {
     if (!e.event.includes(word)) continue;
     if (typeof e.label === 'string') out.add(e.label);
-    if (Array.isArray(e.labels)) for (const l of e.labels) if (typeof l === 'string') out.add(l);
+    for (const list of [e.labels, e.culprits]) if (Array.isArray(list)) for (const l of list) if (typeof l === 'string') out.add(l);
   }
   return out;
 }
@@ -135,10 +139,10 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
   const straggler = flaggedLabels(events, 'straggler');
   const ranks: ReportRank[] = record.ranks.map((r) => {
     let state = rankState(r.exit, live);
-    if (hang.has(r.label) && (state === 'running' || state === 'stopped' || state === 'unknown')) state = 'hang';
+    if (hang.has(r.label) && (state === 'running' || state === 'stopped' || state === 'unknown' || state === 'root-cause')) state = 'hang';
     else if (straggler.has(r.label) && (state === 'running' || state === 'ok')) state = 'straggler';
     return {
-      label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state,
+      label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state, root: r.exit?.root_cause === true,
       ...(r.exit ? { end: describeEnd(r.exit) } : {}),
       lines: series.lineCounts.get(r.label) ?? 0,
       lastLines: series.lastLines.get(r.label) ?? [],

@@ -119,6 +119,11 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
       case 'finish':
         add(e, 'finish', `run ${str(e.status)}, exit code ${str(e.exit_code)}${e.root_cause ? `, root cause rank ${str(e.root_cause)}` : ''}`, e.status === 'succeeded' ? 'ok' : 'error');
         break;
+      case 'hang': {
+        const culprits = Array.isArray(e.culprits) ? e.culprits.map(str) : [];
+        add(e, 'hang', `hang: no rank made progress for ${(Number(e.silent_ms) / 1000).toFixed(0)} s${culprits.length ? `; rank ${culprits.join(', ')} ${typeof e.why === 'string' ? `(${e.why})` : ''}` : ''}`.trim(), 'error');
+        break;
+      }
       case 'stopping':
         add(e, 'stopping', `stopping all ranks: ${str(e.reason)}`, 'warn');
         break;

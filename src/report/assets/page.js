@@ -71,7 +71,7 @@
       var tr = el('tr', {}, [el('th', { text: h })]);
       byHost[h].forEach(function (r) {
         var tip = 'rank ' + r.label + ' on ' + r.host + (r.device === null ? '' : ' dev' + r.device) + ': ' + r.state + (r.end ? ' (' + r.end + ')' : '');
-        tr.appendChild(el('td', {}, [el('a', { class: 'cell state-' + r.state, href: '#rank-' + r.label, title: tip, 'data-rank': r.label, 'data-state': r.state, text: r.label })]));
+        tr.appendChild(el('td', {}, [el('a', { class: 'cell state-' + r.state + (r.root ? ' root' : ''), href: '#rank-' + r.label, title: tip, 'data-rank': r.label, 'data-state': r.state, text: r.label })]));
       });
       return tr;
     });
