@@ -101,6 +101,26 @@ describeCluster('run folders, checkpoints and summaries on the simulated cluster
     expect(resumed.sort()).toEqual([0, 1, 2, 3].map((rank) => [`/tmp/w/r${rank}/ckpt/${rank}-4_400.ckpt`, '400', `/tmp/w/r${rank}/ckpt/${rank}-4_400.ckpt`]));
   }, 90_000);
 
+  it('checkpoints over the host agents: a second run in the same folders never prunes, counts or offers the first run\'s files or a pretrained model', async () => {
+    const jobFile = (name: string, stepPerEpoch: number, keepMax: number) => {
+      const file = join(runs, `${name}.yaml`);
+      writeFileSync(file, [`name: ${name}`, 'profile: torch', 'nproc_per_node: 1', 'workdir: /tmp/w2', 'rank_dir: r{rank}',
+        `command: [/usr/bin/python3, ${program('ckpt_job.py')}, --epochs, "5", --step_per_epoch, "${stepPerEpoch}", --epoch_time, "0.2"]`,
+        `checkpoint: { interval: 1, keep_max: ${keepMax}, dir: ckpt }`].join('\n'));
+      return file;
+    };
+    const a = await npurun(['launch', '--hosts', hosts, '--job', jobFile('own-a', 40, 10), '--console', 'none', '--run-dir', runs]);
+    expect(a.exitCode, a.all).toBe(0);
+    await Promise.all(c.hosts.map((h, r) => c.exec(h, ['sh', '-c', `head -c 20000 /dev/zero > /tmp/w2/r${r}/ckpt/pretrained-1_1.ckpt`])));
+    const b = await npurun(['launch', '--hosts', hosts, '--job', jobFile('own-b', 20, 3), '--console', 'none', '--run-dir', runs]);
+    expect(b.exitCode, b.all).toBe(0);
+    expect(b.stderr).toMatch(/latest checkpoint every saving rank completed: epoch 5, step 100/);
+    const left = await c.exec(c.hosts[3]!, ['sh', '-c', 'ls /tmp/w2/r3/ckpt']);
+    expect(left.stdout.split('\n').sort()).toEqual(['3-1_40.ckpt', '3-2_80.ckpt', '3-3_120.ckpt', '3-3_60.ckpt', '3-4_160.ckpt', '3-4_80.ckpt', '3-5_100.ckpt', '3-5_200.ckpt', 'pretrained-1_1.ckpt']);
+    const latest = await npurun(['ckpt', 'latest', runIdOf(b.stderr), '--run-dir', runs, '--json']);
+    expect(JSON.parse(latest.stdout).latest).toMatchObject({ step: 100, files: { '0': '0-5_100.ckpt', '3': '3-5_100.ckpt' } });
+  }, 90_000);
+
   itWithTorch('summary reduces a real PyTorch (gloo) sharded evaluation across hosts to the totals the job printed', async () => {
     const r = await npurun(['launch', '--hosts', hosts, '--profile', 'torch', '--nproc-per-node', '1', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', program('eval_job.py')]);
     expect(r.exitCode, r.all).toBe(0);
