@@ -5,7 +5,8 @@ import { Ajv } from 'ajv';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chartData } from '../src/report/charts.js';
 import { metricsCsv, metricsJsonl, writeMetrics } from '../src/report/metrics-file.js';
-import { buildReportData, reportDataOf, snapshotRunFolder } from '../src/report/model.js';
+import { startDashboard } from '../src/report/dashboard.js';
+import { buildReportData, reportDataOf, snapshotRunFolder, type ReportData } from '../src/report/model.js';
 import { renderReportHtml, scriptJson } from '../src/report/page.js';
 import type { MetricRow } from '../src/report/series.js';
 import type { RankExitRecord, RunRecord } from '../src/sinks/run-folder.js';
@@ -306,5 +307,27 @@ describe('a hang as the launcher records it', () => {
     expect(d.ranks.filter((r) => r.state === 'stopped')).toHaveLength(7);
     expect(d.rootCause?.label).toBe('3');
     expect(d.timeline.find((t) => t.kind === 'hang')).toMatchObject({ text: 'hang: no rank made progress for 5 s; rank 3 (the only rank outside all_reduce)', level: 'error' });
+  });
+});
+
+describe('stragglers as npurun summary names them', () => {
+  it('a rank twice as slow per step is a straggler cell, in the report and once the run is over', async () => {
+    const dir = copyFixture();
+    const t0 = Date.parse('2026-11-23T20:13:10.000Z');
+    const lines: string[] = [];
+    for (let s = 1; s <= 10; s++) for (const r of ['0', '1', '2', '3', '4', '5', '6', '7']) {
+      lines.push(`${new Date(t0 + s * 100).toISOString()} [${r} vm dev${r}] per step time: ${r === '5' ? 200 : 100} ms`);
+    }
+    appendFileSync(join(dir, 'merged.log'), lines.join('\n') + '\n');
+    const d = await reportDataOf(dir);
+    expect(d.ranks.filter((r) => r.state === 'straggler').map((r) => r.label)).toEqual(['5']);
+    // The dashboard judges them once the run is over, as the report does.
+    const dash = await startDashboard({ runDir: dir, port: 0 });
+    try {
+      const data = (await (await fetch(`${dash.url}data.json`)).json()) as ReportData;
+      expect(data.ranks.filter((r) => r.state === 'straggler').map((r) => r.label)).toEqual(['5']);
+    } finally {
+      await dash.close();
+    }
   });
 });

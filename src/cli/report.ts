@@ -32,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     const snapshot = await snapshotRunFolder(runDir);
     const out = resolve(stringFlag(args, 'out') ?? join(runDir, 'report.html'));
     try {
-      writeFileSync(out, renderReportHtml(buildReportData(snapshot.record, snapshot.events, snapshot.series)));
+      writeFileSync(out, renderReportHtml(buildReportData(snapshot.record, snapshot.events, snapshot.series, new Date(), snapshot.stragglers)));
     } catch (err) {
       throw inputError('--out', `cannot write ${out}: ${(err as Error).message}`);
     }

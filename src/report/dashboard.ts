@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { EVENTS_FILE, MERGED_LOG_FILE, RUN_RECORD_FILE } from '../sinks/run-folder.js';
+import { findStragglers, type Straggler } from '../summary/stragglers.js';
 import { buildReportData, readEvents, readRunRecordFile, runIsLive, type ReportData } from './model.js';
 import { renderReportHtml } from './page.js';
 import { RunSeriesReader } from './series.js';
@@ -49,6 +50,8 @@ class RunFolderFollower {
   private readonly series: RunSeriesReader;
   private last = '';
   private finished = false;
+  /** Judged once the run is over (a pass over the whole log: not on every look of a live run). */
+  private stragglers: Straggler[] = [];
   data: ReportData | undefined;
   json = '';
 
@@ -65,8 +68,10 @@ class RunFolderFollower {
     if (!runIsLive(record) && !this.finished) {
       this.series.finish();
       this.finished = true;
+      const pattern = record.job?.progressPattern;
+      this.stragglers = await findStragglers(this.runDir, pattern !== undefined ? { progressPattern: pattern } : {});
     }
-    this.data = buildReportData(record, await readEvents(this.runDir), this.series);
+    this.data = buildReportData(record, await readEvents(this.runDir), this.series, new Date(), this.stragglers);
     this.json = JSON.stringify(this.data);
     this.last = now;
     return true;

@@ -4,6 +4,7 @@ import { inputError } from '../errors.js';
 import { classifyFailure } from '../sinks/classify.js';
 import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, runRecordProblem, type RankExitRecord, type RunRecord } from '../sinks/run-folder.js';
 import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metrics.js';
+import { findStragglers, type Straggler } from '../summary/stragglers.js';
 import { summarize, type RunSummary } from '../summary/summary.js';
 import { describeEnd } from '../supervise/supervisor.js';
 import { chartData, type ChartData } from './charts.js';
@@ -132,15 +133,19 @@ export function runIsLive(record: RunRecord): boolean {
   return record.status === 'running' && launcherState(record) !== 'gone';
 }
 
-/** Builds the page's data from what the run folder holds now (`series` read up to now). */
-export function buildReportData(record: RunRecord, events: RunEvent[], series: RunSeriesReader, now = new Date()): ReportData {
+/**
+ * Builds the page's data from what the run folder holds now (`series` read up to now). Stragglers:
+ * those events name, and those `npurun summary` finds from step times (when given).
+ */
+export function buildReportData(record: RunRecord, events: RunEvent[], series: RunSeriesReader, now = new Date(), stragglers: Straggler[] = []): ReportData {
   const live = runIsLive(record);
   const hang = flaggedLabels(events, 'hang');
   const straggler = flaggedLabels(events, 'straggler');
+  for (const s of stragglers) straggler.add(s.label);
   const ranks: ReportRank[] = record.ranks.map((r) => {
     let state = rankState(r.exit, live);
     if (hang.has(r.label) && (state === 'running' || state === 'stopped' || state === 'unknown' || state === 'root-cause')) state = 'hang';
-    else if (straggler.has(r.label) && (state === 'running' || state === 'ok')) state = 'straggler';
+    else if (straggler.has(r.label) && (state === 'running' || state === 'ok' || state === 'stopped' || state === 'unknown')) state = 'straggler';
     return {
       label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state, root: r.exit?.root_cause === true,
       ...(r.exit ? { end: describeEnd(r.exit) } : {}),
@@ -205,6 +210,8 @@ export interface RunFolderSnapshot {
   record: RunRecord;
   events: RunEvent[];
   series: RunSeriesReader;
+  /** As `npurun summary` names them (step times, the job's progress pattern). */
+  stragglers: Straggler[];
 }
 
 /** One look at a run folder: its record, events and every metric line so far. */
@@ -217,11 +224,13 @@ export async function snapshotRunFolder(runDir: string): Promise<RunFolderSnapsh
   } finally {
     await series.close();
   }
-  return { record, events: await readEvents(runDir), series };
+  const pattern = record.job?.progressPattern;
+  const stragglers = await findStragglers(runDir, pattern !== undefined ? { progressPattern: pattern } : {});
+  return { record, events: await readEvents(runDir), series, stragglers };
 }
 
 /** The report's data as of now. */
 export async function reportDataOf(runDir: string): Promise<ReportData> {
   const s = await snapshotRunFolder(runDir);
-  return buildReportData(s.record, s.events, s.series);
+  return buildReportData(s.record, s.events, s.series, new Date(), s.stragglers);
 }
