@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { inputError } from '../errors.js';
 import { launch } from '../launch/launch.js';
-import { loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
+import { expandTilde, loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../sinks/run-recorder.js';
 import { boolFlag, intFlag, listFlag, numberFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
 import { inventoryOf, writableDir } from './hosts.js';
@@ -87,7 +87,7 @@ function jobFlags(args: ParsedArgs): JobFlags {
 export function run(argv: string[]): Promise<number> {
   return runCommand(SPEC, argv, async (args) => {
     const jobFile = stringFlag(args, 'job');
-    const job = resolveJob(jobFile ? loadJobFile(resolve(jobFile)) : undefined, jobFlags(args), process.cwd());
+    const job = resolveJob(jobFile ? loadJobFile(resolve(expandTilde(jobFile, '--job'))) : undefined, jobFlags(args), process.cwd());
     const simulate = intFlag(args, 'simulate', 1, 16) ?? job.simulate;
     const hostsFile = stringFlag(args, 'hosts') ?? job.hostsFile;
     const { hosts, ssh } = await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
