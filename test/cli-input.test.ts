@@ -5,6 +5,8 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, NPURUN_BIN } from './helpers/cli-build.js';
 
+// Launches here pass --share-devices: other test files' simulated runs on this machine hold the same
+// simulated devices while they run.
 // Input at the door (issue 17, 13-16): every bad flag, path, host address, YAML file or output is
 // refused in words by the real CLI (exit 2, the flag or file and field named, nothing created), and
 // nothing a person can cause ends in "internal error", an errno code or a stack trace.
@@ -27,7 +29,7 @@ describe('paths mean one thing on every host', () => {
     const home = mkdtempSync(join(tmpdir(), 'npurun-home-'));
     const dir = mkdtempSync(join(work, 'job-'));
     writeFileSync(join(dir, 'job.yaml'), 'workdir: ~/exp\nrank_dir: r{rank}\ncommand: [sh, -c, "pwd > where"]\n');
-    const r = await npurun(['launch', '--job', join(dir, 'job.yaml'), '--simulate', '1', '--profile', 'torch', '--console', 'none', '--runs-dir', join(dir, 'runs')], { env: { HOME: home } });
+    const r = await npurun(['launch', '--job', join(dir, 'job.yaml'), '--simulate', '1', '--share-devices', '--profile', 'torch', '--console', 'none', '--runs-dir', join(dir, 'runs')], { env: { HOME: home } });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(existsSync(join(home, 'exp', 'r0', 'where'))).toBe(true);
     expect(readdirSync(dir).sort()).toEqual(['job.yaml', 'runs']);
@@ -137,7 +139,7 @@ describe('numbers and outputs', () => {
 
   it('a launch whose console pipe closes (| head -1) keeps supervising: every line saved, run.json succeeded, exit 0', async () => {
     const runs = join(work, 'pipe-runs');
-    const cmd = `node ${NPURUN_BIN} launch --simulate 2 --profile torch --console all --runs-dir ${runs} -- sh -c 'seq 1 200000' | head -1`;
+    const cmd = `node ${NPURUN_BIN} launch --simulate 2 --share-devices --profile torch --console all --runs-dir ${runs} -- sh -c 'seq 1 200000' | head -1`;
     const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false, timeout: 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/all 2 ranks succeeded/);
