@@ -88,7 +88,8 @@ describe.skipIf(missing !== undefined)(`live dashboard in headless Chromium${mis
     expect(await run.exited).toBe(0);
     await until('the page to say the run is over', async () => ((await page.textContent('#live-state')) === 'run over' ? true : undefined));
     expect(await lossPoints(page)).toEqual([steps, steps, steps, steps]);
-    expect(await page.$$eval('.cell', (els) => els.map((e) => e.getAttribute('data-state')))).toEqual(['ok', 'ok', 'ok', 'ok']);
+    // Every rank ended well (one the shared machine slowed may be named a straggler, as summary would).
+    expect((await page.$$eval('.cell', (els) => els.map((e) => e.getAttribute('data-state')))).every((st) => st === 'ok' || st === 'straggler')).toBe(true);
     expect(await page.textContent('.badge')).toBe('succeeded');
     await page.screenshot({ path: join(TEST_OUTPUT, 'dashboard-ended.png'), fullPage: true });
     expect(errors).toEqual([]);

@@ -145,7 +145,8 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
   const ranks: ReportRank[] = record.ranks.map((r) => {
     let state = rankState(r.exit, live);
     if (hang.has(r.label) && (state === 'running' || state === 'stopped' || state === 'unknown' || state === 'root-cause')) state = 'hang';
-    else if (straggler.has(r.label) && (state === 'running' || state === 'ok' || state === 'stopped' || state === 'unknown')) state = 'straggler';
+    // Only a rank still going or done well is called slow: stopped or failed says more.
+    else if (straggler.has(r.label) && (state === 'running' || state === 'ok')) state = 'straggler';
     return {
       label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state, root: r.exit?.root_cause === true,
       ...(r.exit ? { end: describeEnd(r.exit) } : {}),
