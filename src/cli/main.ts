@@ -16,7 +16,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   ranktable: { summary: 'generate | merge | validate | show HCCL rank-table JSON', load: () => import('./ranktable.js') },
   launch: { summary: 'start one process per device on every host, supervised', load: () => import('./launch.js') },
   ps: { summary: 'list processes that npurun runs left on hosts', load: () => import('./ps.js') },
-  kill: { summary: 'stop every process of a run on every host, by recorded pids', load: () => import('./kill.js') },
+  kill: { summary: 'stop every process of a run on every host, by recorded pids', load: () => import('./ps.js').then((m) => ({ run: m.runKill })) },
   logs: { summary: 'print or follow the logs of a run', load: () => import('./logs.js') },
   runs: { summary: 'list runs in the run folder', load: () => import('./runs.js') },
   summary: { summary: 'training and evaluation totals of a run, reduced across ranks and cross-checked', load: () => import('./summary.js') },

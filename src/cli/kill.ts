@@ -1,1 +1,0 @@
-export { runKill as run } from './ps.js';
