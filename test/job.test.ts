@@ -29,6 +29,7 @@ describe('job defaults', () => {
       masterPort: 29500,
       remoteDir: '/tmp/npurun-{uid}/{run_id}',
       heartbeatTimeoutSeconds: 3,
+      maxRestarts: 0,
     });
   });
 
@@ -80,6 +81,7 @@ describe('job file and flags', () => {
       rankTableFile: join(tmp, 'tables/t.json'),
       remoteDir: '/scratch/{run_id}',
       heartbeatTimeoutSeconds: 5,
+      maxRestarts: 0,
       checkpoint: { interval: 5, unit: 'epoch', keepMax: 3, masterOnly: true, dir: 'ck_{rank}', pattern: '{prefix}-{epoch}_{step}.ckpt' },
     });
   });

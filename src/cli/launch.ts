@@ -35,6 +35,8 @@ placeholders {rank} {local_rank} {node_rank} {device} {host}` },
     'remote-dir': { type: 'string', value: 'DIR', help: `where the rank table and pid files go on each host, an absolute path
 (default /tmp/npurun-{uid}/{run_id}, private to you)` },
     'heartbeat-timeout': { type: 'number', value: 'S', min: 1, max: 3600, help: "a host's ranks stop after S seconds without the launcher (default 3)" },
+    'max-restarts': { type: 'int', value: 'N', min: 0, max: 1000, help: `after a failure (a rank, a lost host, a hang) relaunch the whole job up to N
+times from the newest checkpoint every saving rank completed, waiting 3 s, 6 s, ... (default 0)` },
     'hang-timeout': { type: 'number', value: 'S', min: 1, max: 86400, help: `no progress from any rank for S seconds is a hang: every rank's stack is
 collected (Python ranks get PYTHONFAULTHANDLER=1 and SIGABRT), the run stopped, the
 rank that stopped first named (exit 124); 5 x S until the first progress line; off by default` },
@@ -79,6 +81,7 @@ function jobFlags(args: ParsedArgs): JobFlags {
     ['nprocPerNode', intFlag(args, 'nproc-per-node', 1, 64)], ['graceSeconds', numberFlag(args, 'grace', 0, 3600)],
     ['masterPort', intFlag(args, 'master-port', 1, 65535)], ['heartbeatTimeoutSeconds', numberFlag(args, 'heartbeat-timeout', 1, 3600)],
     ['hangTimeoutSeconds', numberFlag(args, 'hang-timeout', 1, 86400)],
+    ['maxRestarts', intFlag(args, 'max-restarts', 0, 1000)],
   ];
   for (const [key, v] of numbers) if (v !== undefined) (flags as unknown as Record<string, unknown>)[key] = v;
   return flags;

@@ -21,6 +21,7 @@ RUN is a run id from \`npurun runs\` or a unique prefix of one.`,
     follow: { type: 'boolean', short: 'f', help: 'keep printing new lines until the run finishes (or its npurun is gone)' },
     json: { ...SHARED.json, help: 'one JSON object per line: {time, label, host, device, stream, line}' },
     raw: { type: 'boolean', help: "the ranks' text only, without npurun's prefix" },
+    attempt: { type: 'int', value: 'K', min: 1, help: 'only lines of attempt K (a run restarted with --max-restarts has several)' },
     collapse: { type: 'boolean', help: 'the same line from several ranks within 250 ms printed once, as [r0-7] line' },
   },
   positionals: true,
@@ -85,6 +86,16 @@ export function run(argv: string[]): Promise<number> {
     const tail = intFlag(args, 'tail', 0, Number.MAX_SAFE_INTEGER);
     const runInfo = readRunRecord(runsDirFlag(args), args.positionals[0]);
     const filter = filterOf({ rank: listFlag(args, 'rank'), host: stringFlag(args, 'host'), grep: stringFlag(args, 'grep'), since: stringFlag(args, 'since') }, runInfo);
+    const attempt = intFlag(args, 'attempt', 1, 1_000_000);
+    if (attempt !== undefined) {
+      const attempts = runInfo.record.attempts ?? [];
+      const a = attempts[attempt - 1];
+      if (!a) throw inputError('--attempt', `run ${runInfo.runId} has ${attempts.length || 'no recorded'} attempt${attempts.length === 1 ? '' : 's'}; expected 1${attempts.length > 1 ? `-${attempts.length}` : ''}`);
+      // An attempt's lines are those that arrived between its start and the next one's.
+      if (filter.since === undefined || filter.since < a.started_at) filter.since = a.started_at;
+      const next = attempts[attempt];
+      if (next) filter.until = next.started_at;
+    }
     const how: Format = boolFlag(args, 'json') ? 'json' : boolFlag(args, 'raw') ? 'raw' : 'text';
     if (boolFlag(args, 'collapse') && how === 'json') throw inputError('npurun logs', '--collapse folds lines for reading; expected it without --json');
     // Folded by the times the lines arrived (merged.log's own), so the result is the same later as live.

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { NpurunError } from '../errors.js';
+import { join, posix } from 'node:path';
+import { isNpurunError, NpurunError } from '../errors.js';
 import { readRunRecord, STOP_REQUEST_FILE } from '../sinks/run-folder.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
-import { describePlan, planRun } from '../plan/plan.js';
+import { describePlan, planRun, type PlanInput } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
 import { serializeRankTable } from '../ranktable/generate.js';
 import { validateRankTableFile } from '../ranktable/validate.js';
@@ -14,9 +14,11 @@ import { describeEnd, supervise, type RunControl, type RunOutcome, type Supervis
 import { HangDetector } from './hang-detector.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
-import { connectHost, preflight, scriptOf } from './preflight.js';
+import { connectHost, preflight, scriptOf, type PreflightOptions } from './preflight.js';
 import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
 import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
+import type { CompleteStep } from '../checkpoints/policy.js';
+import type { HostFacts } from '../devices/types.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
 import { findStragglers, renderStragglers } from '../summary/stragglers.js';
@@ -116,21 +118,8 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   const out = req.out ?? process.stdout;
   const givenTable = req.job.rankTableFile ? loadGivenRankTable(req.job.rankTableFile) : undefined;
   const progress = req.json ? 'none' : process.stderr.isTTY && process.stdout.isTTY ? 'tty' : 'lines';
-  const program = req.job.command[0];
-  if (!program) throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
-  const { transports, facts } = await preflight(req.hosts, {
-    ...(req.simulate !== undefined ? { simulate: req.simulate } : {}),
-    program,
-    ...(scriptOf(req.job.command) ? { script: scriptOf(req.job.command) as string } : {}),
-    ...(req.job.env.PATH ? { programPath: req.job.env.PATH } : {}),
-    // The connection tolerates as long a silence as the agents do (a blip shorter than the heartbeat
-    // timeout is survived), never less than 3 s.
-    ssh: { ...req.ssh, keepaliveIntervalMs: 1000, keepaliveCountMax: Math.max(3, Math.ceil(req.job.heartbeatTimeoutSeconds)) },
-    ...(req.fanout !== undefined ? { fanout: req.fanout } : {}),
-    remoteDir: req.job.remoteDir,
-    ...(req.shareDevices ? { shareDevices: true } : {}),
-    progress,
-  });
+  if (!req.job.command[0]) throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
+  const { transports, facts } = await preflight(req.hosts, preflightOptions(req, req.job.command, progress));
   const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));
   let plan: RunPlan;
   try {
@@ -181,60 +170,131 @@ async function copyRankTable(plan: RunPlan, transports: Map<string, HostTranspor
   await Promise.all([...transports.values()].map((t) => t.putFile(path, data, 0o644)));
 }
 
-async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>, req: LaunchRequest): Promise<LaunchResult> {
+/** What preflight checks on every host, the same for the first attempt and every restart. */
+function preflightOptions(req: LaunchRequest, command: string[], progress: PreflightOptions['progress']): PreflightOptions {
+  return {
+    ...(req.simulate !== undefined ? { simulate: req.simulate } : {}),
+    program: command[0] as string,
+    ...(scriptOf(command) ? { script: scriptOf(command) as string } : {}),
+    ...(req.job.env.PATH ? { programPath: req.job.env.PATH } : {}),
+    // The connection tolerates as long a silence as the agents do (a blip shorter than the heartbeat
+    // timeout is survived), never less than 3 s.
+    ssh: { ...req.ssh, keepaliveIntervalMs: 1000, keepaliveCountMax: Math.max(3, Math.ceil(req.job.heartbeatTimeoutSeconds)) },
+    ...(req.fanout !== undefined ? { fanout: req.fanout } : {}),
+    remoteDir: req.job.remoteDir,
+    ...(req.shareDevices ? { shareDevices: true } : {}),
+    progress,
+  };
+}
+
+/** Seconds before restart attempt n+1 (after n failed): 3, 6, 12, ... at most 60. */
+export function restartBackoff(failed: number): number {
+  return Math.min(60, 3 * 2 ** (failed - 1));
+}
+
+/** Each rank's file of a complete checkpoint step, as a resume of the same plan's ranks. */
+function resumeOf(plan: RunPlan, step: CompleteStep): NonNullable<PlanInput['resume']> {
+  const dirs = new Map(savingRanks(plan).map((s) => [s.label, s.dir]));
+  const byLabel: Record<string, string> = {};
+  for (const [label, name] of Object.entries(step.files)) {
+    const dir = dirs.get(label);
+    if (dir) byLabel[label] = posix.join(dir, name);
+  }
+  return { byLabel, fallback: Object.values(byLabel)[0] as string, epoch: step.epoch, step: step.step };
+}
+
+/** Sleeps `seconds`, or less when npurun is told to stop meanwhile (then resolves false). */
+function waitUnlessStopped(seconds: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const stop = () => done(false);
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    const timer = setTimeout(() => done(true), seconds * 1000);
+    function done(ok: boolean) {
+      clearTimeout(timer);
+      for (const s of signals) process.off(s, stop);
+      resolve(ok);
+    }
+    for (const s of signals) process.on(s, stop);
+  });
+}
+
+/**
+ * Runs the planned job, and with `restarts` relaunches it after a failure: everything is stopped (as
+ * always), then every host is connected and probed again, and the job is planned again from the newest
+ * checkpoint every saving rank completed (the run's own, as the watcher found them), in the same run
+ * folder. run.json gets one entry per attempt; events.jsonl says which attempt each event belongs to.
+ */
+async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>, req: LaunchRequest): Promise<LaunchResult> {
   const say = (line: string) => process.stderr.write(line + '\n');
   let hang: HangDetector | undefined;
   const recorder = await RunRecorder.create({
-    ...(plan.job.hangTimeoutSeconds !== undefined ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) } : {}),
+    ...(first.job.hangTimeoutSeconds !== undefined ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) } : {}),
     runsDir: req.runsDir,
-    plan,
+    plan: first,
     argv: req.argv,
     timestamps: req.timestamps,
     console: req.console,
     ...(req.out ? { out: req.out } : {}),
   });
-  if (plan.job.hangTimeoutSeconds !== undefined) hang = new HangDetector(plan, transports, recorder, say);
-  say(`npurun: run ${plan.runId}: ${plan.ranks.length} process${plan.ranks.length === 1 ? '' : 'es'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`);
-  try {
-    await copyRankTable(plan, transports);
-    if (plan.rankTablePath) recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
-  } catch (err) {
-    await recorder.finish({ status: 'failed', exitCode: 3, report: err instanceof Error ? err.message : String(err) });
-    throw err;
-  }
-  const checkpoint = plan.job.checkpoint;
+  say(`npurun: run ${first.runId}: ${first.ranks.length} process${first.ranks.length === 1 ? '' : 'es'} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`);
+  const checkpoint = first.job.checkpoint;
+  // One watcher for every attempt: it knows which checkpoints the run wrote, whichever attempt wrote them.
   const watcher = checkpoint
-    ? new CheckpointWatcher(savingRanks(plan), transports, {
+    ? new CheckpointWatcher(savingRanks(first), transports, {
         keepMax: checkpoint.keepMax ?? 5,
         ...(checkpoint.pattern ? { pattern: checkpoint.pattern } : {}),
         indexFile: join(recorder.dir, CKPT_INDEX_FILE),
         onEvent: (e) => recorder.event(e.kind, { ...e }),
       })
     : undefined;
-  await watcher?.start();
-  const outcome = await supervise(plan, transports, {
-    graceSeconds: plan.job.graceSeconds,
-    orphanGraceSeconds: req.orphanGraceSeconds,
-    sink: recorder,
-    handleSignals: true,
-    ...(hang ? { control: (ctl: RunControl) => hang?.start(ctl) } : {}),
-    onEvent: (e) => {
-      const line = eventLine(e);
-      if (line) say(line);
-      if (e.kind === 'rank-ended') {
-        hang?.ended(e.outcome.label);
-        recorder.rankExited(e.outcome.label, e.outcome);
-      } else recorder.event(e.kind, { ...e });
-    },
-  });
-  hang?.stop();
+  let plan = first;
+  let outcome: RunOutcome | undefined;
+  let report: string | undefined;
+  let stoppedBy: string | undefined;
+  let resumedFrom: CompleteStep | undefined;
+  for (let attempt = 1; ; attempt++) {
+    recorder.beginAttempt(attempt, resumedFrom ? { epoch: resumedFrom.epoch, step: resumedFrom.step, files: resumedFrom.files } : null);
+    try {
+      await copyRankTable(plan, transports);
+      if (plan.rankTablePath) recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
+    } catch (err) {
+      await recorder.finish({ status: 'failed', exitCode: 3, report: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
+    if (attempt === 1) await watcher?.start();
+    hang = plan.job.hangTimeoutSeconds !== undefined ? new HangDetector(plan, transports, recorder, say) : undefined;
+    const current = hang;
+    outcome = await supervise(plan, transports, {
+      graceSeconds: plan.job.graceSeconds,
+      orphanGraceSeconds: req.orphanGraceSeconds,
+      sink: recorder,
+      handleSignals: true,
+      ...(current ? { control: (ctl: RunControl) => current.start(ctl) } : {}),
+      onEvent: (e) => {
+        const line = eventLine(e);
+        if (line) say(line);
+        if (e.kind === 'rank-ended') {
+          current?.ended(e.outcome.label);
+          recorder.rankExited(e.outcome.label, e.outcome);
+        } else recorder.event(e.kind, { ...e });
+      },
+    });
+    current?.stop();
+    stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
+    report = [current?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') || undefined;
+    recorder.endAttempt({ cause: outcome.status === 'failed' ? (outcome.rootCause?.cause ?? 'failed') : outcome.status, rootCause: outcome.rootCause?.label ?? null, exitCode: outcome.exitCode });
+    if (outcome.status !== 'failed' || attempt > plan.job.maxRestarts) break;
+    if (report) say(report);
+    const next = await nextAttempt(plan, transports, req, watcher, attempt, say);
+    if (!next) break;
+    plan = next.plan;
+    resumedFrom = next.from;
+  }
   await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
   const stragglers = await findStragglers(recorder.dir, plan.job.progressPattern !== undefined ? { progressPattern: plan.job.progressPattern } : {}).catch(() => []);
   if (stragglers.length > 0) recorder.event('stragglers', { ranks: stragglers });
-  const stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
-  const report = [hang?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') || undefined;
   if (report) say(report);
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
   await recorder.finish({
@@ -256,3 +316,49 @@ async function runPlanned(plan: RunPlan, transports: Map<string, HostTransport>,
   return { exitCode: outcome.exitCode, plan, outcome, runDir: recorder.dir };
 }
 
+/**
+ * Prepares a restart after attempt `failed`: waits the backoff (Ctrl-C ends the run instead), closes
+ * the agents, connects and probes every host again, and plans the same ranks from the newest complete
+ * checkpoint. Undefined when the run cannot go on (stopped, or a host cannot be had: said why).
+ */
+async function nextAttempt(
+  plan: RunPlan,
+  transports: Map<string, HostTransport>,
+  req: LaunchRequest,
+  watcher: CheckpointWatcher | undefined,
+  failed: number,
+  say: (line: string) => void,
+): Promise<{ plan: RunPlan; from: CompleteStep | undefined } | undefined> {
+  const wait = restartBackoff(failed);
+  const left = plan.job.maxRestarts - failed + 1;
+  say(`npurun: attempt ${failed} failed; restarting in ${wait} s (${left} restart${left === 1 ? '' : 's'} left)`);
+  if (!(await waitUnlessStopped(wait))) {
+    say('npurun: stopped while waiting to restart');
+    return undefined;
+  }
+  await Promise.all([...transports.values()].map((t) => t.close()));
+  transports.clear();
+  let facts: Record<string, HostFacts>;
+  try {
+    const pf = await preflight(req.hosts, preflightOptions(req, plan.job.command, req.json ? 'none' : 'lines'));
+    for (const [name, t] of pf.transports) transports.set(name, t);
+    facts = pf.facts;
+  } catch (err) {
+    say(`npurun: cannot restart: ${err instanceof Error ? err.message : String(err)}${isNpurunError(err) && err.details.length ? `\n  ${err.details.join('\n  ')}` : ''}`);
+    return undefined;
+  }
+  const step = watcher?.latest();
+  say(step ? `npurun: attempt ${failed + 1} resumes from epoch ${step.epoch}, step ${step.step} (every saving rank completed it)` : `npurun: attempt ${failed + 1} starts from the beginning: no checkpoint every saving rank completed`);
+  try {
+    const next = planRun({ runId: plan.runId, job: plan.job, hosts: req.hosts, facts, ...(step ? { resume: resumeOf(plan, step) } : {}), onWarning: (m) => say(`npurun: warning: ${m}`) });
+    const same = next.ranks.map((r) => `${r.label}@${r.host}`).join(' ') === plan.ranks.map((r) => `${r.label}@${r.host}`).join(' ');
+    if (!same) {
+      say('npurun: cannot restart: the hosts no longer give the same ranks (a device became unusable?)');
+      return undefined;
+    }
+    return { plan: next, from: step };
+  } catch (err) {
+    say(`npurun: cannot restart: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+}

@@ -28,6 +28,7 @@ export interface JobFile {
   heartbeat_timeout?: number;
   hang_timeout?: number;
   progress_pattern?: string;
+  restarts?: number;
   resume_arg?: string;
   resume_map?: 'error' | 'rank0' | 'same-rank';
   eval?: { dataset_size?: number };
@@ -53,6 +54,7 @@ export interface JobFlags {
   heartbeatTimeoutSeconds?: number;
   hangTimeoutSeconds?: number;
   progressPattern?: string;
+  maxRestarts?: number;
 }
 
 export const PROFILES: readonly ProfileName[] = ['mindspore', 'msrun', 'tensorflow', 'torch'];
@@ -260,6 +262,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     remoteDir:
       flags.remoteDir !== undefined ? remoteDirOf(flags.remoteDir, '--remote-dir') : f.remote_dir !== undefined ? remoteDirOf(f.remote_dir, `${where}: remote_dir`) : '/tmp/npurun-{uid}/{run_id}',
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
+    maxRestarts: flags.maxRestarts ?? f.restarts ?? 0,
     ...optionalHang(flags.hangTimeoutSeconds ?? f.hang_timeout, flags.progressPattern ?? f.progress_pattern, flags.progressPattern !== undefined ? '--progress-pattern' : `${where}: progress_pattern`),
   };
   const name = flags.name ?? f.name;

@@ -50,6 +50,8 @@ export interface JobSpec {
   hangTimeoutSeconds?: number;
   /** A line matching this (JavaScript regex) is progress; default: the model zoo's epoch/iter/step lines. */
   progressPattern?: string;
+  /** Relaunches after a failure (a rank failed, a host was lost, a hang), from the newest complete checkpoint. */
+  maxRestarts: number;
   /** Job-file `simulate: N`: run on the local host with N simulated NPUs (demo, CI). */
   simulate?: number;
   /** Argument appended on `--resume`, `{path}` replaced by the checkpoint (e.g. "--pre_trained={path}"). */

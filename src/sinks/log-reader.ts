@@ -14,12 +14,15 @@ export interface LogFilter {
   grep?: RegExp;
   /** ISO time: lines that arrived at or after it. */
   since?: string;
+  /** ISO time: lines that arrived before it. */
+  until?: string;
 }
 
 export function lineMatches(line: MergedLine, filter: LogFilter): boolean {
   if (filter.labels && !filter.labels.includes(line.label)) return false;
   if (filter.host !== undefined && line.host !== filter.host) return false;
   if (filter.since !== undefined && line.time < filter.since) return false;
+  if (filter.until !== undefined && line.time >= filter.until) return false;
   if (filter.grep && !filter.grep.test(line.line)) return false;
   return true;
 }

@@ -41,6 +41,19 @@ export interface RankRecord {
   exit: RankExitRecord | null;
 }
 
+/** One launch of the job within a run. */
+export interface AttemptRecord {
+  attempt: number;
+  started_at: string;
+  ended_at: string | null;
+  /** How it ended: succeeded, interrupted, or the root cause's cause (exited, signal, lost, hang...). */
+  cause: string | null;
+  root_cause: string | null;
+  exit_code: number | null;
+  /** The checkpoint it resumed from (each saving rank's file of that step), or null. */
+  resumed_from: { epoch: number; step: number; files: Record<string, string> } | null;
+}
+
 export interface RunRecord {
   schema_version: 1;
   run_id: string;
@@ -58,6 +71,8 @@ export interface RunRecord {
   exit_code: number | null;
   /** For an interrupted run: who or what stopped it. */
   stopped_by?: string;
+  /** One entry per launch of the job (more than one with --max-restarts). */
+  attempts?: AttemptRecord[];
   /** Label of the rank whose failure stopped the run. */
   root_cause: string | null;
   report: string | null;

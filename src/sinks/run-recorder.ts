@@ -30,7 +30,7 @@ import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName
 import { redactArgv, redactEnv, redactFields } from './redact.js';
 import {
   EVENTS_FILE, MERGED_LOG_FILE, processStartTicks, rankLogPath, writeRankTableCopy, writeRunRecord,
-  type RankRecord, type RunRecord,
+  type AttemptRecord, type RankRecord, type RunRecord,
 } from './run-folder.js';
 
 /** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */
@@ -247,6 +247,7 @@ export class RunRecorder {
   private readonly events: pino.Logger;
   private done = false;
   private readonly problems = new Set<string>();
+  private attempt = 1;
   private readonly onProblem: (message: string) => void;
   private readonly onLine: RunRecorderOptions['onLine'];
   /** `--console collapse`: identical lines of several ranks shown once. */
@@ -327,11 +328,29 @@ export class RunRecorder {
     return channel;
   }
 
-  /** One structured line in events.jsonl; secret-looking fields are redacted. */
+  /** Starts attempt `n` of the job (1 at first; more with --max-restarts): events and run.json say which. */
+  beginAttempt(n: number, resumedFrom: AttemptRecord['resumed_from']): void {
+    this.attempt = n;
+    if (n > 1) for (const r of this.record.ranks) r.exit = null;
+    this.record.attempts = [...(this.record.attempts ?? []), { attempt: n, started_at: new Date().toISOString(), ended_at: null, cause: null, root_cause: null, exit_code: null, resumed_from: resumedFrom }];
+    this.event('attempt-start', { resumed_from: resumedFrom });
+    this.saveRecord();
+  }
+
+  /** Ends the current attempt with how it went. */
+  endAttempt(end: { cause: string; rootCause: string | null; exitCode: number }): void {
+    const a = this.record.attempts?.at(-1);
+    if (!a) return;
+    Object.assign(a, { ended_at: new Date().toISOString(), cause: end.cause, root_cause: end.rootCause, exit_code: end.exitCode });
+    this.event('attempt-end', { cause: end.cause, root_cause: end.rootCause, exit_code: end.exitCode });
+    this.saveRecord();
+  }
+
+  /** One structured line in events.jsonl (with its attempt); secret-looking fields are redacted. */
   event(kind: string, fields: Record<string, unknown> = {}): void {
     if (this.done) return;
     try {
-      this.events.info({ ...(redactFields(fields) as Record<string, unknown>), event: kind });
+      this.events.info({ ...(redactFields(fields) as Record<string, unknown>), event: kind, attempt: this.attempt });
     } catch (err) {
       this.problem(`cannot write ${join(this.dir, EVENTS_FILE)} (${describeFsError(err)}): events are no longer saved; the run goes on`);
     }
