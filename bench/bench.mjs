@@ -68,7 +68,7 @@ function benchRankTable() {
 // test cluster per machine).
 function benchClusterLocked(key) {
   const out = join(work, `${key}-row.json`);
-  const argv = ['node', join(root, 'bench', 'rows-hosts.mjs'), out, key];
+  const argv = ['node', join(root, 'bench', 'rows-hosts.mjs'), out, key, String(process.pid)];
   const locked = lockHeldByAncestor(CLUSTER_LOCK);
   const r = spawnSync(locked ? argv[0] : 'flock', locked ? argv.slice(1) : [CLUSTER_LOCK, ...argv], {
     env: childEnv,

@@ -429,6 +429,14 @@ export function benchHosts() {
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) {
   const out = process.argv[2];
   const key = process.argv[3] ?? 'hosts';
+  // The bench that asked may have been killed while this waited for the lock (flock outlives it):
+  // then leave at once, releasing the lock, rather than bring up a cluster nobody reads.
+  const benchPid = Number(process.argv[4]);
+  try {
+    if (benchPid) process.kill(benchPid, 0);
+  } catch {
+    process.exit(3);
+  }
   let row;
   try {
     row = (key === 'sshlogs' ? benchSshLogs : benchHosts)();
