@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { isNpurunError, NpurunError } from '../errors.js';
+import { EXIT, isNpurunError, NpurunError, passedThroughNote } from '../errors.js';
 import { readRunRecord, STOP_REQUEST_FILE } from '../sinks/run-folder.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
 import { describePlan, planRun, type PlanInput } from '../plan/plan.js';
@@ -23,6 +23,7 @@ import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
 import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
 import { findStragglers, renderStragglers } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
+import { writeMetrics } from '../report/metrics-file.js';
 
 export interface LaunchRequest {
   job: JobSpec;
@@ -81,6 +82,8 @@ export function failureReport(outcome: RunOutcome, recorder: Pick<RunRecorder, '
     `npurun: stopped the other ${victims} rank${victims === 1 ? '' : 's'}; exit code ${outcome.exitCode}`,
   ];
   if (lines.length > 0) out.push(`--- last ${lines.length} lines of rank ${rc.label} ---`, ...lines, '---');
+  const note = rc.cause === 'exited' ? passedThroughNote(outcome.exitCode, rc.label) : undefined;
+  if (note) out.push(`npurun: ${note}`);
   return out.join('\n');
 }
 
@@ -143,7 +146,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   if (req.dryRun) {
     await closeAll();
     out.write(req.json ? JSON.stringify(plan, null, 2) + '\n' : describePlan(plan) + '\n');
-    return { exitCode: 0, plan };
+    return { exitCode: EXIT.ok, plan };
   }
   return runPlanned(plan, transports, req).finally(closeAll);
 }
@@ -258,7 +261,7 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
       await copyRankTable(plan, transports);
       if (plan.rankTablePath) recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
     } catch (err) {
-      await recorder.finish({ status: 'failed', exitCode: 3, report: err instanceof Error ? err.message : String(err) });
+      await recorder.finish({ status: 'failed', exitCode: EXIT.host, report: err instanceof Error ? err.message : String(err) });
       throw err;
     }
     if (attempt === 1) await watcher?.start();
@@ -310,6 +313,8 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
   } catch (err) {
     say(`npurun: cannot write the summary into ${recorder.dir} (${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (err as Error).message}); it is shown below`);
   }
+  // The per-rank series the report plots, for pandas (metrics.jsonl); the report builds it on demand too.
+  await writeMetrics(recorder.dir).catch((err: unknown) => say(`npurun: cannot write metrics.jsonl: ${err instanceof Error ? err.message : String(err)}`));
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
   for (const line of renderStragglers(stragglers)) say(`npurun: ${line}`);
   if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);

@@ -15,6 +15,7 @@
  * their high-water marks, so a fast rank is paused instead of filling memory.
  */
 import { createWriteStream, mkdirSync } from 'node:fs';
+import { makeDirs } from '../make-dirs.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -308,7 +309,7 @@ export class RunRecorder {
   static async create(opts: RunRecorderOptions): Promise<RunRecorder> {
     const dir = join(opts.runsDir, opts.plan.runId);
     try {
-      mkdirSync(opts.runsDir, { recursive: true });
+      makeDirs(opts.runsDir);
       mkdirSync(dir);
       mkdirSync(join(dir, 'logs'));
     } catch (err) {

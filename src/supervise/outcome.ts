@@ -1,4 +1,5 @@
 import { constants } from 'node:os';
+import { EXIT, signalExitCode } from '../errors.js';
 import type { RankSpec } from '../plan/types.js';
 import type { RankEnd } from '../transport/types.js';
 
@@ -85,22 +86,22 @@ export function rankOutcome(spec: Pick<RankSpec, 'label' | 'rank' | 'host' | 'de
 /** npurun's exit code for a root cause: the rank's own code, 128+N for signal N, 3 for a lost host. */
 export function exitCodeOf(outcome: Pick<RankOutcome, 'cause' | 'code' | 'signal'>): number {
   if (outcome.cause === 'hang') return HANG_EXIT_CODE;
-  if (outcome.cause === 'lost' || outcome.cause === 'failed-to-start') return 3;
+  if (outcome.cause === 'lost' || outcome.cause === 'failed-to-start') return EXIT.host;
   if (outcome.code !== null && outcome.code !== 0) return outcome.code;
-  if (outcome.signal) return 128 + (constants.signals[outcome.signal as keyof typeof constants.signals] ?? 0);
-  return 1;
+  if (outcome.signal) return signalExitCode(constants.signals[outcome.signal as keyof typeof constants.signals] ?? 0);
+  return EXIT.problems;
 }
 
 /** The run's end from its ranks' outcomes: interrupted beats failed beats succeeded. */
 export function runOutcome(outcomes: RankOutcome[], rootCause: RankOutcome | undefined, interruptedBy: string | undefined): RunOutcome {
   const ranks = [...outcomes].sort((a, b) => a.rank - b.rank);
   if (interruptedBy) {
-    return { status: 'interrupted', exitCode: 128 + (constants.signals[interruptedBy as keyof typeof constants.signals] ?? 2), interruptedBy, ranks };
+    return { status: 'interrupted', exitCode: signalExitCode(constants.signals[interruptedBy as keyof typeof constants.signals] ?? 2), interruptedBy, ranks };
   }
   if (rootCause) return { status: 'failed', exitCode: exitCodeOf(rootCause), rootCause, ranks };
   const failed = ranks.find((r) => r.failed);
   if (failed) return { status: 'failed', exitCode: exitCodeOf(failed), rootCause: failed, ranks };
-  return { status: 'succeeded', exitCode: 0, ranks };
+  return { status: 'succeeded', exitCode: EXIT.ok, ranks };
 }
 
 export function describeEnd(o: Pick<RankOutcome, 'cause' | 'code' | 'signal' | 'message'>): string {
