@@ -3,14 +3,41 @@ import { existsSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeHost } from '../src/devices/probe.js';
-import { CLUSTER_SH, CLUSTER_START_TIMEOUT, describeCluster, startCluster, type Cluster, type SimHost } from './cluster/index.js';
+import {
+  CLUSTER_SH,
+  CLUSTER_START_TIMEOUT,
+  describeCluster,
+  startCluster,
+  type Cluster,
+  type SimHost,
+} from './cluster/index.js';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
 /** The system ssh client as a test would use it: the cluster's key and known_hosts, strict checking. */
 function ssh(c: Cluster, host: SimHost, command: string, input?: string) {
-  const args = ['-i', c.keyPath, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${c.knownHostsPath}`, '-o', 'GlobalKnownHostsFile=/dev/null'];
-  args.push('-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=2', '-p', String(host.sshPort), `${c.user}@${host.address}`, command);
+  const args = [
+    '-i',
+    c.keyPath,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${c.knownHostsPath}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+  ];
+  args.push(
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=2',
+    '-p',
+    String(host.sshPort),
+    `${c.user}@${host.address}`,
+    command,
+  );
   return execa('ssh', args, { reject: false, ...(input === undefined ? {} : { input }) });
 }
 
@@ -39,7 +66,17 @@ async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolea
 }
 
 /** The machine's own files a host's overlays and binds stand in for: what they hold, not only whether they exist. */
-const REAL_PATHS = ['/etc/hccn.conf', '/etc/hostname', '/etc/hosts', '/etc/shadow', '/usr/local/Ascend', '/usr/local/Ascend/driver/tools', '/root/.bashrc', '/root/.profile', '/tmp/npc-mark'];
+const REAL_PATHS = [
+  '/etc/hccn.conf',
+  '/etc/hostname',
+  '/etc/hosts',
+  '/etc/shadow',
+  '/usr/local/Ascend',
+  '/usr/local/Ascend/driver/tools',
+  '/root/.bashrc',
+  '/root/.profile',
+  '/tmp/npc-mark',
+];
 function snapshot(): Record<string, string> {
   return Object.fromEntries(
     REAL_PATHS.map((path) => {
@@ -64,21 +101,34 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
 
   beforeAll(async () => {
     before = snapshot();
-    c = await startCluster(6, (i) =>
-      [
-        { unhealthy: [3], held: [{ device: 5, pid: 271828 }] },
-        { devices: 4, noHccnEntry: [1], noAddress: [2] },
-        { chip: 'A3' as const },
-        { wrongHostKey: true },
-        { noSshd: true, noDriver: true },
-        { chip: 'A3' as const, devices: 7, missing: [2], unhealthy: [6], held: [{ device: 5, pid: 4242 }, { device: 5, pid: 4243 }] },
-      ][i] ?? {},
+    c = await startCluster(
+      6,
+      (i) =>
+        [
+          { unhealthy: [3], held: [{ device: 5, pid: 271828 }] },
+          { devices: 4, noHccnEntry: [1], noAddress: [2] },
+          { chip: 'A3' as const },
+          { wrongHostKey: true },
+          { noSshd: true, noDriver: true },
+          {
+            chip: 'A3' as const,
+            devices: 7,
+            missing: [2],
+            unhealthy: [6],
+            held: [
+              { device: 5, pid: 4242 },
+              { device: 5, pid: 4243 },
+            ],
+          },
+        ][i] ?? {},
     );
   }, CLUSTER_START_TIMEOUT);
   afterAll(async () => c?.stop());
 
   it('every host answers over SSH with its own hostname, address, hccn.conf and /tmp', async () => {
-    const answers = await Promise.all([0, 1, 2].map((i) => ssh(cluster(), host(i), 'hostname; ip -4 -o addr show eth0; cat /etc/hccn.conf')));
+    const answers = await Promise.all(
+      [0, 1, 2].map((i) => ssh(cluster(), host(i), 'hostname; ip -4 -o addr show eth0; cat /etc/hccn.conf')),
+    );
     answers.forEach((a, i) => {
       expect(a.exitCode, a.stderr).toBe(0);
       const [hostname, addr] = a.stdout.split('\n');
@@ -98,18 +148,29 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
   });
 
   it('the ssh_config names every host, and hosts reach each other over the bridge', async () => {
-    const r = await execa('ssh', ['-F', cluster().sshConfigPath, '-o', 'BatchMode=yes', 'h2', `exec 3<>/dev/tcp/${host(0).address}/22; head -c 8 <&3`], { reject: false });
+    const r = await execa(
+      'ssh',
+      [
+        '-F',
+        cluster().sshConfigPath,
+        '-o',
+        'BatchMode=yes',
+        'h2',
+        `exec 3<>/dev/tcp/${host(0).address}/22; head -c 8 <&3`,
+      ],
+      { reject: false },
+    );
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('SSH-2.0-');
   });
 
-  it('npu-smi stand-ins print the fixtures byte for byte when given the fixtures\' state', async () => {
+  it("npu-smi stand-ins print the fixtures byte for byte when given the fixtures' state", async () => {
     const npuSmi = '/usr/local/Ascend/driver/tools/npu-smi info';
     expect((await ssh(cluster(), host(0), npuSmi)).stdout + '\n').toBe(fixture('npu-smi-info-910b.txt'));
     expect((await ssh(cluster(), host(2), npuSmi)).stdout + '\n').toBe(fixture('npu-smi-info-a3.txt'));
-    expect((await cluster().exec(host(0), ['/usr/local/Ascend/driver/tools/hccn_tool', '-i', '0', '-ip', '-g'])).stdout).toBe(
-      fixture('hccn_tool-i0-ip-g.txt').trimEnd().replace('192.168.100.101', '192.168.1.100'),
-    );
+    expect(
+      (await cluster().exec(host(0), ['/usr/local/Ascend/driver/tools/hccn_tool', '-i', '0', '-ip', '-g'])).stdout,
+    ).toBe(fixture('hccn_tool-i0-ip-g.txt').trimEnd().replace('192.168.100.101', '192.168.1.100'));
   });
 
   it("npurun's device probe over SSH sees each host's devices, health, holders and addresses", async () => {
@@ -133,7 +194,9 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     expect(h2.problems).toEqual([expect.stringMatching(/^device 2 has no address/)]);
     expect(host(1).deviceIps).toEqual({ 0: '192.168.2.100', 1: '192.168.2.101', 3: '192.168.2.103' });
 
-    expect(h3.devices.map((d) => [d.npuId, d.chipId, d.deviceId])).toEqual(Array.from({ length: 16 }, (_, id) => [id >> 1, id & 1, id]));
+    expect(h3.devices.map((d) => [d.npuId, d.chipId, d.deviceId])).toEqual(
+      Array.from({ length: 16 }, (_, id) => [id >> 1, id & 1, id]),
+    );
     // A3 with 7 devices, device 2 missing: NPU 1 keeps chip 1 only, NPU 3 chip 0 only.
     expect(h6.devices.map((d) => [d.npuId, d.chipId, d.deviceId, d.health])).toEqual([
       [0, 0, 0, 'OK'],
@@ -143,7 +206,11 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
       [2, 1, 5, 'OK'],
       [3, 0, 6, 'Warning'],
     ]);
-    expect(h6.problems).toEqual(['device 5 is held by pid 4242 (python3)', 'device 5 is held by pid 4243 (python3)', 'device 6 health is Warning']);
+    expect(h6.problems).toEqual([
+      'device 5 is held by pid 4242 (python3)',
+      'device 5 is held by pid 4243 (python3)',
+      'device 6 health is Warning',
+    ]);
     const all = [h1, h2, h3, h6].flatMap((h) => h.devices.flatMap((d) => (d.deviceIp ? [d.deviceIp] : [])));
     expect(new Set(all).size).toBe(all.length);
   });
@@ -204,7 +271,12 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     // A run that died without stop(): its owner (pid 2^22 + 1 is above pid_max) is gone.
     const crashed = await execa(CLUSTER_SH, ['up', '2', '--owner', '4194305']);
     expect(crashed.exitCode).toBe(0);
-    const orphan = await execa('nsenter', ['--net=/run/netns/npc-h2', 'sh', '-c', 'setsid sleep 60 < /dev/null > /dev/null 2>&1 & echo $!']);
+    const orphan = await execa('nsenter', [
+      '--net=/run/netns/npc-h2',
+      'sh',
+      '-c',
+      'setsid sleep 60 < /dev/null > /dev/null 2>&1 & echo $!',
+    ]);
     const orphanPid = Number(orphan.stdout.trim());
     c = await startCluster(1);
     expect(await netnsOfPrefix()).toEqual(['npc-h1']);
@@ -226,24 +298,39 @@ describeCluster('test cluster: namespaced Ascend hosts behind real sshd', () => 
     expect(py.stdout.split('\n')).toEqual([`${cluster().dir}/pyenv/shims/python3`, '/usr/bin/python3']);
     expect(slowMs).toBeGreaterThanOrEqual(300);
     const logins = await cluster().logins(h1);
-    expect(logins.map((l) => l.command)).toEqual(['command -v python3; python3 -c "import sys; print(sys.executable)"']);
-    expect((await cluster().shimRuns(h1)).map((l) => [l.pid, l.command])).toEqual([[logins[0]?.pid, '-c import sys; print(sys.executable)']]);
+    expect(logins.map((l) => l.command)).toEqual([
+      'command -v python3; python3 -c "import sys; print(sys.executable)"',
+    ]);
+    expect((await cluster().shimRuns(h1)).map((l) => [l.pid, l.command])).toEqual([
+      [logins[0]?.pid, '-c import sys; print(sys.executable)'],
+    ]);
 
     // The sftp subsystem is started through the login shell too; a multi-line command is one login.
-    const sftp = await execa('sftp', ['-F', cluster().sshConfigPath, '-b', '-', 'h2'], { input: 'ls /tmp\n', reject: false });
+    const sftp = await execa('sftp', ['-F', cluster().sshConfigPath, '-b', '-', 'h2'], {
+      input: 'ls /tmp\n',
+      reject: false,
+    });
     expect(sftp.exitCode, sftp.stderr).toBe(0);
     expect((await ssh(cluster(), h2, 'echo a\necho b')).stdout).toBe('a\nb');
-    expect((await cluster().logins(h2)).map((l) => l.command)).toEqual(['/usr/lib/openssh/sftp-server', 'echo a\\necho b']);
+    expect((await cluster().logins(h2)).map((l) => l.command)).toEqual([
+      '/usr/lib/openssh/sftp-server',
+      'echo a\\necho b',
+    ]);
 
     // While someone holds the shared lock (one host's login, or here the test), logins on every slow host wait.
     const holder = execa('flock', [cluster().loginLockPath, 'sleep', '2']);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const t1 = Date.now();
-    const waited = await Promise.all([h1, h2].map(async (h) => {
-      const r = await ssh(cluster(), h, 'true');
-      return [r.exitCode, Date.now() - t1 >= 1700];
-    }));
-    expect(waited).toEqual([[0, true], [0, true]]);
+    const waited = await Promise.all(
+      [h1, h2].map(async (h) => {
+        const r = await ssh(cluster(), h, 'true');
+        return [r.exitCode, Date.now() - t1 >= 1700];
+      }),
+    );
+    expect(waited).toEqual([
+      [0, true],
+      [0, true],
+    ]);
     await holder;
     const t2 = Date.now();
     expect((await ssh(cluster(), h3, 'true')).exitCode).toBe(0);
@@ -258,51 +345,78 @@ const CLUSTER_FILES = readdirSync(new URL('.', import.meta.url))
   .sort()
   .map((f) => `test/${f}`);
 
-describe.runIf(process.getuid?.() === 0)('test cluster prerequisites: skipped with the reason, failing under CI=true', () => {
-  const asNobody = (ci: string) =>
-    execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node_modules/.bin/vitest', 'run', ...CLUSTER_FILES, '--configLoader', 'runner'], {
-      reject: false,
-      cwd: new URL('..', import.meta.url),
-      env: { CI: ci, HOME: '/nonexistent', NO_COLOR: '1' },
-      all: true,
+describe.runIf(process.getuid?.() === 0)(
+  'test cluster prerequisites: skipped with the reason, failing under CI=true',
+  () => {
+    const asNobody = (ci: string) =>
+      execa(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          'node_modules/.bin/vitest',
+          'run',
+          ...CLUSTER_FILES,
+          '--configLoader',
+          'runner',
+        ],
+        {
+          reject: false,
+          cwd: new URL('..', import.meta.url),
+          env: { CI: ci, HOME: '/nonexistent', NO_COLOR: '1' },
+          all: true,
+        },
+      );
+
+    it('every cluster file uses the one harness', () => {
+      expect(CLUSTER_FILES.length).toBeGreaterThanOrEqual(4);
+      for (const f of CLUSTER_FILES)
+        expect(readFileSync(new URL(`../${f}`, import.meta.url), 'utf8'), f).toMatch(/from '\.\/cluster\/index\.js'/);
     });
 
-  it('every cluster file uses the one harness', () => {
-    expect(CLUSTER_FILES.length).toBeGreaterThanOrEqual(4);
-    for (const f of CLUSTER_FILES) expect(readFileSync(new URL(`../${f}`, import.meta.url), 'utf8'), f).toMatch(/from '\.\/cluster\/index\.js'/);
-  });
+    it('skips every cluster suite with a one-line reason', async () => {
+      const r = await asNobody('');
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.all).toContain(
+        'skipping "test cluster: namespaced Ascend hosts behind real sshd": test cluster unavailable: needs root',
+      );
+      expect(r.all.match(/^skipping ".*": test cluster unavailable: needs root/gm), r.all).toHaveLength(
+        CLUSTER_FILES.length,
+      );
+      // Every test of every file skipped, none run.
+      expect(r.all).toMatch(new RegExp(`Test Files\\s+${CLUSTER_FILES.length} skipped \\(${CLUSTER_FILES.length}\\)`));
+      expect(r.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
+    }, 120_000);
 
-  it('skips every cluster suite with a one-line reason', async () => {
-    const r = await asNobody('');
-    expect(r.exitCode, r.all).toBe(0);
-    expect(r.all).toContain('skipping "test cluster: namespaced Ascend hosts behind real sshd": test cluster unavailable: needs root');
-    expect(r.all.match(/^skipping ".*": test cluster unavailable: needs root/gm), r.all).toHaveLength(CLUSTER_FILES.length);
-    // Every test of every file skipped, none run.
-    expect(r.all).toMatch(new RegExp(`Test Files\\s+${CLUSTER_FILES.length} skipped \\(${CLUSTER_FILES.length}\\)`));
-    expect(r.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
-  }, 120_000);
+    it('a test needing torch is skipped with the reason without it, and fails under CI=true', async () => {
+      const withoutTorch = (ci: string) =>
+        execa(
+          'node_modules/.bin/vitest',
+          ['run', 'test/launch-cluster.test.ts', '-t', 'real PyTorch', '--configLoader', 'runner'],
+          {
+            reject: false,
+            cwd: new URL('..', import.meta.url),
+            env: { CI: ci, NPURUN_TEST_NO_TORCH: '1', NO_COLOR: '1' },
+            all: true,
+          },
+        );
+      const skipped = await withoutTorch('');
+      expect(skipped.exitCode, skipped.all).toBe(0);
+      expect(skipped.all).toContain(
+        'skipping "a real PyTorch job (gloo) all_reduces across 4 hosts": NPURUN_TEST_NO_TORCH=1 (torch treated as missing)',
+      );
+      expect(skipped.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
+      const failed = await withoutTorch('true');
+      expect(failed.exitCode).toBe(1);
+      expect(failed.all).toContain('torch unavailable (CI=true makes this a failure): NPURUN_TEST_NO_TORCH=1');
+    }, 300_000);
 
-  it('a test needing torch is skipped with the reason without it, and fails under CI=true', async () => {
-    const withoutTorch = (ci: string) =>
-      execa('node_modules/.bin/vitest', ['run', 'test/launch-cluster.test.ts', '-t', 'real PyTorch', '--configLoader', 'runner'], {
-        reject: false,
-        cwd: new URL('..', import.meta.url),
-        env: { CI: ci, NPURUN_TEST_NO_TORCH: '1', NO_COLOR: '1' },
-        all: true,
-      });
-    const skipped = await withoutTorch('');
-    expect(skipped.exitCode, skipped.all).toBe(0);
-    expect(skipped.all).toContain('skipping "a real PyTorch job (gloo) all_reduces across 4 hosts": NPURUN_TEST_NO_TORCH=1 (torch treated as missing)');
-    expect(skipped.all).toMatch(/Tests\s+(\d+) skipped \(\1\)/);
-    const failed = await withoutTorch('true');
-    expect(failed.exitCode).toBe(1);
-    expect(failed.all).toContain('torch unavailable (CI=true makes this a failure): NPURUN_TEST_NO_TORCH=1');
-  }, 300_000);
-
-  it('fails every cluster file instead under CI=true', async () => {
-    const r = await asNobody('true');
-    expect(r.exitCode).toBe(1);
-    expect(r.all).toContain('test cluster unavailable (CI=true makes this a failure): needs root');
-    expect(r.all).toMatch(new RegExp(`Test Files\\s+${CLUSTER_FILES.length} failed \\(${CLUSTER_FILES.length}\\)`));
-  }, 120_000);
-});
+    it('fails every cluster file instead under CI=true', async () => {
+      const r = await asNobody('true');
+      expect(r.exitCode).toBe(1);
+      expect(r.all).toContain('test cluster unavailable (CI=true makes this a failure): needs root');
+      expect(r.all).toMatch(new RegExp(`Test Files\\s+${CLUSTER_FILES.length} failed \\(${CLUSTER_FILES.length}\\)`));
+    }, 120_000);
+  },
+);

@@ -33,7 +33,16 @@
  * (`flock /tmp/npurun-cluster.lock npx vitest run ...`); cluster.sh also waits while a live owner holds one.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { basename } from 'node:path';
@@ -189,7 +198,8 @@ const REQUIRED_COMMANDS = ['ip', 'unshare', 'nsenter', 'flock', 'ssh-keygen'];
 export function clusterPrerequisites(): { ok: true } | { ok: false; reason: string } {
   if (process.platform !== 'linux') return { ok: false, reason: 'needs Linux (network and mount namespaces)' };
   if (process.getuid?.() !== 0) return { ok: false, reason: 'needs root (network namespaces, mounts)' };
-  if (!existsSync('/usr/sbin/sshd')) return { ok: false, reason: 'needs /usr/sbin/sshd (apt-get install openssh-server)' };
+  if (!existsSync('/usr/sbin/sshd'))
+    return { ok: false, reason: 'needs /usr/sbin/sshd (apt-get install openssh-server)' };
   for (const command of REQUIRED_COMMANDS) {
     try {
       execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
@@ -197,7 +207,8 @@ export function clusterPrerequisites(): { ok: true } | { ok: false; reason: stri
       return { ok: false, reason: `needs ${command} (iproute2, util-linux, openssh-client)` };
     }
   }
-  if (!/\boverlay\b/.test(readFileSync('/proc/filesystems', 'utf8'))) return { ok: false, reason: 'needs overlayfs in the kernel' };
+  if (!/\boverlay\b/.test(readFileSync('/proc/filesystems', 'utf8')))
+    return { ok: false, reason: 'needs overlayfs in the kernel' };
   return { ok: true };
 }
 
@@ -310,7 +321,9 @@ function ancestors(): Set<number> {
 }
 
 const describePid = (pid: number) => {
-  const cmd = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ') : '';
+  const cmd = existsSync(`/proc/${pid}/cmdline`)
+    ? readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ')
+    : '';
   return `pid ${pid}${cmd ? ` (${cmd.slice(0, 100)})` : ''}`;
 };
 
@@ -345,10 +358,14 @@ async function takeClusterLock(): Promise<() => void> {
 }
 
 async function flockChild(): Promise<() => void> {
-  const child = spawn('flock', [CLUSTER_LOCK, 'sh', '-c', 'echo locked; exec cat > /dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn('flock', [CLUSTER_LOCK, 'sh', '-c', 'echo locked; exec cat > /dev/null'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const waiting = setTimeout(() => {
     const h = lockHolder(CLUSTER_LOCK);
-    process.stderr.write(`startCluster: waiting for ${CLUSTER_LOCK}${h === undefined ? '' : `, held by ${describePid(h)}`}\n`);
+    process.stderr.write(
+      `startCluster: waiting for ${CLUSTER_LOCK}${h === undefined ? '' : `, held by ${describePid(h)}`}\n`,
+    );
   }, 2000);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -416,7 +433,10 @@ process.once('exit', () => {
   for (const id of running) execFileSync(CLUSTER_SH, ['down', '--if-id', id], { stdio: 'ignore' });
 });
 
-export async function startCluster(n: number, options: SimHostOptions | ((i: number) => SimHostOptions) = {}): Promise<Cluster> {
+export async function startCluster(
+  n: number,
+  options: SimHostOptions | ((i: number) => SimHostOptions) = {},
+): Promise<Cluster> {
   const args = ['up', String(n), '--owner', String(process.pid)];
   if (typeof options === 'function') for (let i = 0; i < n; i++) args.push(...hostArgs(i + 1, options(i)));
   else args.push(...hostArgs('all', options));
@@ -424,7 +444,8 @@ export async function startCluster(n: number, options: SimHostOptions | ((i: num
   let record: ClusterRecord;
   try {
     const up = await execa(CLUSTER_SH, args, { reject: false });
-    if (up.exitCode !== 0) throw new Error(`cluster.sh ${args.join(' ')} failed (exit ${up.exitCode}): ${up.stderr.trim()}`);
+    if (up.exitCode !== 0)
+      throw new Error(`cluster.sh ${args.join(' ')} failed (exit ${up.exitCode}): ${up.stderr.trim()}`);
     record = JSON.parse(await readFile(`${up.stdout.trim().split('\n').at(-1)}/cluster.json`, 'utf8')) as ClusterRecord;
   } catch (error) {
     release();
@@ -513,17 +534,26 @@ export async function startCluster(n: number, options: SimHostOptions | ((i: num
     },
     exec: async (host, cmd) => {
       const h = recordOf(host);
-      const r = await execa('nsenter', [`--net=/run/netns/${h.netns}`, `--mount=${h.mountNs}`, `--uts=${h.utsNs}`, '--', ...cmd], { reject: false });
+      const r = await execa(
+        'nsenter',
+        [`--net=/run/netns/${h.netns}`, `--mount=${h.mountNs}`, `--uts=${h.utsNs}`, '--', ...cmd],
+        { reject: false },
+      );
       return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? -1 };
     },
     pids: async (host) => [...(await nonListeners([recordOf(host)])).keys()].sort((a, b) => a - b),
     leftovers: async (options = {}) => {
       const found = await nonListeners(record.hosts);
       const order = new Map(record.hosts.map((h, i) => [h.name, i]));
-      const all = await Promise.all([...found].map(async ([pid, host]) => ({ host, pid, cmdline: await cmdline(pid) })));
+      const all = await Promise.all(
+        [...found].map(async ([pid, host]) => ({ host, pid, cmdline: await cmdline(pid) })),
+      );
       // A process that exited between the scan and reading its cmdline is gone, not left over.
       return all
-        .filter((l): l is Leftover => l.cmdline !== undefined && !(options.exceptSshdSessions && l.cmdline.startsWith('sshd: ')))
+        .filter(
+          (l): l is Leftover =>
+            l.cmdline !== undefined && !(options.exceptSshdSessions && l.cmdline.startsWith('sshd: ')),
+        )
         .sort((a, b) => (order.get(a.host) as number) - (order.get(b.host) as number) || a.pid - b.pid);
     },
     waitForNoLeftovers: async (ms = 5000, options = {}) => {
