@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './helpers/free-port.js';
 import { hangCulprits, HangWatch, pythonFrames, STARTUP_FACTOR, type Frame } from '../src/supervise/hang.js';
 import { NPURUN_BIN, ensureBuilt } from './helpers/cli-build.js';
 import { taggedPids } from './helpers/local-launch.js';
@@ -66,14 +67,19 @@ const describeTorch = torch ? describe : process.env.CI ? describe : describe.sk
 if (!torch && !process.env.CI) process.stdout.write(`hang.test.ts: skipping the torch hang test: ${why}\n`);
 
 describeTorch('a real hang: one gloo rank of 8 stops before an all_reduce, the others block in it', () => {
-  beforeAll(() => ensureBuilt(), 120_000);
+  let port = 0;
+  beforeAll(async () => {
+    await ensureBuilt();
+    port = await freePort();
+  }, 120_000);
 
   it('--hang-timeout 5: npurun names that rank, shows the others in all_reduce, exits 124, leaves nothing', () => {
     expect(torch, why).toBe(true);
     const runs = mkdtempSync(join(tmpdir(), 'npurun-hang-'));
     const tag = `hang-${process.pid}`;
     const job = fileURLToPath(new URL('./programs/hang_job.py', import.meta.url));
-    const r = spawnSync(process.execPath, [NPURUN_BIN, 'launch', '--simulate', '8', '--profile', 'torch', '--console', 'none', '--run-dir', runs,
+    // A free port: another gloo job on this machine may hold the default 29500.
+    const r = spawnSync(process.execPath, [NPURUN_BIN, 'launch', '--simulate', '8', '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--master-port', String(port),
       '--remote-dir', join(runs, 'remote', '{run_id}'), '--hang-timeout', '5', '--env', `TEST_TAG=${tag}`, '--', '/usr/bin/python3', job], { encoding: 'utf8', timeout: 120_000 });
     expect(r.status, r.stderr).toBe(124);
     expect(r.stderr).toMatch(/npurun: hang: rank 3 \(host [^,]+, device 3\) the other 7 ranks wait in all_reduce/);

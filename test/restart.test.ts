@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './helpers/free-port.js';
 import { restartBackoff } from '../src/launch/launch.js';
 import { NPURUN_BIN, ensureBuilt } from './helpers/cli-build.js';
 import { taggedPids } from './helpers/local-launch.js';
@@ -26,7 +27,11 @@ interface Record {
 }
 
 describeTorch('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6', () => {
-  beforeAll(() => ensureBuilt(), 120_000);
+  let port = 0;
+  beforeAll(async () => {
+    await ensureBuilt();
+    port = await freePort();
+  }, 120_000);
 
   const run = (name: string, extraEnv: string[], restarts: string[]) => {
     const dir = mkdtempSync(join(tmpdir(), `npurun-restart-${name}-`));
@@ -34,7 +39,7 @@ describeTorch('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6
     const program = fileURLToPath(new URL('./programs/restart_job.py', import.meta.url));
     writeFileSync(job, `profile: torch\ncommand: [/usr/bin/python3, ${program}]\nworkdir: ${dir}/work\ncheckpoint:\n  interval: 1\n  keep_max: 10\n  dir: ckpt_{rank}\n`);
     const tag = `restart-${name}-${process.pid}`;
-    const r = spawnSync(process.execPath, [NPURUN_BIN, 'launch', '--job', job, '--simulate', '2', '--console', 'all', '--run-dir', join(dir, 'runs'),
+    const r = spawnSync(process.execPath, [NPURUN_BIN, 'launch', '--job', job, '--simulate', '2', '--console', 'all', '--run-dir', join(dir, 'runs'), '--master-port', String(port),
       '--remote-dir', join(dir, 'remote', '{run_id}'), '--env', `TEST_TAG=${tag}`, ...extraEnv.flatMap((e) => ['--env', e]), ...restarts], { encoding: 'utf8', timeout: 240_000 });
     const runs = join(dir, 'runs');
     const folder = join(runs, readdirSync(runs).find((d) => existsSync(join(runs, d, 'run.json'))) as string);
