@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { hostSettings, withHosts } from '../src/launch/hosts.js';
+import { hostSettings, probeHosts, withHosts } from '../src/launch/hosts.js';
+import { NpurunError } from '../src/errors.js';
 import { localHost } from '../src/inventory/inventory.js';
 import type { HostSpec } from '../src/inventory/types.js';
 import { findSshClient } from '../src/transport/openssh.js';
@@ -44,6 +45,22 @@ describe('withHosts: connect all, run fn on each, close them all', () => {
     });
     expect(results[0]?.value).toBe(0);
     expect(results[1]?.error?.message).toBe('host second: boom');
+  });
+});
+
+describe('probeHosts: devices of every host, or one error listing each host that failed', () => {
+  it('this machine probes fine (no NPUs is a fact, not a failure); the unreachable host fails the whole probe with exit 3, named', async () => {
+    const err = await probeHosts([localHost(), refusing], {}).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(NpurunError);
+    const e = err as NpurunError;
+    expect(e.message).toBe('1 of 2 hosts could not be probed');
+    expect(e.exitCode).toBe(3);
+    expect(e.kind).toBe('unreachable');
+    expect((await probeHosts([localHost()], {}))[localHost().name]?.devices).toBeDefined();
+    expect(e.details).toEqual([expect.stringMatching(/^nobody \(127\.0\.0\.2\): .*no usable SSH identity/)]);
   });
 });
 

@@ -32,10 +32,8 @@ export async function probeInventory(
 ): Promise<{ hosts: HostSpec[]; facts: Record<string, HostFacts> }> {
   const { hosts, ssh } = await inventoryOf(hostsFile, sshConfigFlag);
   check(hosts);
-  const { preflight } = await import('../launch/preflight.js');
-  const { transports, facts } = await preflight(hosts, { progress: 'none', ssh });
-  await Promise.all([...transports.values()].map((t) => t.close()));
-  return { hosts, facts };
+  const { probeHosts } = await import('../launch/hosts.js');
+  return { hosts, facts: await probeHosts(hosts, { ssh }) };
 }
 
 /** This machine probed (or N simulated devices). */

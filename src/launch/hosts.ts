@@ -1,3 +1,6 @@
+import { markHeld, parseHeld } from '../devices/held.js';
+import { probeHost } from '../devices/probe.js';
+import type { HostFacts } from '../devices/types.js';
 import { NpurunError } from '../errors.js';
 import { openSshSource, ownParserSource, type SshSettingsSource } from '../inventory/openssh-config.js';
 import { readSshConfig } from '../inventory/ssh-config.js';
@@ -5,7 +8,7 @@ import type { HostSpec } from '../inventory/types.js';
 import { LocalTransport } from '../transport/local.js';
 import { findSshClient, sshConfigQuery } from '../transport/openssh.js';
 import type { SshOptions } from '../transport/ssh.js';
-import type { HostTransport } from '../transport/types.js';
+import { runScript, type HostTransport } from '../transport/types.js';
 
 /** The one module that opens host connections: launch's preflight and every command that reaches hosts. */
 
@@ -88,4 +91,30 @@ export async function withHosts<T>(hosts: HostSpec[], options: WithHostsOptions,
     }
   });
   return results;
+}
+
+/**
+ * Every host's devices, probed through its agent (`devices --hosts`, `ranktable --hosts`): facts by
+ * host name, or one error listing every host that failed (exit 3; "not ready" when all of them answered).
+ */
+export async function probeHosts(hosts: HostSpec[], options: WithHostsOptions): Promise<Record<string, HostFacts>> {
+  const results = await withHosts(hosts, options, async (transport) => {
+    let output = '';
+    const facts = await probeHost(async (script) => {
+      const r = await runScript(transport, script);
+      output = r.stdout;
+      return { stdout: r.stdout, stderr: r.stderr, code: r.code };
+    });
+    // The probe also reads the default remote dir's pid files: devices another live run holds.
+    markHeld(facts, parseHeld(output));
+    return facts;
+  });
+  const failed = results.filter((r) => r.error);
+  if (failed.length > 0) {
+    const kind = failed.every((r) => r.error?.kind === 'not-ready') ? 'not-ready' : 'unreachable';
+    throw new NpurunError(kind, `${failed.length} of ${results.length} host${results.length === 1 ? '' : 's'} could not be probed`, {
+      details: failed.map(({ host, error }) => `${host.name} (${host.address}): ${error?.message.replace(/^host [^:]+: /, '')}${error?.hint ? ` (${error.hint})` : ''}`),
+    });
+  }
+  return Object.fromEntries(results.map((r) => [r.host.name, r.value as HostFacts]));
 }
