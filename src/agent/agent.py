@@ -51,12 +51,11 @@ def start_ticks(pid):
         return None
 
 
-def tagged_pids(prefix):
-    """Pids whose environment holds NPURUN_AGENT_TAG starting with `prefix` (our own processes only)."""
-    needle = ("\0%s=%s" % (ENV_TAG, prefix)).encode()
-    first = needle[1:]
+def scan_tags():
+    """pid -> NPURUN_AGENT_TAG value, for every live process of this user that carries one."""
     me = os.getpid()
-    out = []
+    key = ENV_TAG.encode() + b"="
+    out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == me:
             continue
@@ -65,11 +64,18 @@ def tagged_pids(prefix):
                 env = f.read()
         except OSError:
             continue
-        if not env:  # a zombie (or a kernel thread): nothing left to stop
-            continue
-        if needle in env or env.startswith(first):
-            out.append(int(d))
+        at = env.find(key)
+        if at < 0 or (at > 0 and env[at - 1:at] != b"\0"):
+            continue  # no tag (a zombie or kernel thread has an empty environment)
+        end = env.find(b"\0", at)
+        out[int(d)] = env[at + len(key):end if end >= 0 else len(env)].decode("utf-8", "replace")
     return out
+
+
+def tagged_pids(prefix, tags=None):
+    """Pids whose tag is `prefix`, or (for a prefix ending in "/": all of an agent's ranks) starts with it."""
+    tags = scan_tags() if tags is None else tags
+    return [p for p, t in tags.items() if t == prefix or (prefix.endswith("/") and t.startswith(prefix))]
 
 
 def signal_pids(pids, sig):
@@ -174,6 +180,7 @@ class Agent(object):
         self.watchdog_w = None
         self.signalled = []
         self.abandoned = False      # no heartbeat: the launcher is presumed gone
+        self.tag_cache = None       # (when, scan_tags()) shared by ranks ending together
         self.done = False
         self.subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1)
         os.set_blocking(0, False)
@@ -560,6 +567,14 @@ class Agent(object):
             except OSError:
                 pass
 
+    def tagged(self, tag):
+        """Processes carrying a rank's tag; one /proc scan serves every rank that ends at about the same
+        time (on a crowded host a scan reads hundreds of environments)."""
+        now = time.monotonic()
+        if self.tag_cache is None or now - self.tag_cache[0] > 0.1:
+            self.tag_cache = (now, scan_tags())
+        return tagged_pids(tag, self.tag_cache[1])
+
     def forwarding(self):
         """Whether rank output still goes to a launcher that acknowledges it."""
         return self.out_open and self.in_open
@@ -639,7 +654,7 @@ class Agent(object):
     def after_rank_end(self, rank):
         """The rank's main process ended: whatever it left (group, escaped daemons) goes too, quickly."""
         signal_group(rank.pid, signal.SIGTERM)
-        signal_pids(tagged_pids(rank.tag), signal.SIGTERM)
+        signal_pids(self.tagged(rank.tag), signal.SIGTERM)
         now = time.monotonic()
         rank.kill_at = now + 1.0 if rank.kill_at is None else min(rank.kill_at, now + 1.0)
         rank.close_at = now + 2.0
@@ -655,7 +670,7 @@ class Agent(object):
             if rank.status is None and rank.stopped_by is None:
                 rank.stopped_by = why
             signal_group(rank.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
-            signal_pids(tagged_pids(rank.tag), signal.SIGTERM if grace > 0 else signal.SIGKILL)
+            signal_pids(self.tagged(rank.tag), signal.SIGTERM if grace > 0 else signal.SIGKILL)
             deadline = now + grace
             rank.kill_at = deadline if rank.kill_at is None else min(rank.kill_at, deadline)
 
@@ -666,6 +681,11 @@ class Agent(object):
             self.abandoned = True
             self.stop_all(self.orphan_grace, "the agent received a signal")
         if self.hb_timeout > 0 and self.in_open and now - self.last_heard > self.hb_timeout:
+            # Heartbeats may be waiting unread while the agent was busy (stopping what a rank left on a
+            # crowded host): read them before calling the launcher gone.
+            self.on_input()
+            now = time.monotonic()
+        if self.hb_timeout > 0 and self.in_open and now - self.last_heard > self.hb_timeout:
             self.last_heard = now
             self.abandoned = True
             self.stop_all(self.orphan_grace, "no heartbeat from the launcher for %.1f s" % self.hb_timeout)
@@ -674,7 +694,7 @@ class Agent(object):
                 rank.kill_at = None
                 if rank.pid is not None:
                     signal_group(rank.pid, signal.SIGKILL)
-                    signal_pids(tagged_pids(rank.tag), signal.SIGKILL)
+                    signal_pids(self.tagged(rank.tag), signal.SIGKILL)
             if rank.close_at is not None and now >= rank.close_at and rank.fds:
                 # Drain what is there (within the window), then close: an escaped holder cannot block the end.
                 for fd, kind in list(rank.fds.items()):

@@ -244,8 +244,8 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
   // One watcher for every attempt: it knows which checkpoints the run wrote, whichever attempt wrote them.
   const watcher = checkpoint
     ? new CheckpointWatcher(savingRanks(first), transports, {
-        keepMax: checkpoint.keepMax ?? 5,
-        ...(checkpoint.pattern ? { pattern: checkpoint.pattern } : {}),
+        keepMax: checkpoint.keepMax,
+        pattern: checkpoint.pattern,
         indexFile: join(recorder.dir, CKPT_INDEX_FILE),
         onEvent: (e) => recorder.event(e.kind, { ...e }),
       })

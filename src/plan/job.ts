@@ -231,8 +231,8 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     if (checkpoint.interval !== undefined) values['ckpt.interval'] = String(checkpoint.interval);
     values['ckpt.keep_max'] = String(checkpoint.keepMax);
     values['ckpt.master_only'] = checkpoint.masterOnly ? '1' : '0';
-    values['ckpt.dir'] = checkpoint.dir as string;
-    values['ckpt.unit'] = checkpoint.unit as string;
+    values['ckpt.dir'] = checkpoint.dir;
+    values['ckpt.unit'] = checkpoint.unit;
   }
   for (const [k, v] of Object.entries(f.vars ?? {})) values[`vars.${k}`] = String(v);
   // {job_dir}: the job file's own directory, so a job can name scripts that travel with it.

@@ -124,10 +124,10 @@ function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Re
   const c = job.checkpoint;
   if (c) {
     if (c.interval !== undefined) env.NPURUN_CKPT_INTERVAL = String(c.interval);
-    env.NPURUN_CKPT_UNIT = c.unit ?? 'epoch';
-    env.NPURUN_CKPT_KEEP_MAX = String(c.keepMax ?? 5);
+    env.NPURUN_CKPT_UNIT = c.unit;
+    env.NPURUN_CKPT_KEEP_MAX = String(c.keepMax);
     env.NPURUN_CKPT_MASTER_ONLY = c.masterOnly ? '1' : '0';
-    env.NPURUN_CKPT_PATTERN = c.pattern ?? '{prefix}-{epoch}_{step}.ckpt';
+    env.NPURUN_CKPT_PATTERN = c.pattern;
   }
   if (job.hangTimeoutSeconds !== undefined) {
     // On a hang npurun sends SIGABRT: with faulthandler on, a Python rank prints every thread's stack.
@@ -276,7 +276,7 @@ export function planRun(input: PlanInput): RunPlan {
 /** What a saving rank is told of the checkpoint policy (the rest of NPURUN_CKPT_* is common). */
 function checkpointEnv(policy: NonNullable<JobSpec['checkpoint']>, rank: number, where: Record<string, string | number>): Record<string, string> {
   const saves = !policy.masterOnly || rank === 0;
-  return { NPURUN_CKPT_SAVE: saves ? '1' : '0', NPURUN_CKPT_DIR: fill(policy.dir ?? 'ckpt_{rank}', { rank, ...where }) };
+  return { NPURUN_CKPT_SAVE: saves ? '1' : '0', NPURUN_CKPT_DIR: fill(policy.dir, { rank, ...where }) };
 }
 
 interface RankContext {

@@ -6,16 +6,17 @@ export type ProfileName = 'mindspore' | 'msrun' | 'tensorflow' | 'torch';
 export type { HostSpec, SshSettings } from '../inventory/types.js';
 import type { HostSpec } from '../inventory/types.js';
 
+/** The checkpoint policy as resolveJob fills it: every default applied there, once. */
 export interface CheckpointPolicy {
   /** Save every N epochs or steps. */
   interval?: number;
-  unit?: 'epoch' | 'step';
-  keepMax?: number;
-  masterOnly?: boolean;
-  /** Directory, relative to the rank's working dir unless absolute. */
-  dir?: string;
+  unit: 'epoch' | 'step';
+  keepMax: number;
+  masterOnly: boolean;
+  /** Directory, relative to the rank's working dir unless absolute ("ckpt_{rank}" by default). */
+  dir: string;
   /** File pattern, MindSpore's "{prefix}-{epoch}_{step}.ckpt" by default. */
-  pattern?: string;
+  pattern: string;
 }
 
 /** A job, merged from the job file and the flags (flags win). */
