@@ -92,6 +92,29 @@ describeCluster('the host agent over SSH', () => {
     }
   }, 120_000);
 
+  it('--max-restarts with a host lost for a while: the restart waits for it (--host-wait), then the job finishes; both attempts recorded', async () => {
+    const dir = join(runs, 'lost-host');
+    const run = npurun(['launch', '--hosts', c.hostsFile(c.hosts.slice(0, 2)), '--profile', 'torch', '--nproc-per-node', '2', '--console', 'none', '--run-dir', dir,
+      '--max-restarts', '1', '--host-wait', '60', '--', 'sh', '-c', 'sleep 6; echo done']);
+    await new Promise((r) => setTimeout(r, 2000));
+    const h2 = c.hosts[1]!;
+    await c.cutLink(h2);
+    // Restored only after the launcher has lost h2 and started waiting for it.
+    let said = '';
+    run.all?.on('data', (b: Buffer) => (said += b.toString()));
+    const deadline = Date.now() + 60_000;
+    while (!/not every host is ready/.test(said) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    await c.restoreLink(h2);
+    const r = await run;
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.all).toMatch(/attempt 1 failed; restarting in 3 s/);
+    expect(r.all).toMatch(/restart: not every host is ready \(try 1\)/);
+    const [folder] = runFolders(dir);
+    const record = JSON.parse(readFileSync(join(folder as string, 'run.json'), 'utf8')) as { status: string; attempts: { cause: string }[] };
+    expect(record.status).toBe('succeeded');
+    expect(record.attempts.map((a) => a.cause)).toEqual(['lost', 'succeeded']);
+  }, 180_000);
+
   it('setsid and nohup daemons left by ranks on remote hosts neither block the end nor survive it', async () => {
     const r = await npurun(['launch', '--hosts', hosts3, '--profile', 'torch', '--nproc-per-node', '2', '--console', 'none', '--run-dir', join(runs, 'daemons'), '--',
       'sh', '-c', 'setsid sleep 300 & nohup sleep 301 & echo done']);

@@ -30,6 +30,7 @@ describe('job defaults', () => {
       remoteDir: '/tmp/npurun-{uid}/{run_id}',
       heartbeatTimeoutSeconds: 3,
       maxRestarts: 0,
+      hostWaitSeconds: 120,
     });
   });
 
@@ -82,6 +83,7 @@ describe('job file and flags', () => {
       remoteDir: '/scratch/{run_id}',
       heartbeatTimeoutSeconds: 5,
       maxRestarts: 0,
+      hostWaitSeconds: 120,
       checkpoint: { interval: 5, unit: 'epoch', keepMax: 3, masterOnly: true, dir: 'ck_{rank}', pattern: '{prefix}-{epoch}_{step}.ckpt' },
     });
   });

@@ -37,6 +37,7 @@ placeholders {rank} {local_rank} {node_rank} {device} {host}` },
     'heartbeat-timeout': { type: 'number', value: 'S', min: 1, max: 3600, help: "a host's ranks stop after S seconds without the launcher (default 3)" },
     'max-restarts': { type: 'int', value: 'N', min: 0, max: 1000, help: `after a failure (a rank, a lost host, a hang) relaunch the whole job up to N
 times from the newest checkpoint every saving rank completed, waiting 3 s, 6 s, ... (default 0)` },
+    'host-wait': { type: 'number', value: 'S', min: 0, max: 86400, help: 'before a restart, wait up to S seconds for hosts that are lost or not ready (default 120)' },
     'hang-timeout': { type: 'number', value: 'S', min: 1, max: 86400, help: `no progress from any rank for S seconds is a hang: every rank's stack is
 collected (Python ranks get PYTHONFAULTHANDLER=1 and SIGABRT), the run stopped, the
 rank that stopped first named (exit 124); 5 x S until the first progress line; off by default` },
@@ -82,6 +83,7 @@ function jobFlags(args: ParsedArgs): JobFlags {
     ['masterPort', intFlag(args, 'master-port', 1, 65535)], ['heartbeatTimeoutSeconds', numberFlag(args, 'heartbeat-timeout', 1, 3600)],
     ['hangTimeoutSeconds', numberFlag(args, 'hang-timeout', 1, 86400)],
     ['maxRestarts', intFlag(args, 'max-restarts', 0, 1000)],
+    ['hostWaitSeconds', numberFlag(args, 'host-wait', 0, 86400)],
   ];
   for (const [key, v] of numbers) if (v !== undefined) (flags as unknown as Record<string, unknown>)[key] = v;
   return flags;

@@ -343,14 +343,24 @@ async function nextAttempt(
   }
   await Promise.all([...transports.values()].map((t) => t.close()));
   transports.clear();
-  let facts: Record<string, HostFacts>;
-  try {
-    const pf = await preflight(req.hosts, preflightOptions(req, plan.job.command, req.json ? 'none' : 'lines'));
-    for (const [name, t] of pf.transports) transports.set(name, t);
-    facts = pf.facts;
-  } catch (err) {
-    say(`npurun: cannot restart: ${err instanceof Error ? err.message : String(err)}${isNpurunError(err) && err.details.length ? `\n  ${err.details.join('\n  ')}` : ''}`);
-    return undefined;
+  // A host that cannot be had (lost, rebooting) is waited for, up to --host-wait seconds.
+  const deadline = Date.now() + plan.job.hostWaitSeconds * 1000;
+  let facts: Record<string, HostFacts> | undefined;
+  for (let tries = 1; facts === undefined; tries++) {
+    try {
+      const pf = await preflight(req.hosts, preflightOptions(req, plan.job.command, req.json ? 'none' : 'lines'));
+      for (const [name, t] of pf.transports) transports.set(name, t);
+      facts = pf.facts;
+    } catch (err) {
+      const why = `${err instanceof Error ? err.message : String(err)}${isNpurunError(err) && err.details.length ? `\n  ${err.details.join('\n  ')}` : ''}`;
+      const left = Math.round((deadline - Date.now()) / 1000);
+      if (left <= 0) {
+        say(`npurun: cannot restart: ${why}`);
+        return undefined;
+      }
+      say(`npurun: restart: not every host is ready (try ${tries}); waiting for them, ${left} s left\n  ${why}`);
+      if (!(await waitUnlessStopped(Math.min(5, left)))) return undefined;
+    }
   }
   const step = watcher?.latest();
   say(step ? `npurun: attempt ${failed + 1} resumes from epoch ${step.epoch}, step ${step.step} (every saving rank completed it)` : `npurun: attempt ${failed + 1} starts from the beginning: no checkpoint every saving rank completed`);

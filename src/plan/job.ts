@@ -29,6 +29,7 @@ export interface JobFile {
   hang_timeout?: number;
   progress_pattern?: string;
   restarts?: number;
+  host_wait?: number;
   resume_arg?: string;
   resume_map?: 'error' | 'rank0' | 'same-rank';
   eval?: { dataset_size?: number };
@@ -55,6 +56,7 @@ export interface JobFlags {
   hangTimeoutSeconds?: number;
   progressPattern?: string;
   maxRestarts?: number;
+  hostWaitSeconds?: number;
 }
 
 export const PROFILES: readonly ProfileName[] = ['mindspore', 'msrun', 'tensorflow', 'torch'];
@@ -263,6 +265,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
       flags.remoteDir !== undefined ? remoteDirOf(flags.remoteDir, '--remote-dir') : f.remote_dir !== undefined ? remoteDirOf(f.remote_dir, `${where}: remote_dir`) : '/tmp/npurun-{uid}/{run_id}',
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
     maxRestarts: flags.maxRestarts ?? f.restarts ?? 0,
+    hostWaitSeconds: flags.hostWaitSeconds ?? f.host_wait ?? 120,
     ...optionalHang(flags.hangTimeoutSeconds ?? f.hang_timeout, flags.progressPattern ?? f.progress_pattern, flags.progressPattern !== undefined ? '--progress-pattern' : `${where}: progress_pattern`),
   };
   const name = flags.name ?? f.name;

@@ -53,6 +53,8 @@ export interface JobSpec {
   progressPattern?: string;
   /** Relaunches after a failure (a rank failed, a host was lost, a hang), from the newest complete checkpoint. */
   maxRestarts: number;
+  /** Before a restart, seconds to wait for hosts that cannot be reached or are not ready. */
+  hostWaitSeconds: number;
   /** Job-file `simulate: N`: run on the local host with N simulated NPUs (demo, CI). */
   simulate?: number;
   /** Argument appended on `--resume`, `{path}` replaced by the checkpoint (e.g. "--pre_trained={path}"). */

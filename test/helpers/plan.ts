@@ -6,7 +6,7 @@ import type { RankOutputSink } from '../../src/supervise/supervisor.js';
 export function manualPlan(runId: string, hosts: HostSpec[], ranks: Omit<RankSpec, 'localRank' | 'nodeRank' | 'role' | 'address' | 'cpus' | 'label'>[], job: Partial<JobSpec> = {}): RunPlan {
   const fullJob: JobSpec = {
     source: 'test', profile: 'torch', command: [], env: {}, workdir: '/tmp', rankDir: 'r{rank}', bindCores: false,
-    graceSeconds: 2, masterPort: 29500, remoteDir: `/tmp/npurun/{run_id}`, heartbeatTimeoutSeconds: 3, maxRestarts: 0, ...job,
+    graceSeconds: 2, masterPort: 29500, remoteDir: `/tmp/npurun/{run_id}`, heartbeatTimeoutSeconds: 3, maxRestarts: 0, hostWaitSeconds: 120, ...job,
   };
   const full: RankSpec[] = ranks.map((r, i) => {
     const host = hosts.find((h) => h.name === r.host)!;
