@@ -51,12 +51,40 @@ def start_ticks(pid):
         return None
 
 
-def scan_tags():
-    """pid -> NPURUN_AGENT_TAG value, for every live process of this user that carries one."""
+def descendants(root):
+    """Every descendant of `root` from /proc/<pid>/task/<tid>/children, or None where the kernel has no
+    such file. A child subreaper's escaped daemons are its children, so this finds them too, touching
+    only our own subtree instead of every process of the machine."""
+    out = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                    kids = [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                if pid == root:
+                    return None
+                continue
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def scan_tags(pids=None):
+    """pid -> NPURUN_AGENT_TAG value, for the live processes of this user (of `pids`, else every one)
+    that carry one."""
     me = os.getpid()
     key = ENV_TAG.encode() + b"="
     out = {}
-    for d in os.listdir("/proc"):
+    for d in (os.listdir("/proc") if pids is None else [str(p) for p in pids]):
         if not d.isdigit() or int(d) == me:
             continue
         try:
@@ -572,7 +600,9 @@ class Agent(object):
         time (on a crowded host a scan reads hundreds of environments)."""
         now = time.monotonic()
         if self.tag_cache is None or now - self.tag_cache[0] > 0.1:
-            self.tag_cache = (now, scan_tags())
+            # As a subreaper, everything our ranks left is below us: scan only that subtree.
+            mine = descendants(os.getpid()) if self.subreaper else None
+            self.tag_cache = (now, scan_tags(mine))
         return tagged_pids(tag, self.tag_cache[1])
 
     def forwarding(self):
@@ -742,13 +772,15 @@ class Agent(object):
         """Stops whatever is left of the run on this host and removes the files the agent wrote."""
         if self.tag:
             for sig, pause in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 0.0)):
-                left = tagged_pids(self.tag + "/")
+                self.tag_cache = None
+                left = self.tagged(self.tag + "/")
                 signal_pids(left, sig)
                 end = time.monotonic() + pause
                 while left and time.monotonic() < end:
                     time.sleep(0.02)
                     self.reap()
-                    left = tagged_pids(self.tag + "/")
+                    self.tag_cache = None
+                    left = self.tagged(self.tag + "/")
             self.reap()
         for path in reversed(self.written):
             try:
