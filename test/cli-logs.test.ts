@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { HostSpec, RunPlan } from '../src/plan/types.js';
 import { parseSince } from '../src/cli/logs.js';
-import { RunRecorder } from '../src/sinks/run-recorder.js';
+import { RunRecorder } from '../src/run-folder/recorder.js';
 import { manualPlan } from './helpers/plan.js';
 import { npurun, npurunLive, requireBuild, startRunWriter, until } from './helpers/run-writer.js';
 

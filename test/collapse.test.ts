@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Collapser, rankSet } from '../src/sinks/collapse.js';
+import { Collapser, rankSet } from '../src/run-folder/collapse.js';
 import { NPURUN_BIN, ensureBuilt } from './helpers/cli-build.js';
 
 describe('console collapse (pure)', () => {

@@ -9,7 +9,7 @@ import { startDashboard } from '../src/report/dashboard.js';
 import { buildReportData, reportDataOf, snapshotRunFolder, type ReportData } from '../src/report/model.js';
 import { renderReportHtml, scriptJson } from '../src/report/page.js';
 import type { MetricRow } from '../src/report/series.js';
-import type { RankExitRecord, RunRecord } from '../src/sinks/run-folder.js';
+import type { RankExitRecord, RunRecord } from '../src/run-folder/record.js';
 
 // A real run folder of `npurun launch --job templates/demo-8p.yaml`: 8 ranks x 10 training lines,
 // eval counts, allreduce results, checkpoints every 2 epochs.

@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { inputError, NpurunError } from '../errors.js';
 import type { HostSpec, RunPlan } from '../plan/types.js';
-import type { RunInfo } from '../sinks/run-folder.js';
+import type { RunInfo } from '../run-folder/record.js';
 import type { HostTransport } from '../transport/types.js';
 import { CKPT_INDEX_FILE, readIndex, sameFile, type RecordedRank } from './ownership.js';
 import { completeFiles, completeSteps, DEFAULT_PATTERN, observe, patternHasRank, type CkptFile, type CompleteStep, type ObservedCkpt } from './policy.js';

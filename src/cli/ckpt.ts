@@ -1,7 +1,7 @@
 import { scanRun } from '../checkpoints/scan.js';
 import { EXIT, inputError } from '../errors.js';
 import { connectHost } from '../launch/hosts.js';
-import { readRunRecord } from '../sinks/run-folder.js';
+import { readRunRecord } from '../run-folder/record.js';
 import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
 import { inventoryOf } from './hosts.js';
 

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { inputError } from '../errors.js';
 import { launch } from '../launch/launch.js';
 import { expandTilde, loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
-import type { ConsoleChoice } from '../sinks/run-recorder.js';
+import type { ConsoleChoice } from '../run-folder/recorder.js';
 import { boolFlag, intFlag, listFlag, numberFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
 import { inventoryOf, writableDir } from './hosts.js';
 

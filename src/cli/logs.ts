@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { EXIT, inputError } from '../errors.js';
-import { mergedPrefix, type MergedLine } from '../sinks/log-format.js';
-import { Collapser } from '../sinks/collapse.js';
-import { readRunLog, type LogFilter } from '../sinks/log-reader.js';
-import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
+import { mergedPrefix, type MergedLine } from '../run-folder/log-format.js';
+import { Collapser } from '../run-folder/collapse.js';
+import { readRunLog, type LogFilter } from '../run-folder/log-reader.js';
+import { readRunRecord, type RunInfo } from '../run-folder/record.js';
 import { boolFlag, intFlag, listFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec } from './args.js';
 
 export const SPEC: CommandSpec = {

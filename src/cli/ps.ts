@@ -2,7 +2,7 @@ import { withHosts } from '../launch/hosts.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostSpec } from '../plan/types.js';
 import { listLeftovers, killLeftovers } from '../supervise/leftovers.js';
-import { readRunRecord, type RunInfo } from '../sinks/run-folder.js';
+import { readRunRecord, type RunInfo } from '../run-folder/record.js';
 import { stopLauncher } from '../supervise/stop-run.js';
 import { EXIT, inputError, NpurunError } from '../errors.js';
 import { boolFlag, numberFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';

@@ -1,4 +1,4 @@
-import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../sinks/run-folder.js';
+import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../run-folder/record.js';
 import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag } from './args.js';
 import { EXIT } from '../errors.js';
 

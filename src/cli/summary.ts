@@ -1,4 +1,4 @@
-import { readRunRecord } from '../sinks/run-folder.js';
+import { readRunRecord } from '../run-folder/record.js';
 import { hasContent, summarizeRunFolder, summaryJson, writeSummary } from '../summary/run-summary.js';
 import { findStragglers, renderStragglers } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';

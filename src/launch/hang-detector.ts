@@ -1,5 +1,5 @@
 import type { RunPlan } from '../plan/types.js';
-import type { RunRecorder } from '../sinks/run-recorder.js';
+import type { RunRecorder } from '../run-folder/recorder.js';
 import { describeFrames, hangCulprits, HangWatch, pythonFrames, type Frame, type HangFinding } from '../supervise/hang.js';
 import type { RunControl } from '../supervise/supervisor.js';
 import type { HostTransport } from '../transport/types.js';

@@ -1,16 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { EXIT, isNpurunError, NpurunError, passedThroughNote } from '../errors.js';
-import { readRunRecord, STOP_REQUEST_FILE } from '../sinks/run-folder.js';
+import { EXIT, isNpurunError, NpurunError } from '../errors.js';
+import { failureReport } from '../supervise/failure-report.js';
+import { readRunRecord, STOP_REQUEST_FILE } from '../run-folder/record.js';
 import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
 import { describePlan, planRun, type PlanInput } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
 import { serializeRankTable } from '../ranktable/generate.js';
 import { validateRankTableFile } from '../ranktable/validate.js';
 import type { RankTable } from '../ranktable/types.js';
-import { classifyFailure } from '../sinks/classify.js';
-import { RunRecorder, type ConsoleChoice } from '../sinks/run-recorder.js';
-import { describeEnd, supervise, type RunControl, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
+import { RunRecorder, type ConsoleChoice } from '../run-folder/recorder.js';
+import { supervise, type RunControl, type RunOutcome, type SupervisorEvent } from '../supervise/supervisor.js';
 import { HangDetector } from './hang-detector.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
@@ -63,28 +63,6 @@ function loadGivenRankTable(file: string): RankTable {
     throw new NpurunError('input', `${file}: invalid rank table`, { details: result.problems.map((p) => `${p.path}: ${p.message}`) });
   }
   return result.table;
-}
-
-/** The failure report: the root-cause rank, where it ran, how it ended, and its last lines. */
-export function failureReport(outcome: RunOutcome, recorder: Pick<RunRecorder, 'lastLines'>, plan: RunPlan, stoppedBy?: string): string | undefined {
-  if (outcome.status === 'interrupted') {
-    const stopped = outcome.ranks.filter((r) => r.cause === 'stopped').length;
-    return `npurun: stopped by ${stoppedBy ?? outcome.interruptedBy}; stopped ${stopped} rank${stopped === 1 ? '' : 's'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}`;
-  }
-  const rc = outcome.rootCause;
-  if (!rc) return undefined;
-  const lines = recorder.lastLines(rc.label, 20);
-  const kind = classifyFailure(lines, rc.signal ?? undefined);
-  const device = rc.deviceId === null ? '' : `, device ${rc.deviceId}`;
-  const victims = outcome.ranks.filter((r) => r.cause === 'stopped').length;
-  const out = [
-    `npurun: rank ${rc.label} (host ${rc.host}${device}) ${describeEnd(rc)}${kind ? ` [${kind}]` : ''}`,
-    `npurun: stopped the other ${victims} rank${victims === 1 ? '' : 's'}; exit code ${outcome.exitCode}`,
-  ];
-  if (lines.length > 0) out.push(`--- last ${lines.length} lines of rank ${rc.label} ---`, ...lines, '---');
-  const note = rc.cause === 'exited' ? passedThroughNote(outcome.exitCode, rc.label) : undefined;
-  if (note) out.push(`npurun: ${note}`);
-  return out.join('\n');
 }
 
 function eventLine(e: SupervisorEvent): string | undefined {

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { EVENTS_FILE, MERGED_LOG_FILE, RUN_RECORD_FILE } from '../sinks/run-folder.js';
+import { EVENTS_FILE, MERGED_LOG_FILE, RUN_RECORD_FILE } from '../run-folder/record.js';
 import { findStragglers, type Straggler } from '../summary/stragglers.js';
 import { buildReportData, readEvents, readRunRecordFile, runIsLive, type ReportData } from './model.js';
 import { renderReportHtml } from './page.js';

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readRunRecord, RUN_RECORD_FILE } from '../sinks/run-folder.js';
+import { readRunRecord, RUN_RECORD_FILE } from '../run-folder/record.js';
 
 /**
  * The run folder a report or dashboard is about: RUN is a folder holding run.json (any path), a run

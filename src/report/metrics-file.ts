@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { writeFileAtomic } from '../sinks/run-folder.js';
+import { writeFileAtomic } from '../run-folder/record.js';
 import { snapshotRunFolder } from './model.js';
 import type { MetricRow } from './series.js';
 

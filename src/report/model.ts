@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inputError } from '../errors.js';
-import { classifyFailure } from '../sinks/classify.js';
-import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, runRecordProblem, type RankExitRecord, type RunRecord } from '../sinks/run-folder.js';
+import { classifyFailure } from '../supervise/classify.js';
+import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, runRecordProblem, type RankExitRecord, type RunRecord } from '../run-folder/record.js';
 import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metrics.js';
 import { findStragglers, type Straggler } from '../summary/stragglers.js';
 import { summarize, type RunSummary } from '../summary/summary.js';

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
-import { parseMergedLine } from '../sinks/log-format.js';
-import { FileTail } from '../sinks/log-reader.js';
-import { MERGED_LOG_FILE } from '../sinks/run-folder.js';
+import { parseMergedLine } from '../run-folder/log-format.js';
+import { FileTail } from '../run-folder/log-reader.js';
+import { MERGED_LOG_FILE } from '../run-folder/record.js';
 import { readMetricLine, type BadMetric, type MetricEvent } from '../summary/metrics.js';
 
 /**

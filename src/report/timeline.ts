@@ -1,4 +1,4 @@
-import type { RunRecord } from '../sinks/run-folder.js';
+import type { RunRecord } from '../run-folder/record.js';
 
 /**
  * events.jsonl as a person reads it: one entry per thing that happened, with the noisy ones folded

@@ -1,8 +1,8 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseMergedLine } from '../sinks/log-format.js';
-import { MERGED_LOG_FILE, writeFileAtomic } from '../sinks/run-folder.js';
+import { parseMergedLine } from '../run-folder/log-format.js';
+import { MERGED_LOG_FILE, writeFileAtomic } from '../run-folder/record.js';
 import { emptyRankMetrics, foldMetric, readMetricLine, type RankMetrics } from './metrics.js';
 import { summarize, type RunSummary } from './summary.js';
 

@@ -1,4 +1,4 @@
-import { readRunLog } from '../sinks/log-reader.js';
+import { readRunLog } from '../run-folder/log-reader.js';
 import { DEFAULT_PROGRESS_PATTERN } from '../supervise/hang.js';
 
 /**

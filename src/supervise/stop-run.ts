@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { launcherState, STOP_REQUEST_FILE, type RunInfo } from '../sinks/run-folder.js';
+import { launcherState, STOP_REQUEST_FILE, type RunInfo } from '../run-folder/record.js';
 
 /**
  * A deliberate stop of a live run (`npurun kill RUN` on the launching machine): leaves a note saying

@@ -6,7 +6,7 @@ import type { RunPlan } from '../../src/plan/types.js';
 /** Helpers for process tests of run folders: the real CLI, and a separate process that records a run. */
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const RECORDER = fileURLToPath(new URL('../../dist/sinks/run-recorder.js', import.meta.url));
+const RECORDER = fileURLToPath(new URL('../../dist/run-folder/recorder.js', import.meta.url));
 
 export function requireBuild(): void {
   if (!existsSync(RECORDER)) throw new Error('dist/ is missing: run `npx tsc -p tsconfig.build.json` before the CLI tests');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseMergedLine, type MergedLine } from './log-format.js';
-import { launcherState, MERGED_LOG_FILE, RUN_RECORD_FILE, type RunRecord } from './run-folder.js';
+import { launcherState, MERGED_LOG_FILE, RUN_RECORD_FILE, type RunRecord } from './record.js';
 
 /** Reading merged.log of a run folder: filtered, tailed, and followed while the run goes on. */
 

@@ -7,12 +7,12 @@ import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import type { HostSpec, RunPlan } from '../src/plan/types.js';
 import type { RankTable } from '../src/ranktable/types.js';
-import { parseMergedLine } from '../src/sinks/log-format.js';
-import { classifyFailure } from '../src/sinks/classify.js';
-import { RunRecorder } from '../src/sinks/run-recorder.js';
+import { parseMergedLine } from '../src/run-folder/log-format.js';
+import { classifyFailure } from '../src/supervise/classify.js';
+import { RunRecorder } from '../src/run-folder/recorder.js';
 import { supervise } from '../src/supervise/supervisor.js';
 import { LocalTransport } from '../src/transport/local.js';
-import type { RunRecord } from '../src/sinks/run-folder.js';
+import type { RunRecord } from '../src/run-folder/record.js';
 import { manualPlan } from './helpers/plan.js';
 
 const base = mkdtempSync(join(tmpdir(), 'npurun-rec-'));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LineSplitter } from '../src/sinks/line-splitter.js';
-import { ConsolePrefixes, mergedPrefix, parseMergedLine, rankLogLine, wantsColor } from '../src/sinks/log-format.js';
+import { LineSplitter } from '../src/run-folder/line-splitter.js';
+import { ConsolePrefixes, mergedPrefix, parseMergedLine, rankLogLine, wantsColor } from '../src/run-folder/log-format.js';
 
 const str = (lines: Buffer[]): string[] => lines.map((l) => l.toString('utf8'));
 

@@ -32,7 +32,7 @@ import { redactArgv, redactEnv, redactFields } from './redact.js';
 import {
   EVENTS_FILE, MERGED_LOG_FILE, processStartTicks, rankLogPath, writeRankTableCopy, writeRunRecord,
   type AttemptRecord, type RankRecord, type RunRecord,
-} from './run-folder.js';
+} from './record.js';
 
 /** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */
 export type ConsoleChoice = 'rank0' | 'all' | 'none' | 'collapse' | string[];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { classifyFailure } from '../src/sinks/classify.js';
-import { redactArgv, redactEnv, redactFields } from '../src/sinks/redact.js';
+import { classifyFailure } from '../src/supervise/classify.js';
+import { redactArgv, redactEnv, redactFields } from '../src/run-folder/redact.js';
 
 describe('classifyFailure', () => {
   it('names the exception line of a Python traceback', () => {
