@@ -80,8 +80,12 @@ function benchClusterLocked(key) {
   if (!locked && r.status === 75 && !existsSync(out)) {
     // Someone else's cluster work (or a stale holder) kept the lock: skipped with the reason, not a failure.
     const holder = (sh(`fuser ${CLUSTER_LOCK} 2>/dev/null`).stdout ?? '').trim();
-    notes.push(`${key} row skipped: ${CLUSTER_LOCK} not free within ${LOCK_WAIT_SECS} s (BENCH_LOCK_WAIT)${holder ? `; held open by pid(s) ${holder}` : ''}`);
-    process.stderr.write(`npurun bench: ${key} row skipped: the cluster lock was not free within ${LOCK_WAIT_SECS} s\n`);
+    notes.push(
+      `${key} row skipped: ${CLUSTER_LOCK} not free within ${LOCK_WAIT_SECS} s (BENCH_LOCK_WAIT)${holder ? `; held open by pid(s) ${holder}` : ''}`,
+    );
+    process.stderr.write(
+      `npurun bench: ${key} row skipped: the cluster lock was not free within ${LOCK_WAIT_SECS} s\n`,
+    );
     return { name: key, skipped: true };
   }
   if (!existsSync(out)) throw new Error(`bench/rows-hosts.mjs exited ${r.status ?? r.signal} without results`);

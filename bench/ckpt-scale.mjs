@@ -34,11 +34,16 @@ const host = {
 const saving = Array.from({ length: ranks }, (_, r) => ({ label: String(r), rank: r, host: 'h', dir: `/ckpt/r${r}` }));
 for (const s of saving) dirs.set(s.dir, new Map());
 // keep_max above the file count: every pass judges every file, none is removed.
-const watcher = new CheckpointWatcher(saving, new Map([['h', host]]), { keepMax: files + 1, intervalMs: 3_600_000, onEvent: () => {} });
+const watcher = new CheckpointWatcher(saving, new Map([['h', host]]), {
+  keepMax: files + 1,
+  intervalMs: 3_600_000,
+  onEvent: () => {},
+});
 await watcher.start();
 for (const s of saving) {
   const d = dirs.get(s.dir);
-  for (let e = 1; e <= files; e++) d.set(`${s.rank}-${e}_${e * 10}.ckpt`, { name: `${s.rank}-${e}_${e * 10}.ckpt`, size: 1_000_000, mtimeMs: 1 });
+  for (let e = 1; e <= files; e++)
+    d.set(`${s.rank}-${e}_${e * 10}.ckpt`, { name: `${s.rank}-${e}_${e * 10}.ckpt`, size: 1_000_000, mtimeMs: 1 });
 }
 
 const delay = monitorEventLoopDelay({ resolution: 5 });

@@ -26,7 +26,10 @@ const seconds = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
 const inputFor = (n) =>
   Array.from({ length: n }, (_, s) => ({
     serverId: `10.${(s >> 8) & 255}.${s & 255}.1`,
-    devices: Array.from({ length: 8 }, (_, d) => ({ deviceId: d, deviceIp: `172.${16 + d}.${(s >> 8) & 255}.${s & 255}` })),
+    devices: Array.from({ length: 8 }, (_, d) => ({
+      deviceId: d,
+      deviceIp: `172.${16 + d}.${(s >> 8) & 255}.${s & 255}`,
+    })),
   }));
 
 // Warm-up: the first validation compiles the JSON schema, a one-time cost that is not per server.
@@ -50,7 +53,13 @@ for (let i = 0; i < repeat; i++) {
     process.stderr.write(`generated ${servers}-server table is invalid: ${result.problems[0].message}\n`);
     process.exit(1);
   }
-  samples.push({ generateSecs, validateSecs, heapMiB: (mem.heapUsed - heap0) / 2 ** 20, rssMiB: (mem.rss - rss0) / 2 ** 20, bytes: text.length });
+  samples.push({
+    generateSecs,
+    validateSecs,
+    heapMiB: (mem.heapUsed - heap0) / 2 ** 20,
+    rssMiB: (mem.rss - rss0) / 2 ** 20,
+    bytes: text.length,
+  });
 }
 
 process.stdout.write(

@@ -27,7 +27,11 @@ export function passedThroughNote(code: number, rank: string): string | undefine
   return `exit code ${code} is rank ${rank}'s own exit code, passed through (npurun's own ${code} means ${EXIT_MEANING[code]})`;
 }
 
-const EXIT_MEANING: Record<number, string> = { [EXIT.input]: 'bad input', [EXIT.host]: 'a host unreachable or not ready', [EXIT.internal]: 'an internal error' };
+const EXIT_MEANING: Record<number, string> = {
+  [EXIT.input]: 'bad input',
+  [EXIT.host]: 'a host unreachable or not ready',
+  [EXIT.internal]: 'an internal error',
+};
 
 export type ErrorKind =
   | 'input' // bad flags, hosts file, job file, rank table: exit 2, nothing started
@@ -35,7 +39,12 @@ export type ErrorKind =
   | 'not-ready' // a host answered but is not ready: device not found or busy, program missing: exit 3
   | 'runtime'; // something failed while running (not the job itself): exit 1
 
-export const EXIT_CODES: Record<ErrorKind, number> = { input: EXIT.input, unreachable: EXIT.host, 'not-ready': EXIT.host, runtime: EXIT.problems };
+export const EXIT_CODES: Record<ErrorKind, number> = {
+  input: EXIT.input,
+  unreachable: EXIT.host,
+  'not-ready': EXIT.host,
+  runtime: EXIT.problems,
+};
 
 export class NpurunError extends Error {
   readonly kind: ErrorKind;

@@ -29,7 +29,10 @@ export interface Problem {
 
 /** `/server_list/1/device/3/rank_id` -> `server_list[1].device[3].rank_id`. */
 export function jsonPath(pointer: string): string {
-  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   let out = '';
   for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
   return out || '(top level)';
@@ -59,7 +62,10 @@ export function describeAjvError(e: ErrorObject, root: unknown): Problem {
   const key = (e as ErrorObject & { propertyName?: string }).propertyName;
   if (key !== undefined) {
     const desc = (e.parentSchema as { description?: string } | undefined)?.description;
-    return { path: at, message: `key "${key}" is not allowed${desc ? `: ${desc}` : e.keyword === 'pattern' ? `; expected a name matching ${String((e.params as { pattern?: string }).pattern)}` : ''}` };
+    return {
+      path: at,
+      message: `key "${key}" is not allowed${desc ? `: ${desc}` : e.keyword === 'pattern' ? `; expected a name matching ${String((e.params as { pattern?: string }).pattern)}` : ''}`,
+    };
   }
   const value = valueAt(root, e.instancePath);
   const params = e.params as Record<string, unknown>;
@@ -72,21 +78,39 @@ export function describeAjvError(e: ErrorObject, root: unknown): Problem {
       const key = String(params.additionalProperty);
       const known = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
       const near = known.find((k) => editDistance(k, key) <= 2);
-      return { path: at, message: `unknown key "${key}"${near ? ` (did you mean "${near}"?)` : known.length ? `; expected one of ${known.join(', ')}` : ''}` };
+      return {
+        path: at,
+        message: `unknown key "${key}"${near ? ` (did you mean "${near}"?)` : known.length ? `; expected one of ${known.join(', ')}` : ''}`,
+      };
     }
     case 'type':
-      return { path: at, message: `expected ${String(params.type).replace(/,/g, ' or ')}, got ${typeName(value)}${expected}` };
+      return {
+        path: at,
+        message: `expected ${String(params.type).replace(/,/g, ' or ')}, got ${typeName(value)}${expected}`,
+      };
     case 'const':
       return { path: at, message: `expected ${JSON.stringify(params.allowedValue)}, got ${typeName(value)}` };
     case 'enum':
-      return { path: at, message: `expected one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${typeName(value)}` };
+      return {
+        path: at,
+        message: `expected one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${typeName(value)}`,
+      };
     case 'pattern':
-      return { path: at, message: `got ${typeName(value)}, expected ${desc ?? `a value matching ${String(params.pattern)}`}` };
+      return {
+        path: at,
+        message: `got ${typeName(value)}, expected ${desc ?? `a value matching ${String(params.pattern)}`}`,
+      };
     case 'minimum':
     case 'maximum':
-      return { path: at, message: `expected a number ${e.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}, got ${typeName(value)}` };
+      return {
+        path: at,
+        message: `expected a number ${e.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}, got ${typeName(value)}`,
+      };
     case 'maxLength':
-      return { path: at, message: `expected at most ${String(params.limit)} characters, got ${String(value).length}${expected}` };
+      return {
+        path: at,
+        message: `expected at most ${String(params.limit)} characters, got ${String(value).length}${expected}`,
+      };
     case 'minItems':
       return { path: at, message: `expected at least ${String(params.limit)} entr${params.limit === 1 ? 'y' : 'ies'}` };
     default:
@@ -100,7 +124,11 @@ export function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
     for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur[j] = Math.min(
+        (prev[j] as number) + 1,
+        (cur[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     prev = cur;
   }
@@ -119,7 +147,11 @@ export function schemaProblems(schema: string, value: unknown): Problem[] {
   const depth = (e: ErrorObject) => e.instancePath.split('/').length;
   const errors = (v.errors ?? [])
     .filter((e) => (e.keyword !== 'anyOf' && e.keyword !== 'propertyNames') || (v.errors ?? []).length === 1)
-    .sort((x, y) => Number(y.keyword === 'additionalProperties') - Number(x.keyword === 'additionalProperties') || depth(y) - depth(x));
+    .sort(
+      (x, y) =>
+        Number(y.keyword === 'additionalProperties') - Number(x.keyword === 'additionalProperties') ||
+        depth(y) - depth(x),
+    );
   for (const e of errors) {
     const p = describeAjvError(e, value);
     const key = `${p.path}: ${p.message}`;
@@ -144,7 +176,8 @@ const YAML_MAX_DEPTH = 64;
 export function readInputText(file: string, what: string, maxBytes: number): string {
   try {
     const size = statSync(file).size;
-    if (size > maxBytes) throw new NpurunError('input', `${file}: too big for a ${what}: ${size} bytes, expected at most ${maxBytes}`);
+    if (size > maxBytes)
+      throw new NpurunError('input', `${file}: too big for a ${what}: ${size} bytes, expected at most ${maxBytes}`);
     return readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof NpurunError) throw err;
@@ -165,17 +198,24 @@ function depthOf(text: string): number {
 
 /** YAML text to a value; broken, hostile (alias bombs, deep nesting) or duplicate-keyed YAML is an input error. */
 export function parseYamlText(text: string, file: string): unknown {
-  if (depthOf(text) > YAML_MAX_DEPTH) throw new NpurunError('input', `${file}: not valid YAML here: nested more than ${YAML_MAX_DEPTH} levels deep`);
+  if (depthOf(text) > YAML_MAX_DEPTH)
+    throw new NpurunError('input', `${file}: not valid YAML here: nested more than ${YAML_MAX_DEPTH} levels deep`);
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0] as { linePos?: { line: number; col: number }[]; message: string };
     const pos = e.linePos?.[0];
-    throw new NpurunError('input', `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`);
+    throw new NpurunError(
+      'input',
+      `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`,
+    );
   }
   try {
     return doc.toJS({ maxAliasCount: YAML_MAX_ALIASES }) as unknown;
   } catch (err) {
-    throw new NpurunError('input', `${file}: refused: ${err instanceof Error ? err.message : String(err)} (at most ${YAML_MAX_ALIASES} alias expansions)`);
+    throw new NpurunError(
+      'input',
+      `${file}: refused: ${err instanceof Error ? err.message : String(err)} (at most ${YAML_MAX_ALIASES} alias expansions)`,
+    );
   }
 }
 

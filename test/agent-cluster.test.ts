@@ -45,7 +45,23 @@ describeCluster('the host agent over SSH', () => {
 
   it('one login shell per host per launch, whatever the number of ranks, even with a slow pyenv-like login', async () => {
     const before = await Promise.all(c.hosts.map((h) => c.logins(h)));
-    const r = await npurun(['launch', '--hosts', hosts3, '--profile', 'torch', '--nproc-per-node', '8', '--console', 'none', '--run-dir', join(runs, 'logins'), '--', 'python3', '-c', 'pass']);
+    const r = await npurun([
+      'launch',
+      '--hosts',
+      hosts3,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '8',
+      '--console',
+      'none',
+      '--run-dir',
+      join(runs, 'logins'),
+      '--',
+      'python3',
+      '-c',
+      'pass',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
     const after = await Promise.all(c.hosts.map((h) => c.logins(h)));
     expect(after.map((a, i) => a.length - (before[i] as unknown[]).length)).toEqual([1, 1, 1]);
@@ -55,12 +71,31 @@ describeCluster('the host agent over SSH', () => {
   }, 120_000);
 
   it('an agent killed on one host (kill -9): npurun stops the others, names the host, exits 3; nothing left anywhere', async () => {
-    const sleeper = script('sleeper.py', 'import os, time\nprint("ready", os.environ["RANK"], flush=True)\ntime.sleep(120)\n');
-    const run = npurun(['launch', '--hosts', hosts3, '--profile', 'torch', '--nproc-per-node', '2', '--console', 'all', '--run-dir', join(runs, 'killed'), '--', '/usr/bin/python3', sleeper]);
+    const sleeper = script(
+      'sleeper.py',
+      'import os, time\nprint("ready", os.environ["RANK"], flush=True)\ntime.sleep(120)\n',
+    );
+    const run = npurun([
+      'launch',
+      '--hosts',
+      hosts3,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--console',
+      'all',
+      '--run-dir',
+      join(runs, 'killed'),
+      '--',
+      '/usr/bin/python3',
+      sleeper,
+    ]);
     let seen = '';
     run.all?.on('data', (b: Buffer) => (seen += b.toString()));
     const deadline = Date.now() + 60_000;
-    while ((seen.match(/ready \d+/g) ?? []).length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((seen.match(/ready \d+/g) ?? []).length < 6 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     const h2 = c.hosts[1]!;
     // The agent is the python process on h2 whose command line is the bootstrap (-I -c).
     const ps = await c.exec(h2, ['sh', '-c', "for p in $(pgrep -f 'exec\\(b.read'); do echo $p; done"]);
@@ -75,9 +110,29 @@ describeCluster('the host agent over SSH', () => {
   }, 120_000);
 
   it('a 5 s network cut of one host survives with --heartbeat-timeout 60: exit 0, every line of every rank saved', async () => {
-    const counter = script('counter.py', 'import time\nfor i in range(100):\n    print("tick %03d" % i, flush=True)\n    time.sleep(0.1)\n');
+    const counter = script(
+      'counter.py',
+      'import time\nfor i in range(100):\n    print("tick %03d" % i, flush=True)\n    time.sleep(0.1)\n',
+    );
     const dir = join(runs, 'blip');
-    const run = npurun(['launch', '--hosts', hosts3, '--profile', 'torch', '--nproc-per-node', '2', '--console', 'none', '--heartbeat-timeout', '60', '--run-dir', dir, '--', '/usr/bin/python3', counter]);
+    const run = npurun([
+      'launch',
+      '--hosts',
+      hosts3,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--console',
+      'none',
+      '--heartbeat-timeout',
+      '60',
+      '--run-dir',
+      dir,
+      '--',
+      '/usr/bin/python3',
+      counter,
+    ]);
     await new Promise((r) => setTimeout(r, 4000));
     const h3 = c.hosts[2]!;
     await c.cutLink(h3);
@@ -87,15 +142,36 @@ describeCluster('the host agent over SSH', () => {
     expect(r.exitCode, r.all).toBe(0);
     const [folder] = runFolders(dir);
     for (let rank = 0; rank < 6; rank++) {
-      const lines = readFileSync(join(folder as string, 'logs', `rank-${rank}.log`), 'utf8').trimEnd().split('\n');
+      const lines = readFileSync(join(folder as string, 'logs', `rank-${rank}.log`), 'utf8')
+        .trimEnd()
+        .split('\n');
       expect(lines).toEqual(Array.from({ length: 100 }, (_, i) => `tick ${String(i).padStart(3, '0')}`));
     }
   }, 120_000);
 
   it('--max-restarts with a host lost for a while: the restart waits for it (--host-wait), then the job finishes; both attempts recorded', async () => {
     const dir = join(runs, 'lost-host');
-    const run = npurun(['launch', '--hosts', c.hostsFile(c.hosts.slice(0, 2)), '--profile', 'torch', '--nproc-per-node', '2', '--console', 'none', '--run-dir', dir,
-      '--max-restarts', '1', '--host-wait', '60', '--', 'sh', '-c', 'sleep 6; echo done']);
+    const run = npurun([
+      'launch',
+      '--hosts',
+      c.hostsFile(c.hosts.slice(0, 2)),
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--console',
+      'none',
+      '--run-dir',
+      dir,
+      '--max-restarts',
+      '1',
+      '--host-wait',
+      '60',
+      '--',
+      'sh',
+      '-c',
+      'sleep 6; echo done',
+    ]);
     await new Promise((r) => setTimeout(r, 2000));
     const h2 = c.hosts[1]!;
     await c.cutLink(h2);
@@ -110,31 +186,67 @@ describeCluster('the host agent over SSH', () => {
     expect(r.all).toMatch(/attempt 1 failed; restarting in 3 s/);
     expect(r.all).toMatch(/restart: not every host is ready \(try 1\)/);
     const [folder] = runFolders(dir);
-    const record = JSON.parse(readFileSync(join(folder as string, 'run.json'), 'utf8')) as { status: string; attempts: { cause: string }[] };
+    const record = JSON.parse(readFileSync(join(folder as string, 'run.json'), 'utf8')) as {
+      status: string;
+      attempts: { cause: string }[];
+    };
     expect(record.status).toBe('succeeded');
     expect(record.attempts.map((a) => a.cause)).toEqual(['lost', 'succeeded']);
   }, 180_000);
 
   it('setsid and nohup daemons left by ranks on remote hosts neither block the end nor survive it', async () => {
-    const r = await npurun(['launch', '--hosts', hosts3, '--profile', 'torch', '--nproc-per-node', '2', '--console', 'none', '--run-dir', join(runs, 'daemons'), '--',
-      'sh', '-c', 'setsid sleep 300 & nohup sleep 301 & echo done']);
+    const r = await npurun([
+      'launch',
+      '--hosts',
+      hosts3,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--console',
+      'none',
+      '--run-dir',
+      join(runs, 'daemons'),
+      '--',
+      'sh',
+      '-c',
+      'setsid sleep 300 & nohup sleep 301 & echo done',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
     // afterEach: nothing left on any host.
   }, 120_000);
 
-  it('a rank flooding its output beside a quiet one on the same host: the quiet rank\'s lines arrive within 1 s', async () => {
-    const prog = script('flood_or_tick.py', [
-      'import os, sys, time',
-      'if os.environ["LOCAL_RANK"] == "0":',
-      '    b = b"x" * 4095 + b"\\n"',
-      '    end = time.time() + 6',
-      '    while time.time() < end: os.write(1, b)',
-      'else:',
-      '    for i in range(40):',
-      '        print("tick %f" % time.time(), flush=True); time.sleep(0.1)',
-      '',
-    ].join('\n'));
-    const run = npurun(['launch', '--hosts', c.hostsFile([c.hosts[0]!]), '--profile', 'torch', '--nproc-per-node', '2', '--console', '1', '--run-dir', join(runs, 'flood'), '--', '/usr/bin/python3', prog]);
+  it("a rank flooding its output beside a quiet one on the same host: the quiet rank's lines arrive within 1 s", async () => {
+    const prog = script(
+      'flood_or_tick.py',
+      [
+        'import os, sys, time',
+        'if os.environ["LOCAL_RANK"] == "0":',
+        '    b = b"x" * 4095 + b"\\n"',
+        '    end = time.time() + 6',
+        '    while time.time() < end: os.write(1, b)',
+        'else:',
+        '    for i in range(40):',
+        '        print("tick %f" % time.time(), flush=True); time.sleep(0.1)',
+        '',
+      ].join('\n'),
+    );
+    const run = npurun([
+      'launch',
+      '--hosts',
+      c.hostsFile([c.hosts[0]!]),
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--console',
+      '1',
+      '--run-dir',
+      join(runs, 'flood'),
+      '--',
+      '/usr/bin/python3',
+      prog,
+    ]);
     const lags: number[] = [];
     let pending = '';
     run.all?.on('data', (b: Buffer) => {

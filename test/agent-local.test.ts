@@ -67,7 +67,10 @@ async function outputs(p: RankProcess): Promise<[string, string]> {
 describe('the host agent on a local pipe', () => {
   it('starts every rank of a host at once and reports each exit code, stdout and stderr apart', async () => {
     const t = await LocalTransport.connect(host);
-    const [a, b] = await t.startRanks(run('codes'), [rank('0', ['sh', '-c', 'echo out0; echo err0 >&2; exit 7']), rank('1', ['sh', '-c', 'echo out1'])]);
+    const [a, b] = await t.startRanks(run('codes'), [
+      rank('0', ['sh', '-c', 'echo out0; echo err0 >&2; exit 7']),
+      rank('1', ['sh', '-c', 'echo out1']),
+    ]);
     const [[out0, err0], [out1], end0, end1] = await Promise.all([outputs(a!), outputs(b!), a!.ended, b!.ended]);
     expect(end0).toEqual({ code: 7, signal: null, lost: false });
     expect(end1).toEqual({ code: 0, signal: null, lost: false });
@@ -78,8 +81,11 @@ describe('the host agent on a local pipe', () => {
   it('passes argv and env byte for byte, runs in its working dir, pinned to its cpus', async () => {
     const t = await LocalTransport.connect(host);
     const hostile = `a 'b' "c" $(touch ${dir}/pwned) \`id\` ; | & \n newline $HOME \\ ümlaut 日本`;
-    const code = 'import json,os,sys;print(json.dumps({"argv":sys.argv[1:],"v":os.environ["HOSTILE"],"cwd":os.getcwd(),"cpus":sorted(os.sched_getaffinity(0))}))';
-    const [p] = await t.startRanks(run('bytes'), [rank('1', ['/usr/bin/python3', '-c', code, hostile, ''], { env: { HOSTILE: hostile }, cpus: [0] })]);
+    const code =
+      'import json,os,sys;print(json.dumps({"argv":sys.argv[1:],"v":os.environ["HOSTILE"],"cwd":os.getcwd(),"cpus":sorted(os.sched_getaffinity(0))}))';
+    const [p] = await t.startRanks(run('bytes'), [
+      rank('1', ['/usr/bin/python3', '-c', code, hostile, ''], { env: { HOSTILE: hostile }, cpus: [0] }),
+    ]);
     const [[out], end] = await Promise.all([outputs(p!), p!.ended]);
     expect(end.code).toBe(0);
     const got = JSON.parse(out) as { argv: string[]; v: string; cwd: string; cpus: number[] };
@@ -90,7 +96,9 @@ describe('the host agent on a local pipe', () => {
 
   it('stopAll sends SIGTERM to each rank and to every process it started; each pid is gone from /proc', async () => {
     const t = await LocalTransport.connect(host);
-    const [p] = await t.startRanks(run('stop'), [rank('2', ['sh', '-c', 'sleep 60 & echo $!; sleep 61 & echo $!; wait'])]);
+    const [p] = await t.startRanks(run('stop'), [
+      rank('2', ['sh', '-c', 'sleep 60 & echo $!; sleep 61 & echo $!; wait']),
+    ]);
     let out = '';
     p!.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p!.stderr.resume();
@@ -118,7 +126,9 @@ describe('the host agent on a local pipe', () => {
     const t = await LocalTransport.connect(host);
     const script = 'setsid sh -c "sleep 300" & nohup sleep 301 & (setsid sh -c "sleep 302 &" &); echo started; exit 0';
     const started = Date.now();
-    const [p] = await t.startRanks(run('daemons'), [rank('4', ['sh', '-c', script], { env: { NPURUN_TEST_MARK: mark } })]);
+    const [p] = await t.startRanks(run('daemons'), [
+      rank('4', ['sh', '-c', script], { env: { NPURUN_TEST_MARK: mark } }),
+    ]);
     const [[out], end] = await Promise.all([outputs(p!), p!.ended]);
     expect(out).toBe('started\n');
     expect(end.code).toBe(0);
@@ -130,7 +140,12 @@ describe('the host agent on a local pipe', () => {
   it('a rank flooding its output does not hold back a quiet rank on the same agent', async () => {
     const t = await LocalTransport.connect(host);
     const flood = ['/usr/bin/python3', '-c', 'import os\nb=b"x"*65535+b"\\n"\nwhile True: os.write(1,b)'];
-    const quiet = ['/usr/bin/python3', '-u', '-c', 'import time,sys\nfor i in range(20):\n print(i, time.time(), flush=True); time.sleep(0.1)'];
+    const quiet = [
+      '/usr/bin/python3',
+      '-u',
+      '-c',
+      'import time,sys\nfor i in range(20):\n print(i, time.time(), flush=True); time.sleep(0.1)',
+    ];
     const [f, q] = await t.startRanks(run('flood'), [rank('5', flood), rank('6', quiet)]);
     // Nobody reads the flooding rank: its window fills and the agent stops reading its pipe.
     f!.stderr.resume();
@@ -153,9 +168,24 @@ describe('the host agent on a local pipe', () => {
   });
 
   it('a rank is stopped when the agent input closes, or when heartbeats stop, and its pid file goes', async () => {
-    for (const [id, extra, closeInput] of [['eof', {}, true], ['hb', { heartbeatTimeout: 1 }, false]] as const) {
-      const child = execa('sh', ['-c', agentCommand('/usr/bin/python3')], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false, detached: true });
-      const agent = new AgentClient(child.stdin!, child.stdout!, { name: 'local', heartbeatMs: closeInput ? 1000 : 3_600_000 }, child.stderr!);
+    for (const [id, extra, closeInput] of [
+      ['eof', {}, true],
+      ['hb', { heartbeatTimeout: 1 }, false],
+    ] as const) {
+      const child = execa('sh', ['-c', agentCommand('/usr/bin/python3')], {
+        stdin: 'pipe',
+        stdout: 'pipe',
+        stderr: 'pipe',
+        reject: false,
+        buffer: false,
+        detached: true,
+      });
+      const agent = new AgentClient(
+        child.stdin!,
+        child.stdout!,
+        { name: 'local', heartbeatMs: closeInput ? 1000 : 3_600_000 },
+        child.stderr!,
+      );
       await agent.start();
       const r = run(`stop-${id}`, extra);
       const [p] = await agent.startRanks(r, [rank('7', ['sleep', '60'])]);
@@ -173,7 +203,14 @@ describe('the host agent on a local pipe', () => {
 
   it('the launcher vanishing while a rank fills its window: the agent stops it, drops its output and exits', async () => {
     for (const close of ['input', 'output'] as const) {
-      const child = execa('sh', ['-c', agentCommand('/usr/bin/python3')], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false, detached: true });
+      const child = execa('sh', ['-c', agentCommand('/usr/bin/python3')], {
+        stdin: 'pipe',
+        stdout: 'pipe',
+        stderr: 'pipe',
+        reject: false,
+        buffer: false,
+        detached: true,
+      });
       const agent = new AgentClient(child.stdin!, child.stdout!, { name: 'local' }, child.stderr!);
       await agent.start();
       const flood = ['/usr/bin/python3', '-c', 'import os\nb=b"x"*65535+b"\\n"\nwhile True: os.write(1,b)'];
@@ -197,7 +234,9 @@ describe('the host agent on a local pipe', () => {
   it('a killed agent (kill -9) still leaves nothing: its watchdog stops every process of its ranks', async () => {
     const mark = randomUUID();
     const t = await LocalTransport.connect(host);
-    const [p] = await t.startRanks(run('killed'), [rank('8', ['sh', '-c', 'setsid sleep 300 & sleep 301 & wait'], { env: { NPURUN_TEST_MARK: mark } })]);
+    const [p] = await t.startRanks(run('killed'), [
+      rank('8', ['sh', '-c', 'setsid sleep 300 & sleep 301 & wait'], { env: { NPURUN_TEST_MARK: mark } }),
+    ]);
     p!.stdout.resume();
     p!.stderr.resume();
     expect(await waitFor(() => marked(mark).length === 3, 5000)).toBe(true);
@@ -209,11 +248,19 @@ describe('the host agent on a local pipe', () => {
 
   it('ps/kill by pid file: finds a rank and the daemon it escaped to, kills both, leaves another run alone', async () => {
     const template = join(dir, 'leftovers', '{run_id}');
-    const run = (id: string) => ({ runId: id, host: 'local', runDir: template.replace('{run_id}', id), heartbeatTimeout: 0, orphanGrace: 1 });
+    const run = (id: string) => ({
+      runId: id,
+      host: 'local',
+      runDir: template.replace('{run_id}', id),
+      heartbeatTimeout: 0,
+      orphanGrace: 1,
+    });
     const t = await LocalTransport.connect(host);
     const u = await LocalTransport.connect(host);
     const ma = randomUUID();
-    const [a] = await t.startRanks(run('left-a'), [rank('0', ['sh', '-c', 'setsid sleep 300 & sleep 301'], { env: { NPURUN_TEST_MARK: ma } })]);
+    const [a] = await t.startRanks(run('left-a'), [
+      rank('0', ['sh', '-c', 'setsid sleep 300 & sleep 301'], { env: { NPURUN_TEST_MARK: ma } }),
+    ]);
     const [b] = await u.startRanks(run('left-b'), [rank('0', ['sleep', '302'])]);
     for (const p of [a, b]) {
       p!.stdout.resume();
@@ -222,7 +269,10 @@ describe('the host agent on a local pipe', () => {
     expect(await waitFor(() => marked(ma).length === 3, 5000)).toBe(true);
     const other = await LocalTransport.connect(host);
     const before = await listLeftovers(other, template);
-    expect(before.map((r) => [r.runId, r.alive])).toEqual([['left-a', true], ['left-b', true]]);
+    expect(before.map((r) => [r.runId, r.alive])).toEqual([
+      ['left-a', true],
+      ['left-b', true],
+    ]);
     expect(before[0]!.members.map((m) => m.pid).sort()).toEqual(marked(ma).sort());
     const killed = await killLeftovers(other, template, 'left-a', 2);
     expect(killed).toEqual([expect.objectContaining({ runId: 'left-a', killed: true })]);
@@ -231,13 +281,18 @@ describe('the host agent on a local pipe', () => {
     await Promise.all([t.close(), u.close(), other.close()]);
   });
 
-  it.runIf(process.getuid?.() === 0)('refuses a run directory another user owns (a planted /tmp/npurun-<user>)', async () => {
-    const planted = join(dir, 'planted');
-    mkdirSync(join(planted, 'run-x'), { recursive: true });
-    chownSync(planted, 65534, 65534);
-    chownSync(join(planted, 'run-x'), 65534, 65534);
-    const t = await LocalTransport.connect(host);
-    await expect(t.startRanks(run('run-x', { runDir: join(planted, 'run-x') }), [rank('0', ['true'])])).rejects.toThrow(/belongs to uid 65534, not to this user/);
-    await t.close();
-  });
+  it.runIf(process.getuid?.() === 0)(
+    'refuses a run directory another user owns (a planted /tmp/npurun-<user>)',
+    async () => {
+      const planted = join(dir, 'planted');
+      mkdirSync(join(planted, 'run-x'), { recursive: true });
+      chownSync(planted, 65534, 65534);
+      chownSync(join(planted, 'run-x'), 65534, 65534);
+      const t = await LocalTransport.connect(host);
+      await expect(
+        t.startRanks(run('run-x', { runDir: join(planted, 'run-x') }), [rank('0', ['true'])]),
+      ).rejects.toThrow(/belongs to uid 65534, not to this user/);
+      await t.close();
+    },
+  );
 });

@@ -19,7 +19,13 @@ function localRanks(base: string, labels: string[], dir = (l: string) => join(ba
 
 describe('checkpoint watcher on the local transport (real files)', () => {
   it('saving ranks come from the plan: NPURUN_CKPT_DIR resolved against each rank cwd, with the rank number', () => {
-    const ranks = ['0', '1'].map((label) => ({ label, rank: Number(label), host: 'local', cwd: `/w/r${label}`, env: { NPURUN_CKPT_SAVE: label === '0' ? '1' : '0', NPURUN_CKPT_DIR: 'ckpt' } }));
+    const ranks = ['0', '1'].map((label) => ({
+      label,
+      rank: Number(label),
+      host: 'local',
+      cwd: `/w/r${label}`,
+      env: { NPURUN_CKPT_SAVE: label === '0' ? '1' : '0', NPURUN_CKPT_DIR: 'ckpt' },
+    }));
     expect(savingRanks({ ranks })).toEqual([{ label: '0', rank: 0, host: 'local', dir: '/w/r0/ckpt' }]);
   });
 
@@ -28,17 +34,26 @@ describe('checkpoint watcher on the local transport (real files)', () => {
     const saving = localRanks(base, ['0', '1']);
     const t = await LocalTransport.connect(LOCAL);
     const events: CheckpointEvent[] = [];
-    const w = new CheckpointWatcher(saving, new Map([['local', t]]), { keepMax: 2, intervalMs: 50, onEvent: (e) => events.push(e) });
+    const w = new CheckpointWatcher(saving, new Map([['local', t]]), {
+      keepMax: 2,
+      intervalMs: 50,
+      onEvent: (e) => events.push(e),
+    });
     await w.start();
-    const save = (rank: string, epoch: number, size = 1000) => writeFileSync(join(base, `r${rank}`, 'ckpt', `${rank}-${epoch}_${epoch * 10}.ckpt`), Buffer.alloc(size));
-    for (const e of [1, 2, 3, 4]) { save('0', e); save('1', e); }
+    const save = (rank: string, epoch: number, size = 1000) =>
+      writeFileSync(join(base, `r${rank}`, 'ckpt', `${rank}-${epoch}_${epoch * 10}.ckpt`), Buffer.alloc(size));
+    for (const e of [1, 2, 3, 4]) {
+      save('0', e);
+      save('1', e);
+    }
     save('0', 5); // rank 1 has not saved epoch 5 yet: the newest complete step is 4
     save('1', 5, 100); // ...and is writing it right now
     await w.tick();
     await w.tick(); // two listings: sizes settled
     appendFileSync(join(base, 'r1', 'ckpt', '1-5_50.ckpt'), Buffer.alloc(100)); // still growing
     await w.tick();
-    const exists = (rank: string, e: number) => existsSync(join(base, `r${rank}`, 'ckpt', `${rank}-${e}_${e * 10}.ckpt`));
+    const exists = (rank: string, e: number) =>
+      existsSync(join(base, `r${rank}`, 'ckpt', `${rank}-${e}_${e * 10}.ckpt`));
     expect([1, 2, 3, 4, 5].map((e) => exists('0', e))).toEqual([false, false, false, true, true]);
     expect([1, 2, 3, 4, 5].map((e) => exists('1', e))).toEqual([false, false, true, true, true]);
     expect(w.latest()).toMatchObject({ epoch: 4, step: 40 });
@@ -60,9 +75,17 @@ describe('checkpoint watcher on the local transport (real files)', () => {
     const t = await LocalTransport.connect(LOCAL);
     const events: CheckpointEvent[] = [];
     const indexFile = join(base, 'checkpoints.jsonl');
-    const w = new CheckpointWatcher(saving, new Map([['local', t]]), { keepMax: 3, intervalMs: 50, indexFile, onEvent: (e) => events.push(e) });
+    const w = new CheckpointWatcher(saving, new Map([['local', t]]), {
+      keepMax: 3,
+      intervalMs: 50,
+      indexFile,
+      onEvent: (e) => events.push(e),
+    });
     await w.start();
-    expect(events.filter((e) => e.kind === 'ckpt-foreign')).toMatchObject([{ label: '0', files: 6 }, { label: '1', files: 6 }]);
+    expect(events.filter((e) => e.kind === 'ckpt-foreign')).toMatchObject([
+      { label: '0', files: 6 },
+      { label: '1', files: 6 },
+    ]);
     // Run B saves steps 20..100 (20 per epoch).
     for (let e = 1; e <= 5; e++) {
       for (const r of ['0', '1']) writeFileSync(path(r, `${r}-${e}_${e * 20}.ckpt`), Buffer.alloc(800));
@@ -72,10 +95,27 @@ describe('checkpoint watcher on the local transport (real files)', () => {
     for (const r of ['0', '1']) {
       const left = readdirSync(join(base, `r${r}`, 'ckpt')).sort();
       // A's five files and the pretrained model untouched; B keeps its newest 3 (steps 60, 80, 100).
-      expect(left).toEqual([`${r}-1_40.ckpt`, `${r}-2_80.ckpt`, `${r}-3_120.ckpt`, `${r}-3_60.ckpt`, `${r}-4_160.ckpt`, `${r}-4_80.ckpt`, `${r}-5_100.ckpt`, `${r}-5_200.ckpt`, 'pretrained-1_1.ckpt'].sort());
+      expect(left).toEqual(
+        [
+          `${r}-1_40.ckpt`,
+          `${r}-2_80.ckpt`,
+          `${r}-3_120.ckpt`,
+          `${r}-3_60.ckpt`,
+          `${r}-4_160.ckpt`,
+          `${r}-4_80.ckpt`,
+          `${r}-5_100.ckpt`,
+          `${r}-5_200.ckpt`,
+          'pretrained-1_1.ckpt',
+        ].sort(),
+      );
     }
     expect(w.latest()).toMatchObject({ epoch: 5, step: 100 });
-    expect(events.filter((e) => e.kind === 'ckpt-pruned').map((e) => (e as { file: string }).file.split('/').pop()).sort()).toEqual(['0-1_20.ckpt', '0-2_40.ckpt', '1-1_20.ckpt', '1-2_40.ckpt']);
+    expect(
+      events
+        .filter((e) => e.kind === 'ckpt-pruned')
+        .map((e) => (e as { file: string }).file.split('/').pop())
+        .sort(),
+    ).toEqual(['0-1_20.ckpt', '0-2_40.ckpt', '1-1_20.ckpt', '1-2_40.ckpt']);
     // The owned set is in the run folder: exactly B's files, with their verdicts.
     const index = readIndex(base);
     expect([...index!.get('0')!.files.keys()].sort()).toEqual(['0-3_60.ckpt', '0-4_80.ckpt', '0-5_100.ckpt']);
@@ -102,13 +142,17 @@ describe('checkpoint watcher on the local transport (real files)', () => {
     await t.close();
   });
 
-  it('a failed rank\'s very first save counts only with a same-size twin on another rank (or a marker)', async () => {
+  it("a failed rank's very first save counts only with a same-size twin on another rank (or a marker)", async () => {
     const base = mkdtempSync(join(tmpdir(), 'npurun-ckfirst-'));
     const t = await LocalTransport.connect(LOCAL);
     const runOnce = async (sizes: [number, number], failed: string[]) => {
       const dir = mkdtempSync(join(base, 'run-'));
       const saving = localRanks(dir, ['0', '1']);
-      const w = new CheckpointWatcher(saving, new Map([['local', t]]), { keepMax: 2, intervalMs: 50, onEvent: () => {} });
+      const w = new CheckpointWatcher(saving, new Map([['local', t]]), {
+        keepMax: 2,
+        intervalMs: 50,
+        onEvent: () => {},
+      });
       await w.start();
       sizes.forEach((size, r) => writeFileSync(join(dir, `r${r}`, 'ckpt', `${r}-1_10.ckpt`), Buffer.alloc(size)));
       await w.tick();
@@ -160,13 +204,23 @@ class MemoryHost implements Pick<HostTransport, 'listDir' | 'removeFile'> {
 describe('checkpoint bookkeeping never starves supervision (18.1)', () => {
   it('8 ranks x 3000 checkpoints: a pass finishes in bounded time and never blocks the event loop for long', async () => {
     const host = new MemoryHost();
-    const ranks: SavingRank[] = Array.from({ length: 8 }, (_, r) => ({ label: String(r), rank: r, host: 'h', dir: `/ck/r${r}` }));
+    const ranks: SavingRank[] = Array.from({ length: 8 }, (_, r) => ({
+      label: String(r),
+      rank: r,
+      host: 'h',
+      dir: `/ck/r${r}`,
+    }));
     for (const r of ranks) host.dirs.set(r.dir, new Map());
-    const w = new CheckpointWatcher(ranks, new Map([['h', host as unknown as HostTransport]]), { keepMax: 5000, intervalMs: 60_000, onEvent: () => {} });
+    const w = new CheckpointWatcher(ranks, new Map([['h', host as unknown as HostTransport]]), {
+      keepMax: 5000,
+      intervalMs: 60_000,
+      onEvent: () => {},
+    });
     await w.start(); // empty folders: everything after this is the run's
     for (const r of ranks) {
       const d = host.dirs.get(r.dir) as Map<string, DirEntry>;
-      for (let e = 1; e <= 3000; e++) d.set(`${r.rank}-${e}_${e * 10}.ckpt`, { name: `${r.rank}-${e}_${e * 10}.ckpt`, size: 1000, mtimeMs: 1 });
+      for (let e = 1; e <= 3000; e++)
+        d.set(`${r.rank}-${e}_${e * 10}.ckpt`, { name: `${r.rank}-${e}_${e * 10}.ckpt`, size: 1000, mtimeMs: 1 });
     }
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { completeFiles, completeSteps, filesToPrune, latestCompleteStep, observe, parseCkptName, type CkptFile, type ObservedCkpt } from '../src/checkpoints/policy.js';
+import {
+  completeFiles,
+  completeSteps,
+  filesToPrune,
+  latestCompleteStep,
+  observe,
+  parseCkptName,
+  type CkptFile,
+  type ObservedCkpt,
+} from '../src/checkpoints/policy.js';
 
 const f = (name: string, size = 1000, mtimeMs = 1): CkptFile => ({ name, size, mtimeMs });
 const stable = (files: CkptFile[]) => observe(files, files);
@@ -16,8 +25,15 @@ describe('checkpoint names', () => {
 
 describe('stability and completeness', () => {
   it('a file whose size or mtime changed between listings is not stable', () => {
-    const obs = observe([f('0-1_10.ckpt', 500, 1), f('0-2_20.ckpt', 1000, 1)], [f('0-1_10.ckpt', 1000, 2), f('0-2_20.ckpt', 1000, 1), f('0-3_30.ckpt', 10, 3)]);
-    expect(obs.map((o) => [o.name, o.stable])).toEqual([['0-1_10.ckpt', false], ['0-2_20.ckpt', true], ['0-3_30.ckpt', false]]);
+    const obs = observe(
+      [f('0-1_10.ckpt', 500, 1), f('0-2_20.ckpt', 1000, 1)],
+      [f('0-1_10.ckpt', 1000, 2), f('0-2_20.ckpt', 1000, 1), f('0-3_30.ckpt', 10, 3)],
+    );
+    expect(obs.map((o) => [o.name, o.stable])).toEqual([
+      ['0-1_10.ckpt', false],
+      ['0-2_20.ckpt', true],
+      ['0-3_30.ckpt', false],
+    ]);
   });
 
   it('the latest complete step is the newest one every saving rank finished', () => {
@@ -25,7 +41,11 @@ describe('stability and completeness', () => {
       '0': stable([f('0-1_10.ckpt'), f('0-2_20.ckpt'), f('0-3_30.ckpt')]),
       '1': stable([f('1-1_10.ckpt'), f('1-2_20.ckpt')]), // rank 1 is slow: step 30 not yet there
     };
-    expect(latestCompleteStep(byRank, ['0', '1'])).toEqual({ epoch: 2, step: 20, files: { '0': '0-2_20.ckpt', '1': '1-2_20.ckpt' } });
+    expect(latestCompleteStep(byRank, ['0', '1'])).toEqual({
+      epoch: 2,
+      step: 20,
+      files: { '0': '0-2_20.ckpt', '1': '1-2_20.ckpt' },
+    });
     expect(latestCompleteStep(byRank, ['0'])).toMatchObject({ step: 30 });
   });
 
@@ -47,11 +67,19 @@ describe('stability and completeness', () => {
     expect(latestCompleteStep(byRank, ['0', '1'])).toMatchObject({ step: 30 });
     expect(filesToPrune(byRank['1'], 1).map((x) => x.name)).toEqual(['1-1_10.ckpt', '1-2_20.ckpt']);
     // A smaller first checkpoint of the small rank is not judged against the large rank.
-    expect(completeSteps({ '0': stable([f('0-1_10.ckpt', 9000)]), '1': stable([f('1-1_10.ckpt', 10)]) }, ['0', '1'])).toHaveLength(1);
+    expect(
+      completeSteps({ '0': stable([f('0-1_10.ckpt', 9000)]), '1': stable([f('1-1_10.ckpt', 10)]) }, ['0', '1']),
+    ).toHaveLength(1);
   });
 
   it('where the job writes completion markers (<file>.done), a file is complete exactly when its marker is there', () => {
-    const files = stable([f('0-1_10.ckpt'), f('0-1_10.ckpt.done', 0), f('0-2_20.ckpt'), f('0-2_20.ckpt.done', 0), f('0-3_30.ckpt', 5000)]);
+    const files = stable([
+      f('0-1_10.ckpt'),
+      f('0-1_10.ckpt.done', 0),
+      f('0-2_20.ckpt'),
+      f('0-2_20.ckpt.done', 0),
+      f('0-3_30.ckpt', 5000),
+    ]);
     expect(files.map((x) => x.name)).toEqual(['0-1_10.ckpt', '0-2_20.ckpt', '0-3_30.ckpt']);
     // 0-3 is stable, even larger than the others, but its marker is missing: not complete.
     expect(completeFiles(files).map((x) => x.name)).toEqual(['0-1_10.ckpt', '0-2_20.ckpt']);
@@ -62,7 +90,11 @@ describe('stability and completeness', () => {
     const shared = [0, 1, 2].flatMap((r) => [1, 2, 3].map((e) => f(`${r}-${e}_${e * 10}.ckpt`)));
     const byRank = Object.fromEntries([0, 1, 2].map((r) => [String(r), observe(shared, shared, { pattern, rank: r })]));
     expect(byRank['1']!.map((x) => x.name)).toEqual(['1-1_10.ckpt', '1-2_20.ckpt', '1-3_30.ckpt']);
-    expect(latestCompleteStep(byRank, ['0', '1', '2'])?.files).toEqual({ '0': '0-3_30.ckpt', '1': '1-3_30.ckpt', '2': '2-3_30.ckpt' });
+    expect(latestCompleteStep(byRank, ['0', '1', '2'])?.files).toEqual({
+      '0': '0-3_30.ckpt',
+      '1': '1-3_30.ckpt',
+      '2': '2-3_30.ckpt',
+    });
     // keep_max 2 keeps two steps of each rank's own files, not two files of the folder.
     expect(filesToPrune(byRank['2']!, 2).map((x) => x.name)).toEqual(['2-1_10.ckpt']);
     expect(parseCkptName('3-5_50.ckpt', pattern)).toEqual({ rank: 3, epoch: 5, step: 50 });

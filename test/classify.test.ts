@@ -9,7 +9,7 @@ describe('classifyFailure', () => {
       'Traceback (most recent call last):',
       '  File "train.py", line 88, in <module>',
       '    model.train(...)',
-      'ValueError: For \'MatMul\', the input shapes do not match',
+      "ValueError: For 'MatMul', the input shapes do not match",
     ];
     expect(classifyFailure(lines)).toBe("Python exception: ValueError: For 'MatMul', the input shapes do not match");
   });
@@ -32,17 +32,25 @@ describe('classifyFailure', () => {
   });
 
   it('tells device out of memory from host out of memory', () => {
-    expect(classifyFailure(['RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB'])).toBe('out of device memory');
-    expect(classifyFailure(['Traceback (most recent call last):', '  File "x.py", line 1', 'MemoryError'])).toMatch(/^out of host memory/);
+    expect(classifyFailure(['RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB'])).toBe(
+      'out of device memory',
+    );
+    expect(classifyFailure(['Traceback (most recent call last):', '  File "x.py", line 1', 'MemoryError'])).toMatch(
+      /^out of host memory/,
+    );
     expect(classifyFailure(['Killed'], 'SIGKILL')).toMatch(/^out of host memory/);
   });
 
   it('names a missing module and a missing file', () => {
-    expect(classifyFailure(['Traceback (most recent call last):', "ModuleNotFoundError: No module named 'mindspore'"])).toBe("Python module not found: No module named 'mindspore'");
+    expect(
+      classifyFailure(['Traceback (most recent call last):', "ModuleNotFoundError: No module named 'mindspore'"]),
+    ).toBe("Python module not found: No module named 'mindspore'");
     expect(classifyFailure(["FileNotFoundError: [Errno 2] No such file or directory: '/data/imagenet/train'"])).toBe(
       "file not found: [Errno 2] No such file or directory: '/data/imagenet/train'",
     );
-    expect(classifyFailure(['python: can\'t open file \'/w/train.py\': [Errno 2] No such file or directory'])).toMatch(/^file not found: python: can't open file/);
+    expect(classifyFailure(["python: can't open file '/w/train.py': [Errno 2] No such file or directory"])).toMatch(
+      /^file not found: python: can't open file/,
+    );
   });
 
   it('falls back to the signal, and to nothing', () => {
@@ -54,17 +62,60 @@ describe('classifyFailure', () => {
 
 describe('redaction', () => {
   it('replaces values of secret-looking env keys only', () => {
-    expect(redactEnv({ HF_TOKEN: 'abc', DB_PASSWORD: 'p', AWS_SECRET_ACCESS_KEY: 's', api_key: 'k', MY_CREDENTIALS: 'c', DEVICE_ID: '3', RANK_TABLE_FILE: '/t.json' })).toEqual({
-      HF_TOKEN: '<redacted>', DB_PASSWORD: '<redacted>', AWS_SECRET_ACCESS_KEY: '<redacted>', api_key: '<redacted>', MY_CREDENTIALS: '<redacted>', DEVICE_ID: '3', RANK_TABLE_FILE: '/t.json',
+    expect(
+      redactEnv({
+        HF_TOKEN: 'abc',
+        DB_PASSWORD: 'p',
+        AWS_SECRET_ACCESS_KEY: 's',
+        api_key: 'k',
+        MY_CREDENTIALS: 'c',
+        DEVICE_ID: '3',
+        RANK_TABLE_FILE: '/t.json',
+      }),
+    ).toEqual({
+      HF_TOKEN: '<redacted>',
+      DB_PASSWORD: '<redacted>',
+      AWS_SECRET_ACCESS_KEY: '<redacted>',
+      api_key: '<redacted>',
+      MY_CREDENTIALS: '<redacted>',
+      DEVICE_ID: '3',
+      RANK_TABLE_FILE: '/t.json',
     });
   });
 
   it('redacts KEY=VALUE arguments and secret fields in events', () => {
-    expect(redactArgv(['npurun', 'launch', '--env', 'HF_TOKEN=abc', '--env', 'A=1', '--api-key=zzz', '--', 'python', 'train.py'])).toEqual([
-      'npurun', 'launch', '--env', 'HF_TOKEN=<redacted>', '--env', 'A=1', '--api-key=<redacted>', '--', 'python', 'train.py',
+    expect(
+      redactArgv([
+        'npurun',
+        'launch',
+        '--env',
+        'HF_TOKEN=abc',
+        '--env',
+        'A=1',
+        '--api-key=zzz',
+        '--',
+        'python',
+        'train.py',
+      ]),
+    ).toEqual([
+      'npurun',
+      'launch',
+      '--env',
+      'HF_TOKEN=<redacted>',
+      '--env',
+      'A=1',
+      '--api-key=<redacted>',
+      '--',
+      'python',
+      'train.py',
     ]);
-    expect(redactFields({ host: 'a', passphrase: 'pp', env: { TOKEN: 't', X: 'y' }, nested: [{ secret: 's', n: 1 }] })).toEqual({
-      host: 'a', passphrase: '<redacted>', env: { TOKEN: '<redacted>', X: 'y' }, nested: [{ secret: '<redacted>', n: 1 }],
+    expect(
+      redactFields({ host: 'a', passphrase: 'pp', env: { TOKEN: 't', X: 'y' }, nested: [{ secret: 's', n: 1 }] }),
+    ).toEqual({
+      host: 'a',
+      passphrase: '<redacted>',
+      env: { TOKEN: '<redacted>', X: 'y' },
+      nested: [{ secret: '<redacted>', n: 1 }],
     });
   });
 });

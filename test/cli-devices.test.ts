@@ -18,7 +18,8 @@ function standIns(npuSmiFixture: string, hccnConf = `${FIX}hccn.conf.server-a`):
   chmodSync(join(bin, 'hccn_tool'), 0o755);
   return { PATH: `${bin}:/usr/bin:/bin`, NPURUN_HCCN_CONF: hccnConf };
 }
-const npurun = (args: string[], env: Record<string, string> = {}) => execa('node', [NPURUN_BIN, ...args], { reject: false, env: { NO_COLOR: '1', ...env } });
+const npurun = (args: string[], env: Record<string, string> = {}) =>
+  execa('node', [NPURUN_BIN, ...args], { reject: false, env: { NO_COLOR: '1', ...env } });
 
 beforeAll(ensureBuilt);
 
@@ -29,7 +30,9 @@ describe('npurun devices as a process', () => {
     expect(r.stdout).toMatch(/^\S+: 8 NPUs via \/.*\/npu-smi$/m);
     expect(r.stdout).toMatch(/^ {2}device\s+npu\/chip\s+name\s+health\s+device ip\s+from\s+bus id\s+held by$/m);
     expect(r.stdout).toMatch(/^ {2}3\s+3\/0\s+910B3\s+Warning\s+192\.168\.103\.101\s+hccn\.conf\s+0000:C4:00\.0\s+-$/m);
-    expect(r.stdout).toMatch(/^ {2}5\s+5\/0\s+910B3\s+OK\s+192\.168\.101\.100\s+hccn\.conf\s+0000:C6:00\.0\s+271828 python3$/m);
+    expect(r.stdout).toMatch(
+      /^ {2}5\s+5\/0\s+910B3\s+OK\s+192\.168\.101\.100\s+hccn\.conf\s+0000:C6:00\.0\s+271828 python3$/m,
+    );
     expect(r.stdout).toMatch(/problem: device 3 health is Warning/);
     expect(r.stdout).toMatch(/problem: device 5 is held by pid 271828 \(python3\)/);
   });
@@ -39,7 +42,11 @@ describe('npurun devices as a process', () => {
     const facts = JSON.parse(r.stdout) as HostFacts;
     expect(facts.devices.map((d) => d.deviceId)).toEqual([...Array(16).keys()]);
     expect(facts.devices[9]).toMatchObject({ npuId: 4, chipId: 1 });
-    expect(facts.problems.filter((p) => /has no address: no address_\d+ in .*hccn\.conf\.server-a and `hccn_tool -i \d+ -ip -g` gave none/.test(p))).toHaveLength(8);
+    expect(
+      facts.problems.filter((p) =>
+        /has no address: no address_\d+ in .*hccn\.conf\.server-a and `hccn_tool -i \d+ -ip -g` gave none/.test(p),
+      ),
+    ).toHaveLength(8);
     expect(r.exitCode).toBe(1);
   });
 
@@ -47,14 +54,18 @@ describe('npurun devices as a process', () => {
     // npu-smi-info-910a.txt is hand-written (test/fixtures/PROVENANCE-devices.md), not captured from a 910A server.
     const r = await npurun(['devices'], standIns('npu-smi-info-910a.txt'));
     expect(r.stdout).toMatch(/problem: device 6 health is Critical/);
-    expect(r.stdout).toMatch(/^ {2}2\s+2\/0\s+910A\s+OK\s+\S+\s+hccn\.conf\s+0000:41:00\.0\s+31415 python, 31416 python$/m);
+    expect(r.stdout).toMatch(
+      /^ {2}2\s+2\/0\s+910A\s+OK\s+\S+\s+hccn\.conf\s+0000:41:00\.0\s+31415 python, 31416 python$/m,
+    );
   });
 
   it('a machine without npu-smi: a clear message where npurun looked, never an empty table; exit 3', async () => {
     const r = await npurun(['devices'], { PATH: '/usr/bin:/bin' });
     expect(r.exitCode).toBe(3);
     expect(r.stdout).toMatch(/: no NPUs found\n/);
-    expect(r.stdout).toMatch(/problem: no npu-smi found \(looked on PATH and in \/usr\/local\/Ascend\/driver\/tools, \/usr\/local\/sbin, \/usr\/local\/bin, \/usr\/local\/dcmi\)/);
+    expect(r.stdout).toMatch(
+      /problem: no npu-smi found \(looked on PATH and in \/usr\/local\/Ascend\/driver\/tools, \/usr\/local\/sbin, \/usr\/local\/bin, \/usr\/local\/dcmi\)/,
+    );
     expect(r.stdout).not.toMatch(/device\s+npu\/chip/);
   });
 

@@ -16,7 +16,8 @@ describe('flags declared once', () => {
     for (const spec of specs) {
       const help = helpText(spec);
       expect(help.startsWith(`Usage: ${spec.usage}`)).toBe(true);
-      for (const name of Object.keys(spec.flags)) expect(help, `${spec.name} --${name}`).toMatch(new RegExp(`^ {2}(-\\w, )?--${name}\\b`, 'm'));
+      for (const name of Object.keys(spec.flags))
+        expect(help, `${spec.name} --${name}`).toMatch(new RegExp(`^ {2}(-\\w, )?--${name}\\b`, 'm'));
     }
   });
 

@@ -13,7 +13,18 @@ const hosts: HostSpec[] = [
   { name: 'server-b', address: '10.213.0.12', local: true, devices: 'auto' },
 ];
 function plan(runId: string): RunPlan {
-  return manualPlan(runId, hosts, [0, 1, 2, 3].map((rank) => ({ rank, host: rank < 2 ? 'server-a' : 'server-b', deviceId: rank % 2, cwd: '/w', argv: ['python', 'train.py'], env: {} })));
+  return manualPlan(
+    runId,
+    hosts,
+    [0, 1, 2, 3].map((rank) => ({
+      rank,
+      host: rank < 2 ? 'server-a' : 'server-b',
+      deviceId: rank % 2,
+      cwd: '/w',
+      argv: ['python', 'train.py'],
+      env: {},
+    })),
+  );
 }
 
 const cwd = mkdtempSync(join(tmpdir(), 'npurun-logs-'));
@@ -36,7 +47,8 @@ beforeAll(async () => {
   await recordRun(OLD, (rec) => rec.stream('0', 'stdout').end('from the old run\n'));
   const dir = await recordRun(RUN, (rec) => {
     const streams = [0, 1, 2, 3].map((r) => rec.stream(String(r), 'stdout'));
-    for (let step = 0; step < 5; step++) streams.forEach((s, r) => s.write(`epoch[${step}] rank ${r} loss:${(2 - step * 0.25 - r / 100).toFixed(2)}\n`));
+    for (let step = 0; step < 5; step++)
+      streams.forEach((s, r) => s.write(`epoch[${step}] rank ${r} loss:${(2 - step * 0.25 - r / 100).toFixed(2)}\n`));
     rec.stream('2', 'stderr').end('Traceback (most recent call last):\nValueError: boom');
     for (const s of streams) s.end();
   });
@@ -61,23 +73,48 @@ describe('npurun logs (process)', () => {
   });
 
   it('filters by rank, host and text', () => {
-    const labels = (out: string) => [...new Set(out.trimEnd().split('\n').map((l) => /\[(\S+) /.exec(l)?.[1]))];
+    const labels = (out: string) => [
+      ...new Set(
+        out
+          .trimEnd()
+          .split('\n')
+          .map((l) => /\[(\S+) /.exec(l)?.[1]),
+      ),
+    ];
     expect(labels(npurun(['logs', '--runs-dir', runsDir, '--rank', '1,2']).stdout)).toEqual(['1', '2']);
     expect(labels(npurun(['logs', '--runs-dir', runsDir, '--rank', '3', '--rank', '0']).stdout)).toEqual(['0', '3']);
     expect(labels(npurun(['logs', '--runs-dir', runsDir, '--host', 'server-b']).stdout)).toEqual(['2', '3']);
-    expect(npurun(['logs', '--runs-dir', runsDir, '--grep', 'loss:0\\.9[89]', '--raw']).stdout).toBe('epoch[4] rank 1 loss:0.99\nepoch[4] rank 2 loss:0.98\n');
+    expect(npurun(['logs', '--runs-dir', runsDir, '--grep', 'loss:0\\.9[89]', '--raw']).stdout).toBe(
+      'epoch[4] rank 1 loss:0.99\nepoch[4] rank 2 loss:0.98\n',
+    );
   });
 
   it('--json gives one object per line with label, host, device and stream', () => {
     const r = npurun(['logs', '--runs-dir', runsDir, '--grep', 'Error', '--json']);
     expect(r.code).toBe(0);
-    const objects = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(objects).toEqual([{ time: expect.stringMatching(/Z$/), label: '2', host: 'server-b', device: 0, stream: 'stderr', line: 'ValueError: boom' }]);
+    const objects = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(objects).toEqual([
+      {
+        time: expect.stringMatching(/Z$/),
+        label: '2',
+        host: 'server-b',
+        device: 0,
+        stream: 'stderr',
+        line: 'ValueError: boom',
+      },
+    ]);
   });
 
   it('--tail N gives the last N matching lines', () => {
-    expect(npurun(['logs', '--runs-dir', runsDir, '--tail', '3']).stdout.trimEnd().split('\n')).toEqual(mergedLines.slice(-3));
-    expect(npurun(['logs', '--runs-dir', runsDir, '--rank', '0', '--tail', '2', '--raw']).stdout).toBe('epoch[3] rank 0 loss:1.25\nepoch[4] rank 0 loss:1.00\n');
+    expect(npurun(['logs', '--runs-dir', runsDir, '--tail', '3']).stdout.trimEnd().split('\n')).toEqual(
+      mergedLines.slice(-3),
+    );
+    expect(npurun(['logs', '--runs-dir', runsDir, '--rank', '0', '--tail', '2', '--raw']).stdout).toBe(
+      'epoch[3] rank 0 loss:1.25\nepoch[4] rank 0 loss:1.00\n',
+    );
     expect(npurun(['logs', '--runs-dir', runsDir, '--tail', '0']).stdout).toBe('');
   });
 

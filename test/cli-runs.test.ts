@@ -15,7 +15,14 @@ const hosts: HostSpec[] = [
   { name: 'server-b', address: '10.213.0.12', local: true, devices: 'auto' },
 ];
 function plan(runId: string, perHost: number): RunPlan {
-  const ranks = Array.from({ length: 2 * perHost }, (_, rank) => ({ rank, host: rank < perHost ? 'server-a' : 'server-b', deviceId: rank % perHost, cwd: '/w', argv: ['python', 'train.py'], env: {} }));
+  const ranks = Array.from({ length: 2 * perHost }, (_, rank) => ({
+    rank,
+    host: rank < perHost ? 'server-a' : 'server-b',
+    deviceId: rank % perHost,
+    cwd: '/w',
+    argv: ['python', 'train.py'],
+    env: {},
+  }));
   return manualPlan(runId, hosts, ranks);
 }
 
@@ -47,14 +54,22 @@ describe('npurun runs (process)', () => {
     expect(text.code).toBe(0);
     const rows = text.stdout.trimEnd().split('\n');
     expect(rows[0]).toMatch(/^RUN\s+STARTED\s+HOSTS\s+RANKS\s+STATUS\s+EXIT\s+ROOT CAUSE$/);
-    expect(rows[2]).toMatch(/^20250501-100002-crash\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+server-a,server-b\s+2\s+failed\s+7\s+rank 1$/);
+    expect(rows[2]).toMatch(
+      /^20250501-100002-crash\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+server-a,server-b\s+2\s+failed\s+7\s+rank 1$/,
+    );
   });
 
   it('a run whose npurun was SIGKILLed mid-run still reads with `runs` and `logs`', async () => {
     // The real launcher (local mode), SIGKILLed once every rank's lines are on disk.
     const killedDir = mkdtempSync(join(tmpdir(), 'npurun-killed-'));
-    const script = 'import os, time\nr = int(os.environ["RANK"])\nfor i in range(r, 50, 4): print("step %d" % i, flush=True)\ntime.sleep(120)\n';
-    const run = launchLocal({ ranks: 4, runsDir: killedDir, remoteDir: join(killedDir, 'remote'), argv: ['python3', '-c', script] });
+    const script =
+      'import os, time\nr = int(os.environ["RANK"])\nfor i in range(r, 50, 4): print("step %d" % i, flush=True)\ntime.sleep(120)\n';
+    const run = launchLocal({
+      ranks: 4,
+      runsDir: killedDir,
+      remoteDir: join(killedDir, 'remote'),
+      argv: ['python3', '-c', script],
+    });
     await waitForLines(run, 'step ', 50);
     run.child.kill('SIGKILL');
     await run.exited;
@@ -63,8 +78,14 @@ describe('npurun runs (process)', () => {
     const record = JSON.parse(readFileSync(join(killedDir, killed, 'run.json'), 'utf8')) as RunRecord;
     expect(record.status).toBe('running');
     const rows = JSON.parse(npurun(['runs', '--runs-dir', killedDir, '--json']).stdout) as RunListEntry[];
-    expect(rows.find((r) => r.runId === killed)).toMatchObject({ status: 'unknown (launcher gone)', exitCode: null, ranks: 4 });
-    expect(npurun(['runs', '--runs-dir', killedDir]).stdout).toMatch(new RegExp(`${killed} .* unknown \\(launcher gone\\)`));
+    expect(rows.find((r) => r.runId === killed)).toMatchObject({
+      status: 'unknown (launcher gone)',
+      exitCode: null,
+      ranks: 4,
+    });
+    expect(npurun(['runs', '--runs-dir', killedDir]).stdout).toMatch(
+      new RegExp(`${killed} .* unknown \\(launcher gone\\)`),
+    );
 
     const logs = npurun(['logs', killed, '--runs-dir', killedDir, '--raw']);
     expect(logs.code).toBe(0);
@@ -82,7 +103,10 @@ describe('npurun runs (process)', () => {
   it('a running record from another machine shows as "running?"', () => {
     const file = join(runsDir, '20250501-100001-ok', 'run.json');
     const record = JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
-    writeFileSync(join(runsDir, '20250501-100001-ok', 'run.json'), JSON.stringify({ ...record, status: 'running', launcher_host: 'some-other-launcher' }));
+    writeFileSync(
+      join(runsDir, '20250501-100001-ok', 'run.json'),
+      JSON.stringify({ ...record, status: 'running', launcher_host: 'some-other-launcher' }),
+    );
     try {
       expect(listed().find((r) => r.runId === '20250501-100001-ok')?.status).toBe('running?');
     } finally {
@@ -111,7 +135,9 @@ describe('npurun runs (process)', () => {
     expect(text.stdout).toMatch(/^20250502-000000-partial\s+-\s.*unreadable/m);
     expect(text.stdout).not.toMatch(/not-a-run/);
     expect(text.stderr).toMatch(/run 20250502-000000-partial is unreadable and skipped: .*run\.json: .*started_at/);
-    expect(text.stderr).toMatch(/run 20250503-000000-newer is unreadable and skipped: .*schema_version 2 is newer than this npurun reads \(1\)/);
+    expect(text.stderr).toMatch(
+      /run 20250503-000000-newer is unreadable and skipped: .*schema_version 2 is newer than this npurun reads \(1\)/,
+    );
     expect(text.stderr).toMatch(/run 20250504-000000-garbage is unreadable and skipped: .*not valid JSON/);
     const rows = JSON.parse(npurun(['runs', '--runs-dir', dir, '--json']).stdout) as RunListEntry[];
     expect(rows.map((r) => [r.runId, r.status])).toEqual([
@@ -121,7 +147,10 @@ describe('npurun runs (process)', () => {
       ['20250504-000000-garbage', 'unreadable'],
     ]);
     // The newest readable run is the default for every reader; none crashes.
-    for (const cmd of [['logs', '--runs-dir', dir], ['summary', '--run-dir', dir]]) {
+    for (const cmd of [
+      ['logs', '--runs-dir', dir],
+      ['summary', '--run-dir', dir],
+    ]) {
       const r = npurun(cmd);
       expect(r.code, `${cmd[0]}: ${r.stderr}`).toBe(0);
       expect(r.stderr).not.toMatch(/internal error/);

@@ -29,17 +29,41 @@ describe('console collapse (pure)', () => {
 describe('npurun launch --console collapse (real launcher, 8 ranks)', () => {
   beforeAll(() => ensureBuilt(), 120_000);
 
-  it('shows a line all ranks print once as [r0-7], each rank\'s own line with its rank; files keep every line', () => {
+  it("shows a line all ranks print once as [r0-7], each rank's own line with its rank; files keep every line", () => {
     const runs = mkdtempSync(join(tmpdir(), 'npurun-collapse-'));
-    const r = spawnSync(process.execPath, [NPURUN_BIN, 'launch', '--simulate', '8', '--profile', 'torch', '--console', 'collapse', '--run-dir', runs,
-      '--remote-dir', join(runs, 'remote', '{run_id}'), '--', 'sh', '-c', 'echo "loading dataset"; echo "rank $RANK ready"'], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        NPURUN_BIN,
+        'launch',
+        '--simulate',
+        '8',
+        '--profile',
+        'torch',
+        '--console',
+        'collapse',
+        '--run-dir',
+        runs,
+        '--remote-dir',
+        join(runs, 'remote', '{run_id}'),
+        '--',
+        'sh',
+        '-c',
+        'echo "loading dataset"; echo "rank $RANK ready"',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines.filter((l) => l.includes('loading dataset'))).toEqual(['[r0-7] loading dataset']);
-    expect(lines.filter((l) => l.includes('ready')).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => `[r${i}] rank ${i} ready`).sort());
+    expect(lines.filter((l) => l.includes('ready')).sort()).toEqual(
+      [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `[r${i}] rank ${i} ready`).sort(),
+    );
     const logs = spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', runs, '--raw'], { encoding: 'utf8' });
     expect(logs.stdout.split('\n').filter((l) => l === 'loading dataset')).toHaveLength(8);
-    const folded = spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', runs, '--collapse'], { encoding: 'utf8' });
+    const folded = spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', runs, '--collapse'], {
+      encoding: 'utf8',
+    });
     expect(folded.status, folded.stderr).toBe(0);
     expect(folded.stdout.split('\n').filter((l) => l.includes('loading dataset'))).toEqual(['[r0-7] loading dataset']);
   });

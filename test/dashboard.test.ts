@@ -12,7 +12,10 @@ afterEach(async () => {
   open = undefined;
 });
 
-function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; type: string; body: string }> {
+function get(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
     request(url, { headers }, (res) => {
       let body = '';
@@ -52,7 +55,7 @@ describe('npurun dashboard server', () => {
     expect((await get(open.url, { host: 'localhost' })).status).toBe(200);
   });
 
-  it('on any other address, warns that every rank\'s output is exposed', async () => {
+  it("on any other address, warns that every rank's output is exposed", async () => {
     const warnings: string[] = [];
     open = await startDashboard({ runDir: FIXTURE, port: 0, host: '0.0.0.0', warn: (m) => warnings.push(m) });
     expect(warnings).toEqual(["dashboard listens on 0.0.0.0: anyone who can reach it can read every rank's output"]);
@@ -75,14 +78,42 @@ describe('npurun launch --dashboard (processes)', () => {
     await ensureBuilt();
     const base = mkdtempSync(join(tmpdir(), 'npurun-launch-dash-'));
     try {
-      const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--share-devices', '--dashboard', '--dashboard-port', '0', '--run-dir', join(base, 'runs'), '--console', 'none',
-        '--simulate', '2', '--devices', '0,1', '--workdir', base, '--', 'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', '12', '--step-time', '0.25'], { cwd: ROOT });
+      const child = spawn(
+        process.execPath,
+        [
+          join(ROOT, 'bin', 'npurun'),
+          'launch',
+          '--share-devices',
+          '--dashboard',
+          '--dashboard-port',
+          '0',
+          '--run-dir',
+          join(base, 'runs'),
+          '--console',
+          'none',
+          '--simulate',
+          '2',
+          '--devices',
+          '0,1',
+          '--workdir',
+          base,
+          '--',
+          'python3',
+          join(ROOT, 'test/programs/train_lines.py'),
+          '--steps',
+          '12',
+          '--step-time',
+          '0.25',
+        ],
+        { cwd: ROOT },
+      );
       let err = '';
       child.stderr.on('data', (c: Buffer) => (err += c.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
       const deadline = Date.now() + 20_000;
       let url: string | undefined;
-      while (!(url = /dashboard at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(err)?.[1]) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (!(url = /dashboard at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(err)?.[1]) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
       expect(url, err).toBeDefined();
       const data = JSON.parse((await get(`${url}data.json`)).body) as ReportData;
       expect(data.run.id).toMatch(/^\d{8}-\d{6}-/);

@@ -31,9 +31,21 @@ describe('npu-smi info', () => {
     // npu-smi-info-910a.txt is hand-written (test/fixtures/PROVENANCE-devices.md), not captured from a 910A server.
     const info = parseNpuSmiInfo(fixture('npu-smi-info-910a.txt'));
     expect(info.version).toBe('21.0.4');
-    expect(info.devices.map((d) => `${d.deviceId}:${d.npuId}/${d.chipId}`)).toEqual(['0:0/0', '1:1/0', '2:2/0', '3:3/0', '4:4/0', '5:5/0', '6:6/0', '7:7/0']);
+    expect(info.devices.map((d) => `${d.deviceId}:${d.npuId}/${d.chipId}`)).toEqual([
+      '0:0/0',
+      '1:1/0',
+      '2:2/0',
+      '3:3/0',
+      '4:4/0',
+      '5:5/0',
+      '6:6/0',
+      '7:7/0',
+    ]);
     expect(info.devices[6]).toMatchObject({ name: '910A', health: 'Critical', busId: '0000:42:00.0' });
-    expect(info.devices[2]!.processes).toEqual([{ pid: 31415, name: 'python', memoryMiB: 27000 }, { pid: 31416, name: 'python', memoryMiB: 2100 }]);
+    expect(info.devices[2]!.processes).toEqual([
+      { pid: 31415, name: 'python', memoryMiB: 27000 },
+      { pid: 31416, name: 'python', memoryMiB: 2100 },
+    ]);
     expect(info.devices.filter((d) => d.processes.length > 0).map((d) => d.deviceId)).toEqual([2]);
   });
   it('an empty or foreign text gives no devices, not a crash', () => {
@@ -55,10 +67,20 @@ describe('hccn.conf and hccn_tool', () => {
 });
 
 describe('probe output', () => {
-  const probe = (smi: string, conf: string, extra = '') => `@@npurun:hostname@@\nserver-a\n@@npurun:npu-smi-path@@\n/usr/local/sbin/npu-smi\n@@npurun:npu-smi@@\n${smi}\n@@npurun:hccn-conf-path@@\n/etc/hccn.conf\n@@npurun:hccn-conf@@\n${conf}\n@@npurun:hccn-tool-path@@\n/usr/local/Ascend/driver/tools/hccn_tool\n${extra}@@npurun:cpus@@\n0-7\n@@npurun:numa@@\n/sys/devices/system/node/node0/cpulist 0-3\n/sys/devices/system/node/node1/cpulist 4-7\n@@npurun:interfaces@@\n1: lo    inet 127.0.0.1/8 scope host lo\\\n2: eth0@if9    inet 10.213.0.11/24 brd 10.213.0.255 scope global eth0\\\n@@npurun:end@@\n`;
+  const probe = (smi: string, conf: string, extra = '') =>
+    `@@npurun:hostname@@\nserver-a\n@@npurun:npu-smi-path@@\n/usr/local/sbin/npu-smi\n@@npurun:npu-smi@@\n${smi}\n@@npurun:hccn-conf-path@@\n/etc/hccn.conf\n@@npurun:hccn-conf@@\n${conf}\n@@npurun:hccn-tool-path@@\n/usr/local/Ascend/driver/tools/hccn_tool\n${extra}@@npurun:cpus@@\n0-7\n@@npurun:numa@@\n/sys/devices/system/node/node0/cpulist 0-3\n/sys/devices/system/node/node1/cpulist 4-7\n@@npurun:interfaces@@\n1: lo    inet 127.0.0.1/8 scope host lo\\\n2: eth0@if9    inet 10.213.0.11/24 brd 10.213.0.255 scope global eth0\\\n@@npurun:end@@\n`;
   it('joins npu-smi, hccn.conf and hccn_tool, and names every problem', () => {
-    const conf = fixture('hccn.conf.server-a').split('\n').filter((l) => !l.startsWith('address_6=') && !l.startsWith('address_7=')).join('\n');
-    const facts = parseProbeOutput(probe(fixture('npu-smi-info-910b.txt'), conf, '@@npurun:hccn-tool-6@@\nipaddr:192.168.102.100\nnetmask:255.255.255.0\n@@npurun:hccn-tool-7@@\nerror\n'));
+    const conf = fixture('hccn.conf.server-a')
+      .split('\n')
+      .filter((l) => !l.startsWith('address_6=') && !l.startsWith('address_7='))
+      .join('\n');
+    const facts = parseProbeOutput(
+      probe(
+        fixture('npu-smi-info-910b.txt'),
+        conf,
+        '@@npurun:hccn-tool-6@@\nipaddr:192.168.102.100\nnetmask:255.255.255.0\n@@npurun:hccn-tool-7@@\nerror\n',
+      ),
+    );
     expect(facts.hostname).toBe('server-a');
     expect(facts.devices[0]).toMatchObject({ deviceIp: '192.168.100.101', ipSource: 'hccn.conf' });
     expect(facts.devices[6]).toMatchObject({ deviceIp: '192.168.102.100', ipSource: 'hccn_tool' });
@@ -69,8 +91,14 @@ describe('probe output', () => {
       'device 7 has no address: no address_7 in /etc/hccn.conf and `hccn_tool -i 7 -ip -g` gave none',
     ]);
     expect(facts.cpus).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-    expect(facts.numaNodes).toEqual([{ node: 0, cpus: [0, 1, 2, 3] }, { node: 1, cpus: [4, 5, 6, 7] }]);
-    expect(facts.interfaces).toEqual([{ name: 'lo', addresses: ['127.0.0.1'] }, { name: 'eth0', addresses: ['10.213.0.11'] }]);
+    expect(facts.numaNodes).toEqual([
+      { node: 0, cpus: [0, 1, 2, 3] },
+      { node: 1, cpus: [4, 5, 6, 7] },
+    ]);
+    expect(facts.interfaces).toEqual([
+      { name: 'lo', addresses: ['127.0.0.1'] },
+      { name: 'eth0', addresses: ['10.213.0.11'] },
+    ]);
   });
   it('a host without npu-smi says where it looked', () => {
     const facts = parseProbeOutput('@@npurun:hostname@@\nx\n@@npurun:npu-smi-path@@\n\n@@npurun:end@@\n');
@@ -84,18 +112,34 @@ describe('probe output', () => {
 });
 
 /** A runner like localShellRunner, with stand-in npu-smi / hccn_tool first on PATH and NPURUN_HCCN_CONF set. */
-function standInHost(npuSmiFixture: string, hccnConf: string, toolIps: Record<number, string>): { run: ShellRunner; calls: () => string[] } {
+function standInHost(
+  npuSmiFixture: string,
+  hccnConf: string,
+  toolIps: Record<number, string>,
+): { run: ShellRunner; calls: () => string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'npurun-probe-'));
   const log = join(dir, 'hccn_tool.calls');
   writeFileSync(log, '');
-  writeFileSync(join(dir, 'npu-smi'), `#!/bin/sh\ncat ${fileURLToPath(new URL(`./fixtures/${npuSmiFixture}`, import.meta.url))}\n`);
-  const cases = Object.entries(toolIps).map(([id, ip]) => `  ${id}) echo "ipaddr:${ip}"; echo "netmask:255.255.255.0" ;;`).join('\n');
-  writeFileSync(join(dir, 'hccn_tool'), `#!/bin/sh\necho "$*" >> ${log}\ncase "$2" in\n${cases}\n  *) echo "device $2 not found" ;;\nesac\n`);
+  writeFileSync(
+    join(dir, 'npu-smi'),
+    `#!/bin/sh\ncat ${fileURLToPath(new URL(`./fixtures/${npuSmiFixture}`, import.meta.url))}\n`,
+  );
+  const cases = Object.entries(toolIps)
+    .map(([id, ip]) => `  ${id}) echo "ipaddr:${ip}"; echo "netmask:255.255.255.0" ;;`)
+    .join('\n');
+  writeFileSync(
+    join(dir, 'hccn_tool'),
+    `#!/bin/sh\necho "$*" >> ${log}\ncase "$2" in\n${cases}\n  *) echo "device $2 not found" ;;\nesac\n`,
+  );
   chmodSync(join(dir, 'npu-smi'), 0o755);
   chmodSync(join(dir, 'hccn_tool'), 0o755);
   writeFileSync(join(dir, 'hccn.conf'), hccnConf);
   const run: ShellRunner = async (script) => {
-    const r = await execa('sh', ['-s'], { input: script, reject: false, env: { PATH: `${dir}:/usr/bin:/bin`, NPURUN_HCCN_CONF: join(dir, 'hccn.conf') } });
+    const r = await execa('sh', ['-s'], {
+      input: script,
+      reject: false,
+      env: { PATH: `${dir}:/usr/bin:/bin`, NPURUN_HCCN_CONF: join(dir, 'hccn.conf') },
+    });
     return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? null };
   };
   return { run, calls: () => readFileSync(log, 'utf8').split('\n').filter(Boolean) };
@@ -103,16 +147,27 @@ function standInHost(npuSmiFixture: string, hccnConf: string, toolIps: Record<nu
 
 describe('the probe script, run by sh with stand-in tools', () => {
   it('asks hccn_tool only for devices npu-smi lists that hccn.conf has no address for, in one run', async () => {
-    const conf = fixture('hccn.conf.server-a').split('\n').filter((l) => !/^address_[67]=/.test(l)).join('\n');
+    const conf = fixture('hccn.conf.server-a')
+      .split('\n')
+      .filter((l) => !/^address_[67]=/.test(l))
+      .join('\n');
     const host = standInHost('npu-smi-info-910b.txt', conf, { 6: '192.168.102.100' });
     const facts = await probeHost(host.run);
     expect(host.calls()).toEqual(['-i 6 -ip -g', '-i 7 -ip -g']);
     expect(facts.tools.npuSmi).toMatch(/npurun-probe-.*\/npu-smi$/);
     expect(facts.devices.map((d) => `${d.deviceId} ${d.deviceIp ?? '-'} ${d.ipSource ?? '-'}`)).toEqual([
-      '0 192.168.100.101 hccn.conf', '1 192.168.101.101 hccn.conf', '2 192.168.102.101 hccn.conf', '3 192.168.103.101 hccn.conf',
-      '4 192.168.100.100 hccn.conf', '5 192.168.101.100 hccn.conf', '6 192.168.102.100 hccn_tool', '7 - -',
+      '0 192.168.100.101 hccn.conf',
+      '1 192.168.101.101 hccn.conf',
+      '2 192.168.102.101 hccn.conf',
+      '3 192.168.103.101 hccn.conf',
+      '4 192.168.100.100 hccn.conf',
+      '5 192.168.101.100 hccn.conf',
+      '6 192.168.102.100 hccn_tool',
+      '7 - -',
     ]);
-    expect(facts.problems).toContain(`device 7 has no address: no address_7 in ${join(facts.tools.npuSmi!.replace(/\/npu-smi$/, ''), 'hccn.conf')} and \`hccn_tool -i 7 -ip -g\` gave none`);
+    expect(facts.problems).toContain(
+      `device 7 has no address: no address_7 in ${join(facts.tools.npuSmi!.replace(/\/npu-smi$/, ''), 'hccn.conf')} and \`hccn_tool -i 7 -ip -g\` gave none`,
+    );
     expect(facts.cpus.length).toBeGreaterThan(0);
   });
   it('on an A3 server asks hccn_tool by Phy-ID (0-15), and reads a hccn.conf without a final newline', async () => {
@@ -120,8 +175,20 @@ describe('the probe script, run by sh with stand-in tools', () => {
     const host = standInHost('npu-smi-info-a3.txt', conf, { 8: '192.168.1.9', 15: '192.168.1.16' });
     const facts = await probeHost(host.run);
     expect(host.calls()).toEqual([8, 9, 10, 11, 12, 13, 14, 15].map((i) => `-i ${i} -ip -g`));
-    expect(facts.devices[7]).toMatchObject({ deviceId: 7, npuId: 3, chipId: 1, deviceIp: '192.168.1.8', ipSource: 'hccn.conf' });
-    expect(facts.devices[15]).toMatchObject({ deviceId: 15, npuId: 7, chipId: 1, deviceIp: '192.168.1.16', ipSource: 'hccn_tool' });
+    expect(facts.devices[7]).toMatchObject({
+      deviceId: 7,
+      npuId: 3,
+      chipId: 1,
+      deviceIp: '192.168.1.8',
+      ipSource: 'hccn.conf',
+    });
+    expect(facts.devices[15]).toMatchObject({
+      deviceId: 15,
+      npuId: 7,
+      chipId: 1,
+      deviceIp: '192.168.1.16',
+      ipSource: 'hccn_tool',
+    });
     expect(facts.problems.filter((p) => p.includes('has no address'))).toHaveLength(6);
   });
   it('is POSIX sh: dash -n accepts it and it uses no bash-only syntax', async () => {
@@ -130,7 +197,9 @@ describe('the probe script, run by sh with stand-in tools', () => {
     expect(PROBE_SCRIPT).not.toMatch(/\[\[ |\bfunction\b|<<<|\$\{[A-Z_]+\[|\bsource |\$'/);
   });
   it('a probe cut short is an unreachable-host error with what stderr said', async () => {
-    await expect(probeHost(async () => ({ stdout: '@@npurun:hostname@@\nx\n', stderr: 'Connection reset', code: 255 }))).rejects.toThrow(/device probe did not complete \(exit 255\): Connection reset/);
+    await expect(
+      probeHost(async () => ({ stdout: '@@npurun:hostname@@\nx\n', stderr: 'Connection reset', code: 255 })),
+    ).rejects.toThrow(/device probe did not complete \(exit 255\): Connection reset/);
   });
 });
 
@@ -138,14 +207,22 @@ describe('simulated hosts', () => {
   it('8 devices carry the addresses of hccn.conf.server-a; server 1 those of server-b', () => {
     const a = parseHccnConf(fixture('hccn.conf.server-a'));
     const b = parseHccnConf(fixture('hccn.conf.server-b'));
-    expect(simulatedHostFacts(8).devices.map((d) => d.deviceIp)).toEqual([...Array(8).keys()].map((i) => a.get(i)!.address));
-    expect(simulatedHostFacts(8, { serverIndex: 1 }).devices.map((d) => d.deviceIp)).toEqual([...Array(8).keys()].map((i) => b.get(i)!.address));
+    expect(simulatedHostFacts(8).devices.map((d) => d.deviceIp)).toEqual(
+      [...Array(8).keys()].map((i) => a.get(i)!.address),
+    );
+    expect(simulatedHostFacts(8, { serverIndex: 1 }).devices.map((d) => d.deviceIp)).toEqual(
+      [...Array(8).keys()].map((i) => b.get(i)!.address),
+    );
   });
   it('16 devices on 3 servers: every address unique, every device healthy and free', () => {
     const all = [0, 1, 2].flatMap((s) => simulatedHostFacts(16, { serverIndex: s, hostname: `sim${s}` }).devices);
     expect(new Set(all.map((d) => d.deviceIp)).size).toBe(48);
     expect(all.every((d) => d.health === 'OK' && d.processes.length === 0 && d.ipSource === 'simulated')).toBe(true);
-    expect(simulatedHostFacts(2, { hostname: 'sim9' })).toMatchObject({ hostname: 'sim9', simulated: true, problems: [] });
+    expect(simulatedHostFacts(2, { hostname: 'sim9' })).toMatchObject({
+      hostname: 'sim9',
+      simulated: true,
+      problems: [],
+    });
   });
   it('refuses device counts outside 1..16', () => {
     expect(() => simulatedHostFacts(0)).toThrow(/--simulate: 0 is not a device count from 1 to 16/);
@@ -155,9 +232,15 @@ describe('simulated hosts', () => {
 });
 
 describe('host IP for the rank table', () => {
-  const interfaces = [{ name: 'lo', addresses: ['127.0.0.1'] }, { name: 'eth0', addresses: ['10.155.111.140'] }, { name: 'eth1', addresses: ['172.16.0.5'] }];
+  const interfaces = [
+    { name: 'lo', addresses: ['127.0.0.1'] },
+    { name: 'eth0', addresses: ['10.155.111.140'] },
+    { name: 'eth1', addresses: ['172.16.0.5'] },
+  ];
   it('takes the src of the default route, else the address of its interface', () => {
-    expect(hostIpFromRoutes('default via 172.16.0.1 dev eth1 proto dhcp src 172.16.0.5 metric 100\n', interfaces)).toBe('172.16.0.5');
+    expect(hostIpFromRoutes('default via 172.16.0.1 dev eth1 proto dhcp src 172.16.0.5 metric 100\n', interfaces)).toBe(
+      '172.16.0.5',
+    );
     expect(hostIpFromRoutes('default via 10.155.111.1 dev eth0 \n', interfaces)).toBe('10.155.111.140');
   });
   it('without a default route, the first non-loopback IPv4; none at all: undefined', () => {
@@ -174,7 +257,9 @@ describe('host IP for the rank table', () => {
     expect(await detectHostIp(facts, run)).toBe('10.155.111.140');
     expect(scripts).toEqual(['ip -o -4 route show default 2>/dev/null']);
     const none = { ...facts, interfaces: [{ name: 'lo', addresses: ['127.0.0.1'] }] };
-    await expect(detectHostIp(none, async () => ({ stdout: '', stderr: '', code: 0 }))).rejects.toThrow(/cannot detect the IP of n1 .*give --server-ip/);
+    await expect(detectHostIp(none, async () => ({ stdout: '', stderr: '', code: 0 }))).rejects.toThrow(
+      /cannot detect the IP of n1 .*give --server-ip/,
+    );
   });
 });
 

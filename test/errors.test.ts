@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, EXIT_CODES, fileErrorWords, NpurunError, notReadyError, passedThroughNote, signalExitCode } from '../src/errors.js';
+import {
+  EXIT,
+  EXIT_CODES,
+  fileErrorWords,
+  NpurunError,
+  notReadyError,
+  passedThroughNote,
+  signalExitCode,
+} from '../src/errors.js';
 
 describe('exit codes by name', () => {
   it('one table: ok 0, problems 1, input 2, host 3, internal 70; kinds map onto it', () => {
@@ -16,7 +24,9 @@ describe('exit codes by name', () => {
   });
 
   it("a rank's own code that npurun also uses is said to be the rank's; others need no note", () => {
-    expect(passedThroughNote(2, '5')).toBe("exit code 2 is rank 5's own exit code, passed through (npurun's own 2 means bad input)");
+    expect(passedThroughNote(2, '5')).toBe(
+      "exit code 2 is rank 5's own exit code, passed through (npurun's own 2 means bad input)",
+    );
     expect(passedThroughNote(3, '0')).toMatch(/npurun's own 3 means a host unreachable or not ready/);
     expect(passedThroughNote(70, '0')).toMatch(/npurun's own 70 means an internal error/);
     for (const code of [0, 1, 7, 137]) expect(passedThroughNote(code, '0')).toBeUndefined();

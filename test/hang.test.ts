@@ -18,7 +18,13 @@ describe('hang rules (pure)', () => {
     w.line('1', 'just chatter', 1050); // not progress
     w.line('1', '{"npurun":"progress","step":3}', 900);
     expect(w.check(1500)).toBeUndefined();
-    expect(w.check(1900)).toEqual({ silentMs: 1000, order: [{ label: '0', at: 100 }, { label: '1', at: 900 }] });
+    expect(w.check(1900)).toEqual({
+      silentMs: 1000,
+      order: [
+        { label: '0', at: 100 },
+        { label: '1', at: 900 },
+      ],
+    });
     w.ended('0');
     w.ended('1');
     expect(w.check(99_999)).toBeUndefined();
@@ -54,10 +60,26 @@ describe('hang rules (pure)', () => {
   it('blames the odd one out when the others share a top frame, else the ranks that stopped first', () => {
     const f = (func: string): Frame[] => [{ func, file: 'x.py', line: 1 }];
     const order = ['0', '1', '2', '3'].map((label, i) => ({ label, at: i === 2 ? 0 : 5000 }));
-    const frames = new Map([['0', f('all_reduce')], ['1', f('all_reduce')], ['2', f('all_reduce')], ['3', f('<module>')]]);
-    expect(hangCulprits({ silentMs: 9000, order }, frames)).toEqual({ labels: ['3'], why: 'the other 3 ranks wait in all_reduce' });
-    const same = new Map([['0', f('wait')], ['1', f('wait')], ['2', f('wait')], ['3', f('wait')]]);
-    expect(hangCulprits({ silentMs: 9000, order: [...order].sort((a, b) => a.at - b.at) }, same)).toEqual({ labels: ['2'], why: 'stopped making progress first' });
+    const frames = new Map([
+      ['0', f('all_reduce')],
+      ['1', f('all_reduce')],
+      ['2', f('all_reduce')],
+      ['3', f('<module>')],
+    ]);
+    expect(hangCulprits({ silentMs: 9000, order }, frames)).toEqual({
+      labels: ['3'],
+      why: 'the other 3 ranks wait in all_reduce',
+    });
+    const same = new Map([
+      ['0', f('wait')],
+      ['1', f('wait')],
+      ['2', f('wait')],
+      ['3', f('wait')],
+    ]);
+    expect(hangCulprits({ silentMs: 9000, order: [...order].sort((a, b) => a.at - b.at) }, same)).toEqual({
+      labels: ['2'],
+      why: 'stopped making progress first',
+    });
   });
 });
 
@@ -79,17 +101,52 @@ describeTorch('a real hang: one gloo rank of 8 stops before an all_reduce, the o
     const tag = `hang-${process.pid}`;
     const job = fileURLToPath(new URL('./programs/hang_job.py', import.meta.url));
     // A free port: another gloo job on this machine may hold the default 29500.
-    const r = spawnSync(process.execPath, [NPURUN_BIN, 'launch', '--simulate', '8', '--profile', 'torch', '--console', 'none', '--run-dir', runs, '--master-port', String(port),
-      '--remote-dir', join(runs, 'remote', '{run_id}'), '--hang-timeout', '5', '--env', `TEST_TAG=${tag}`, '--', '/usr/bin/python3', job], { encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        NPURUN_BIN,
+        'launch',
+        '--simulate',
+        '8',
+        '--profile',
+        'torch',
+        '--console',
+        'none',
+        '--run-dir',
+        runs,
+        '--master-port',
+        String(port),
+        '--remote-dir',
+        join(runs, 'remote', '{run_id}'),
+        '--hang-timeout',
+        '5',
+        '--env',
+        `TEST_TAG=${tag}`,
+        '--',
+        '/usr/bin/python3',
+        job,
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
     expect(r.status, r.stderr).toBe(124);
     expect(r.stderr).toMatch(/npurun: hang: rank 3 \(host [^,]+, device 3\) the other 7 ranks wait in all_reduce/);
     expect(r.stderr).toMatch(/^\* rank 3 .*<module> \(hang_job\.py:\d+\)$/m);
-    expect(r.stderr.split('\n').filter((l) => /^ {2}rank \d .*all_reduce \(distributed_c10d\.py:\d+\)/.test(l))).toHaveLength(7);
+    expect(
+      r.stderr.split('\n').filter((l) => /^ {2}rank \d .*all_reduce \(distributed_c10d\.py:\d+\)/.test(l)),
+    ).toHaveLength(7);
     const dir = join(runs, readdirSync(runs).find((d) => existsSync(join(runs, d, 'run.json'))) as string);
-    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { status: string; exit_code: number; root_cause: string; ranks: { label: string; exit: { cause: string } }[] };
+    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as {
+      status: string;
+      exit_code: number;
+      root_cause: string;
+      ranks: { label: string; exit: { cause: string } }[];
+    };
     expect(record).toMatchObject({ status: 'failed', exit_code: 124, root_cause: '3' });
     expect(record.ranks.find((x) => x.label === '3')?.exit.cause).toBe('hang');
-    const events = readFileSync(join(dir, 'events.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; culprits?: string[] });
+    const events = readFileSync(join(dir, 'events.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { event: string; culprits?: string[] });
     expect(events.find((e) => e.event === 'hang')?.culprits).toEqual(['3']);
     expect(taggedPids(tag)).toEqual([]);
   }, 150_000);

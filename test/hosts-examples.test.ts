@@ -13,11 +13,25 @@ describe('example inventories in hosts/', () => {
   });
   it('two-servers.yaml: names, addresses, defaults applied', async () => {
     const [a, b] = await loadInventory(dir + 'two-servers.yaml', { home: '/home/u' });
-    expect([a?.name, a?.address, b?.name, b?.address]).toEqual(['server-a', '10.155.111.140', 'server-b', '10.155.111.141']);
-    expect(a?.ssh).toMatchObject({ user: 'root', port: 22, identityFiles: ['/home/u/.ssh/id_ed25519'], knownHostsFiles: ['/home/u/.ssh/known_hosts'] });
+    expect([a?.name, a?.address, b?.name, b?.address]).toEqual([
+      'server-a',
+      '10.155.111.140',
+      'server-b',
+      '10.155.111.141',
+    ]);
+    expect(a?.ssh).toMatchObject({
+      user: 'root',
+      port: 22,
+      identityFiles: ['/home/u/.ssh/id_ed25519'],
+      knownHostsFiles: ['/home/u/.ssh/known_hosts'],
+    });
   });
   it('behind-jump-host.yaml keeps the jump host and slots', async () => {
     const hosts = await loadInventory(dir + 'behind-jump-host.yaml', { home: '/home/u' });
-    expect(hosts[0]).toMatchObject({ name: 'node01', slots: 8, ssh: { user: 'hpcuser', proxyJump: 'hpcuser@login.example.com:22' } });
+    expect(hosts[0]).toMatchObject({
+      name: 'node01',
+      slots: 8,
+      ssh: { user: 'hpcuser', proxyJump: 'hpcuser@login.example.com:22' },
+    });
   });
 });

@@ -51,13 +51,30 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
 
   /** Hosts (of the 4 reachable ones) where `path` exists. */
   const marked = async (path: string) => {
-    const found = await Promise.all(c.hosts.slice(0, 4).map(async (h) => ((await c.exec(h, ['test', '-e', path])).code === 0 ? [h.name] : [])));
+    const found = await Promise.all(
+      c.hosts.slice(0, 4).map(async (h) => ((await c.exec(h, ['test', '-e', path])).code === 0 ? [h.name] : [])),
+    );
     return found.flat();
   };
 
   const base = (profile: string, extra: string[] = []) => [
-    'launch', '--hosts', hosts4, '--profile', profile, '--nproc-per-node', '2', '--workdir', '/tmp/w',
-    '--console', 'all', '--run-dir', runs, ...extra, '--', '/usr/bin/python3', PROBE,
+    'launch',
+    '--hosts',
+    hosts4,
+    '--profile',
+    profile,
+    '--nproc-per-node',
+    '2',
+    '--workdir',
+    '/tmp/w',
+    '--console',
+    'all',
+    '--run-dir',
+    runs,
+    ...extra,
+    '--',
+    '/usr/bin/python3',
+    PROBE,
   ];
 
   it('mindspore: 4 hosts x 2 ranks, rank table copied to every host, each rank finds its own entry, pinned to its cores', async () => {
@@ -66,7 +83,10 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     const ps = probes(r.stdout);
     expect(ps).toHaveLength(8);
     for (const p of ps) {
-      expect(p.table_entry_found && p.server_id_is_mine && p.device_ip_matches_hccn_conf && p.device_id_matches, JSON.stringify(p)).toBe(true);
+      expect(
+        p.table_entry_found && p.server_id_is_mine && p.device_ip_matches_hccn_conf && p.device_id_matches,
+        JSON.stringify(p),
+      ).toBe(true);
       expect(p.env.RANK_SIZE).toBe('8');
       expect(p.env.MINDSPORE_HCCL_CONFIG_PATH).toBe(p.env.RANK_TABLE_FILE);
       expect(p.env.DEVICE_NUM).toBe('2');
@@ -79,7 +99,8 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
       expect(p.cpus).toHaveLength(Math.max(1, Math.floor(cores / 2)));
     }
     const byHost = new Map<string, number[][]>();
-    for (const p of ps) byHost.set(p.env.NPURUN_HOST as string, [...(byHost.get(p.env.NPURUN_HOST as string) ?? []), p.cpus]);
+    for (const p of ps)
+      byHost.set(p.env.NPURUN_HOST as string, [...(byHost.get(p.env.NPURUN_HOST as string) ?? []), p.cpus]);
     for (const sets of byHost.values()) expect(new Set(sets.flat()).size).toBe(sets.flat().length);
     expect(ps.map((p) => Number(p.env.RANK_ID)).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
@@ -97,8 +118,21 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
     const torchRun = await npurun(base('torch'));
     expect(torchRun.exitCode, torchRun.all).toBe(0);
     const torch = probes(torchRun.stdout);
-    expect(torch.map((p) => [p.env.RANK, p.env.LOCAL_RANK, p.env.NODE_RANK, p.env.WORLD_SIZE, p.env.LOCAL_WORLD_SIZE, p.env.MASTER_ADDR]).sort()).toEqual(
-      [0, 1, 2, 3, 4, 5, 6, 7].map((r) => [String(r), String(r % 2), String(Math.floor(r / 2)), '8', '2', '10.213.0.11']).sort(),
+    expect(
+      torch
+        .map((p) => [
+          p.env.RANK,
+          p.env.LOCAL_RANK,
+          p.env.NODE_RANK,
+          p.env.WORLD_SIZE,
+          p.env.LOCAL_WORLD_SIZE,
+          p.env.MASTER_ADDR,
+        ])
+        .sort(),
+    ).toEqual(
+      [0, 1, 2, 3, 4, 5, 6, 7]
+        .map((r) => [String(r), String(r % 2), String(Math.floor(r / 2)), '8', '2', '10.213.0.11'])
+        .sort(),
     );
     const msRun = await npurun(base('msrun'));
     expect(msRun.exitCode, msRun.all).toBe(0);
@@ -117,7 +151,22 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
   for (const profile of ['mindspore', 'tensorflow', 'torch', 'msrun'] as const) {
     it(`${profile}: 1 host x 8 ranks on an unmodified sshd (MaxSessions 10): all start and exit 0`, async () => {
       const one = c.hostsFile([c.hosts[0]!]);
-      const r = await npurun(['launch', '--hosts', one, '--profile', profile, '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', PROBE]);
+      const r = await npurun([
+        'launch',
+        '--hosts',
+        one,
+        '--profile',
+        profile,
+        '--workdir',
+        '/tmp/w',
+        '--console',
+        'all',
+        '--run-dir',
+        runs,
+        '--',
+        '/usr/bin/python3',
+        PROBE,
+      ]);
       expect(r.exitCode, r.all).toBe(0);
       const ps = probes(r.stdout);
       // msrun adds its scheduler process (no device) beside the 8 workers.
@@ -131,32 +180,104 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
       } else {
         // torch and msrun: local rank i sees the host's chosen devices, and uses the i-th.
         expect(workers.map((p) => p.env.ASCEND_RT_VISIBLE_DEVICES)).toEqual(Array(8).fill('0,1,2,3,4,5,6,7'));
-        expect(workers.map((p) => p.env[profile === 'torch' ? 'LOCAL_RANK' : 'DEVICE_ID']).sort()).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
+        expect(workers.map((p) => p.env[profile === 'torch' ? 'LOCAL_RANK' : 'DEVICE_ID']).sort()).toEqual([
+          '0',
+          '1',
+          '2',
+          '3',
+          '4',
+          '5',
+          '6',
+          '7',
+        ]);
       }
     });
   }
 
-  itWithTorch('a real PyTorch job (gloo) all_reduces across 4 hosts', async () => {
-    const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', '/usr/bin/python3', ALLREDUCE]);
-    expect(r.exitCode, r.all).toBe(0);
-    const sums = [...r.stdout.matchAll(/ALLREDUCE rank=(\d) world=4 sum=(\d+) host=(h\d)/g)].map((m) => [m[1], m[2], m[3]]);
-    expect(sums.sort()).toEqual([['0', '10', 'h1'], ['1', '10', 'h2'], ['2', '10', 'h3'], ['3', '10', 'h4']]);
-  }, 120_000);
+  itWithTorch(
+    'a real PyTorch job (gloo) all_reduces across 4 hosts',
+    async () => {
+      const r = await npurun([
+        'launch',
+        '--hosts',
+        hosts4,
+        '--profile',
+        'torch',
+        '--nproc-per-node',
+        '1',
+        '--workdir',
+        '/tmp/w',
+        '--console',
+        'all',
+        '--run-dir',
+        runs,
+        '--',
+        '/usr/bin/python3',
+        ALLREDUCE,
+      ]);
+      expect(r.exitCode, r.all).toBe(0);
+      const sums = [...r.stdout.matchAll(/ALLREDUCE rank=(\d) world=4 sum=(\d+) host=(h\d)/g)].map((m) => [
+        m[1],
+        m[2],
+        m[3],
+      ]);
+      expect(sums.sort()).toEqual([
+        ['0', '10', 'h1'],
+        ['1', '10', 'h2'],
+        ['2', '10', 'h3'],
+        ['3', '10', 'h4'],
+      ]);
+    },
+    120_000,
+  );
 
   it('a rank that exits 7 makes npurun exit 7 within 2 s of it, naming that rank, and stops all others', async () => {
-    const script = 'import os,time,sys\nif os.environ["RANK"]=="5":\n    time.sleep(1.5); print("rank 5 gives up", flush=True); open("/tmp/exit-at","w").write(repr(time.time())); sys.exit(7)\ntime.sleep(60)\n';
-    const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '2', '--workdir', '/tmp/w', '--console', 'none', '--run-dir', runs, '--', '/usr/bin/python3', '-c', script]);
+    const script =
+      'import os,time,sys\nif os.environ["RANK"]=="5":\n    time.sleep(1.5); print("rank 5 gives up", flush=True); open("/tmp/exit-at","w").write(repr(time.time())); sys.exit(7)\ntime.sleep(60)\n';
+    const r = await npurun([
+      'launch',
+      '--hosts',
+      hosts4,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--workdir',
+      '/tmp/w',
+      '--console',
+      'none',
+      '--run-dir',
+      runs,
+      '--',
+      '/usr/bin/python3',
+      '-c',
+      script,
+    ]);
     const harnessEnd = Date.now() / 1000;
     expect(r.exitCode, r.all).toBe(7);
     const exitAt = Number((await c.exec(c.hosts[2]!, ['cat', '/tmp/exit-at'])).stdout);
     // To the stop npurun recorded (run.json ended_at), not to execa's view of node's exit on 2 busy cores.
-    const endedAt = Date.parse((JSON.parse(readFileSync(join(runs, (r.stderr.match(/run (\S+):/) as RegExpMatchArray)[1] as string, 'run.json'), 'utf8')) as { ended_at: string }).ended_at) / 1000;
-    process.stdout.write(`fail-fast: run recorded ended ${(endedAt - exitAt).toFixed(2)} s after rank 5's exit (harness: ${(harnessEnd - exitAt).toFixed(2)} s)\n`);
+    const endedAt =
+      Date.parse(
+        (
+          JSON.parse(
+            readFileSync(
+              join(runs, (r.stderr.match(/run (\S+):/) as RegExpMatchArray)[1] as string, 'run.json'),
+              'utf8',
+            ),
+          ) as { ended_at: string }
+        ).ended_at,
+      ) / 1000;
+    process.stdout.write(
+      `fail-fast: run recorded ended ${(endedAt - exitAt).toFixed(2)} s after rank 5's exit (harness: ${(harnessEnd - exitAt).toFixed(2)} s)\n`,
+    );
     expect(endedAt - exitAt).toBeLessThan(2);
     expect(r.stderr).toMatch(/rank 5 \(host h3, device 1\) exited with code 7/);
     expect(r.stderr).toContain('rank 5 gives up');
     expect(r.stderr).toMatch(/stopped the other 7 ranks/);
-    const run = JSON.parse(readFileSync(join(runs, (r.stderr.match(/run (\S+):/) as RegExpMatchArray)[1] as string, 'run.json'), 'utf8')) as { root_cause: string; exit_code: number; ranks: { label: string; exit: { cause: string } }[] };
+    const run = JSON.parse(
+      readFileSync(join(runs, (r.stderr.match(/run (\S+):/) as RegExpMatchArray)[1] as string, 'run.json'), 'utf8'),
+    ) as { root_cause: string; exit_code: number; ranks: { label: string; exit: { cause: string } }[] };
     expect(run.root_cause).toBe('5');
     expect(run.exit_code).toBe(7);
     expect(run.ranks.filter((x) => x.label !== '5').every((x) => x.exit.cause === 'stopped')).toBe(true);
@@ -164,7 +285,25 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
 
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
     it(`${sig} to npurun leaves no process on any host within 5 s`, async () => {
-      const p = npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '2', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', 'sh', '-c', 'echo started; sleep 120 & sleep 120']);
+      const p = npurun([
+        'launch',
+        '--hosts',
+        hosts4,
+        '--profile',
+        'torch',
+        '--nproc-per-node',
+        '2',
+        '--workdir',
+        '/tmp/w',
+        '--console',
+        'all',
+        '--run-dir',
+        runs,
+        '--',
+        'sh',
+        '-c',
+        'echo started; sleep 120 & sleep 120',
+      ]);
       let seen = 0;
       p.stdout?.on('data', (d: Buffer) => (seen += (d.toString().match(/started/g) ?? []).length));
       while (seen < 8) await new Promise((res) => setTimeout(res, 50));
@@ -180,7 +319,25 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
   }
 
   it("a host's link cut mid-run: its ranks stop by themselves, the others are stopped, exit 3", async () => {
-    const p = npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '2', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--', 'sh', '-c', 'echo started; sleep 120']);
+    const p = npurun([
+      'launch',
+      '--hosts',
+      hosts4,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '2',
+      '--workdir',
+      '/tmp/w',
+      '--console',
+      'all',
+      '--run-dir',
+      runs,
+      '--',
+      'sh',
+      '-c',
+      'echo started; sleep 120',
+    ]);
     let seen = 0;
     p.stdout?.on('data', (d: Buffer) => (seen += (d.toString().match(/started/g) ?? []).length));
     while (seen < 8) await new Promise((res) => setTimeout(res, 50));
@@ -199,7 +356,31 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
 
   it('hostile env values and arguments arrive byte for byte and run nothing', async () => {
     const hostile = `a'b"c $(touch /tmp/pwned) \`touch /tmp/pwned2\` ; | & > < * ? \\ \n second line $HOME ümlaut 日本`;
-    const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--workdir', '/tmp/w', '--console', 'all', '--run-dir', runs, '--env', `HOSTILE=${hostile}`, '--env', 'EMPTY=', '--', '/usr/bin/python3', PROBE, hostile, '', '--flag=$(id)']);
+    const r = await npurun([
+      'launch',
+      '--hosts',
+      hosts4,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '1',
+      '--workdir',
+      '/tmp/w',
+      '--console',
+      'all',
+      '--run-dir',
+      runs,
+      '--env',
+      `HOSTILE=${hostile}`,
+      '--env',
+      'EMPTY=',
+      '--',
+      '/usr/bin/python3',
+      PROBE,
+      hostile,
+      '',
+      '--flag=$(id)',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
     const ps = probes(r.stdout);
     expect(ps).toHaveLength(4);
@@ -208,12 +389,27 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
       expect(p.env.EMPTY).toBe('');
       expect(p.argv).toEqual([hostile, '', '--flag=$(id)']);
     }
-    for (const h of c.hosts.slice(0, 4)) expect((await c.exec(h, ['sh', '-c', 'ls /tmp/pwned /tmp/pwned2 2>/dev/null | wc -l'])).stdout.trim()).toBe('0');
+    for (const h of c.hosts.slice(0, 4))
+      expect((await c.exec(h, ['sh', '-c', 'ls /tmp/pwned /tmp/pwned2 2>/dev/null | wc -l'])).stdout.trim()).toBe('0');
   });
 
   it('preflight failures (unreachable host, wrong host key) exit 3 naming each host, and start nothing anywhere', async () => {
     const bad = c.hostsFile([c.hosts[0]!, c.hosts[4]!], '  - { name: ghost, address: 10.213.0.99 }\n');
-    const r = await npurun(['launch', '--hosts', bad, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', 'sh', '-c', 'touch /tmp/started-mark; sleep 30']);
+    const r = await npurun([
+      'launch',
+      '--hosts',
+      bad,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '1',
+      '--run-dir',
+      runs,
+      '--',
+      'sh',
+      '-c',
+      'touch /tmp/started-mark; sleep 30',
+    ]);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/preflight failed on 2 of 3 hosts; nothing was started/);
     expect(await marked('/tmp/started-mark')).toEqual([]);
@@ -225,17 +421,47 @@ describeCluster('npurun launch on the simulated cluster (real sshd)', () => {
   it('a script missing on a host fails preflight (exit 3) before anything starts', async () => {
     // The script exists on h2..h4 (their private /tmp) and would leave a mark there if it ran.
     for (const h of c.hosts.slice(1, 4)) {
-      expect((await c.exec(h, ['sh', '-c', 'echo "open(\'/tmp/started-mark\', \'w\').close()" > /tmp/only-here.py'])).code).toBe(0);
+      expect(
+        (await c.exec(h, ['sh', '-c', "echo \"open('/tmp/started-mark', 'w').close()\" > /tmp/only-here.py"])).code,
+      ).toBe(0);
     }
-    const r = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', '/usr/bin/python3', '/tmp/only-here.py']);
+    const r = await npurun([
+      'launch',
+      '--hosts',
+      hosts4,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '1',
+      '--run-dir',
+      runs,
+      '--',
+      '/usr/bin/python3',
+      '/tmp/only-here.py',
+    ]);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/h1 \(10\.213\.0\.11\): script \/tmp\/only-here\.py not found on this host/);
     expect(await marked('/tmp/started-mark')).toEqual([]);
     // Had it run, the mark would be there: run it by hand on h2.
     expect((await c.exec(c.hosts[1]!, ['/usr/bin/python3', '/tmp/only-here.py'])).code).toBe(0);
     expect(await marked('/tmp/started-mark')).toEqual(['h2']);
-    for (const h of c.hosts.slice(1, 4)) expect((await c.exec(h, ['rm', '-f', '/tmp/only-here.py', '/tmp/started-mark'])).code).toBe(0);
-    const prog = await npurun(['launch', '--hosts', hosts4, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', runs, '--', 'no-such-trainer', '--epochs', '1']);
+    for (const h of c.hosts.slice(1, 4))
+      expect((await c.exec(h, ['rm', '-f', '/tmp/only-here.py', '/tmp/started-mark'])).code).toBe(0);
+    const prog = await npurun([
+      'launch',
+      '--hosts',
+      hosts4,
+      '--profile',
+      'torch',
+      '--nproc-per-node',
+      '1',
+      '--run-dir',
+      runs,
+      '--',
+      'no-such-trainer',
+      '--epochs',
+      '1',
+    ]);
     expect(prog.exitCode).toBe(3);
     expect(prog.stderr).toMatch(/preflight failed on 4 of 4 hosts/);
     expect(prog.stderr).toMatch(/h3 \(10\.213\.0\.13\): program "no-such-trainer" not found/);

@@ -35,8 +35,25 @@ describe('faults around a local run (real launcher, real ranks)', () => {
     const runsDir = join(base, 'daemon');
     const tag = `daemon-${process.pid}`;
     const started = Date.now();
-    const r = cli(['launch', '--simulate', '2', '--profile', 'torch', '--console', 'none', '--run-dir', runsDir, '--remote-dir', join(base, 'daemon-remote', '{run_id}'),
-      '--env', `TEST_TAG=${tag}`, '--', 'sh', '-c', 'setsid sleep 300 & nohup sleep 301 & echo bye; exit 0']);
+    const r = cli([
+      'launch',
+      '--simulate',
+      '2',
+      '--profile',
+      'torch',
+      '--console',
+      'none',
+      '--run-dir',
+      runsDir,
+      '--remote-dir',
+      join(base, 'daemon-remote', '{run_id}'),
+      '--env',
+      `TEST_TAG=${tag}`,
+      '--',
+      'sh',
+      '-c',
+      'setsid sleep 300 & nohup sleep 301 & echo bye; exit 0',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(taggedPids(tag)).toEqual([]);
@@ -50,33 +67,90 @@ describe('faults around a local run (real launcher, real ranks)', () => {
     const payload = Buffer.concat([gbk, binary, Buffer.from('\n')]);
     const file = join(base, 'payload.bin');
     writeFileSync(file, payload);
-    const r = cli(['launch', '--simulate', '1', '--profile', 'torch', '--console', 'none', '--run-dir', runsDir, '--remote-dir', join(base, 'bytes-remote', '{run_id}'), '--', 'cat', file]);
+    const r = cli([
+      'launch',
+      '--simulate',
+      '1',
+      '--profile',
+      'torch',
+      '--console',
+      'none',
+      '--run-dir',
+      runsDir,
+      '--remote-dir',
+      join(base, 'bytes-remote', '{run_id}'),
+      '--',
+      'cat',
+      file,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(runDirOf(runsDir), 'logs', 'rank-0.log')).equals(payload)).toBe(true);
     const merged = readFileSync(join(runDirOf(runsDir), 'merged.log'));
     expect(merged.includes(binary)).toBe(true);
   });
 
-  it.runIf(isRoot)('a run folder on a full disk: said once per file in words, the ranks unharmed, the exit code the job\'s', () => {
-    const full = join(base, 'full');
-    mkdirSync(full);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', full]);
-    const r = cli(['launch', '--simulate', '2', '--profile', 'torch', '--console', 'none', '--run-dir', full, '--remote-dir', join(base, 'full-remote', '{run_id}'), '--',
-      '/usr/bin/python3', '-c', 'import sys\nfor i in range(40000): print("line %06d " % i + "x" * 40)\nsys.exit(0)']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/no space left on device/);
-    expect(r.stderr).not.toMatch(/internal error|ENOSPC|at .*\.js:\d+/);
-    // Once per file, not once per line.
-    expect(r.stderr.split('\n').filter((l) => /no space left/.test(l)).length).toBeLessThan(8);
-  });
+  it.runIf(isRoot)(
+    "a run folder on a full disk: said once per file in words, the ranks unharmed, the exit code the job's",
+    () => {
+      const full = join(base, 'full');
+      mkdirSync(full);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', full]);
+      const r = cli([
+        'launch',
+        '--simulate',
+        '2',
+        '--profile',
+        'torch',
+        '--console',
+        'none',
+        '--run-dir',
+        full,
+        '--remote-dir',
+        join(base, 'full-remote', '{run_id}'),
+        '--',
+        '/usr/bin/python3',
+        '-c',
+        'import sys\nfor i in range(40000): print("line %06d " % i + "x" * 40)\nsys.exit(0)',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/no space left on device/);
+      expect(r.stderr).not.toMatch(/internal error|ENOSPC|at .*\.js:\d+/);
+      // Once per file, not once per line.
+      expect(r.stderr.split('\n').filter((l) => /no space left/.test(l)).length).toBeLessThan(8);
+    },
+  );
 
   it('a second launch on devices a live run holds is refused naming that run (exit 3, nothing started); --share-devices allows it', async () => {
     const remote = join(base, 'held-remote', '{run_id}');
-    const first = launchLocal({ ranks: 4, runsDir: join(base, 'held-a'), remoteDir: join(base, 'held-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(30)'] });
+    const first = launchLocal({
+      ranks: 4,
+      runsDir: join(base, 'held-a'),
+      remoteDir: join(base, 'held-remote'),
+      argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(30)'],
+    });
     await waitForLines(first, 'ready', 4);
     const firstId = first.runDir()!.split('/').pop() as string;
     const tag = `held-${process.pid}`;
-    const args = (extra: string[]) => ['launch', '--simulate', '4', '--profile', 'torch', '--console', 'none', '--run-dir', join(base, 'held-b'), '--remote-dir', remote, '--env', `TEST_TAG=${tag}`, ...extra, '--', 'sh', '-c', 'echo ran'];
+    const args = (extra: string[]) => [
+      'launch',
+      '--simulate',
+      '4',
+      '--profile',
+      'torch',
+      '--console',
+      'none',
+      '--run-dir',
+      join(base, 'held-b'),
+      '--remote-dir',
+      remote,
+      '--env',
+      `TEST_TAG=${tag}`,
+      ...extra,
+      '--',
+      'sh',
+      '-c',
+      'echo ran',
+    ];
     const auto = cli(args([]));
     expect(auto.code, auto.stderr).toBe(3);
     expect(auto.stderr).toContain(`held by npurun run ${firstId}`);
@@ -91,14 +165,24 @@ describe('faults around a local run (real launcher, real ranks)', () => {
   }, 90_000);
 
   it('npurun kill RUN while its launcher lives: recorded as stopped by that kill, not as a rank failure; nothing left', async () => {
-    const run = launchLocal({ ranks: 4, runsDir: join(base, 'kill'), remoteDir: join(base, 'kill-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(60)'] });
+    const run = launchLocal({
+      ranks: 4,
+      runsDir: join(base, 'kill'),
+      remoteDir: join(base, 'kill-remote'),
+      argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(60)'],
+    });
     await waitForLines(run, 'ready', 4);
     const runId = run.runDir()!.split('/').pop() as string;
     const k = cli(['kill', runId, '--run-dir', run.runsDir]);
     expect(k.code, k.stderr + k.stdout).toBe(0);
     expect(k.stderr).toMatch(/asked the launcher/);
     expect((await run.exited).code).toBe(143);
-    const record = JSON.parse(readFileSync(join(run.runDir() as string, 'run.json'), 'utf8')) as { status: string; stopped_by?: string; root_cause: string | null; ranks: { exit: { cause: string } }[] };
+    const record = JSON.parse(readFileSync(join(run.runDir() as string, 'run.json'), 'utf8')) as {
+      status: string;
+      stopped_by?: string;
+      root_cause: string | null;
+      ranks: { exit: { cause: string } }[];
+    };
     expect(record.status).toBe('interrupted');
     expect(record.stopped_by).toMatch(/^npurun kill \(user .+, pid \d+\)$/);
     expect(record.root_cause).toBeNull();
@@ -108,7 +192,12 @@ describe('faults around a local run (real launcher, real ranks)', () => {
   }, 90_000);
 
   it('Ctrl-Z (SIGTSTP) is refused while ranks run: the run goes on and succeeds', async () => {
-    const run = launchLocal({ ranks: 2, runsDir: join(base, 'tstp'), remoteDir: join(base, 'tstp-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(4)'] });
+    const run = launchLocal({
+      ranks: 2,
+      runsDir: join(base, 'tstp'),
+      remoteDir: join(base, 'tstp-remote'),
+      argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(4)'],
+    });
     await waitForLines(run, 'ready', 2);
     run.child.kill('SIGTSTP');
     expect(await run.exited, run.stderr()).toEqual({ code: 0, signal: null });
@@ -116,14 +205,26 @@ describe('faults around a local run (real launcher, real ranks)', () => {
   }, 60_000);
 
   it('SIGHUP stops the run like SIGINT; a second SIGINT kills at once, even ranks that ignore SIGTERM', async () => {
-    const hup = launchLocal({ ranks: 2, runsDir: join(base, 'hup'), remoteDir: join(base, 'hup-remote'), argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(60)'] });
+    const hup = launchLocal({
+      ranks: 2,
+      runsDir: join(base, 'hup'),
+      remoteDir: join(base, 'hup-remote'),
+      argv: ['/usr/bin/python3', '-c', 'import time\nprint("ready", flush=True)\ntime.sleep(60)'],
+    });
     await waitForLines(hup, 'ready', 2);
     hup.child.kill('SIGHUP');
     expect(await hup.exited).toEqual({ code: 129, signal: null });
     expect(await waitForNoTagged(hup.tag, 3000)).toEqual([]);
 
-    const stubborn = 'import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint("ready", flush=True)\ntime.sleep(120)';
-    const run = launchLocal({ ranks: 2, runsDir: join(base, 'int2'), remoteDir: join(base, 'int2-remote'), argv: ['/usr/bin/python3', '-c', stubborn], extra: ['--grace', '60'] });
+    const stubborn =
+      'import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint("ready", flush=True)\ntime.sleep(120)';
+    const run = launchLocal({
+      ranks: 2,
+      runsDir: join(base, 'int2'),
+      remoteDir: join(base, 'int2-remote'),
+      argv: ['/usr/bin/python3', '-c', stubborn],
+      extra: ['--grace', '60'],
+    });
     await waitForLines(run, 'ready', 2);
     run.child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 500));
@@ -146,20 +247,39 @@ describe('a host whose SSH port accepts but never speaks', () => {
     mkdirSync(dir, { recursive: true });
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')]);
     // An ssh_config alias, so the address is not loopback (which npurun runs locally).
-    writeFileSync(join(dir, 'ssh_config'), `Host silent\n  HostName 127.0.0.1\n  Port ${port}\n  IdentityFile ${join(dir, 'id')}\n  ConnectTimeout 3\n`);
+    writeFileSync(
+      join(dir, 'ssh_config'),
+      `Host silent\n  HostName 127.0.0.1\n  Port ${port}\n  IdentityFile ${join(dir, 'id')}\n  ConnectTimeout 3\n`,
+    );
     writeFileSync(join(dir, 'hosts.yaml'), 'hosts:\n  - address: silent\n');
     const common = ['--hosts', join(dir, 'hosts.yaml'), '--ssh-config', join(dir, 'ssh_config')];
-    const runs = await Promise.all([
-      ['launch', ...common, '--profile', 'torch', '--nproc-per-node', '1', '--run-dir', join(dir, 'runs'), '--', '/bin/true'],
-      ['devices', ...common],
-      ['ps', ...common],
-    ].map((args) => new Promise<{ args: string[]; code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [NPURUN_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-      child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-      child.on('exit', (code) => resolve({ args, code, out }));
-    })));
+    const runs = await Promise.all(
+      [
+        [
+          'launch',
+          ...common,
+          '--profile',
+          'torch',
+          '--nproc-per-node',
+          '1',
+          '--run-dir',
+          join(dir, 'runs'),
+          '--',
+          '/bin/true',
+        ],
+        ['devices', ...common],
+        ['ps', ...common],
+      ].map(
+        (args) =>
+          new Promise<{ args: string[]; code: number | null; out: string }>((resolve) => {
+            const child = spawn(process.execPath, [NPURUN_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+            let out = '';
+            child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+            child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+            child.on('exit', (code) => resolve({ args, code, out }));
+          }),
+      ),
+    );
     server.close();
     for (const r of runs) {
       expect(r.code, `${r.args[0]}: ${r.out}`).toBe(3);

@@ -3,7 +3,13 @@ import { homedir, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/inventory.js';
-import { expandIdentityFile, openSshSource, ownParserSource, settingsFromSshG, strictnessOfSshG } from '../src/inventory/openssh-config.js';
+import {
+  expandIdentityFile,
+  openSshSource,
+  ownParserSource,
+  settingsFromSshG,
+  strictnessOfSshG,
+} from '../src/inventory/openssh-config.js';
 import type { ResolvedSsh } from '../src/inventory/ssh-config.js';
 import { findSshClient, sshConfigQuery } from '../src/transport/openssh.js';
 
@@ -46,16 +52,25 @@ describe.skipIf(!ssh)('ssh -G and the own parser agree where the own parser supp
     '  IdentityAgent none',
   ]);
 
-  it.each([['gpu-7'], ['gpu-8'], ['gpu-1']])('Host patterns, first value wins, tokens in IdentityFile: %s', async (alias) => {
-    const [a, b] = await Promise.all([cfg.openssh.host(alias, {}), cfg.own.host(alias, {})]);
-    expect(comparable(a, true)).toEqual(comparable(b, true));
-    expect(a.user).toBe('trainer');
-  });
+  it.each([['gpu-7'], ['gpu-8'], ['gpu-1']])(
+    'Host patterns, first value wins, tokens in IdentityFile: %s',
+    async (alias) => {
+      const [a, b] = await Promise.all([cfg.openssh.host(alias, {}), cfg.own.host(alias, {})]);
+      expect(comparable(a, true)).toEqual(comparable(b, true));
+      expect(a.user).toBe('trainer');
+    },
+  );
 
-  it('a host no block names: defaults (ssh lists more default keys; the own parser\'s are among them)', async () => {
+  it("a host no block names: defaults (ssh lists more default keys; the own parser's are among them)", async () => {
     const [a, b] = await Promise.all([cfg.openssh.host('other', {}), cfg.own.host('other', {})]);
     expect(comparable(a, false)).toEqual(comparable(b, false));
-    expect(a).toMatchObject({ hostname: 'other', port: 22, user: userInfo().username, strictHostKeyChecking: 'accept-new', useAgent: false });
+    expect(a).toMatchObject({
+      hostname: 'other',
+      port: 22,
+      user: userInfo().username,
+      strictHostKeyChecking: 'accept-new',
+      useAgent: false,
+    });
     for (const f of b.identityFiles) expect(a.identityFiles).toContain(f);
   });
 
@@ -63,7 +78,12 @@ describe.skipIf(!ssh)('ssh -G and the own parser agree where the own parser supp
     const explicit = { user: 'root', port: 22, proxyJump: 'other@jump' };
     const [a, b] = await Promise.all([cfg.openssh.host('gpu-7', explicit), cfg.own.host('gpu-7', explicit)]);
     expect(comparable(a, true)).toEqual(comparable(b, true));
-    expect(a).toMatchObject({ user: 'root', port: 22, proxyJump: 'other@jump', identityFiles: [join(home, '.ssh/10.1.1.7_key'), '/keys/with space/root@10.1.1.7'] });
+    expect(a).toMatchObject({
+      user: 'root',
+      port: 22,
+      proxyJump: 'other@jump',
+      identityFiles: [join(home, '.ssh/10.1.1.7_key'), '/keys/with space/root@10.1.1.7'],
+    });
   });
 
   it.each([
@@ -79,10 +99,22 @@ describe.skipIf(!ssh)('ssh -G and the own parser agree where the own parser supp
   });
 
   it('key=value, %h in HostName, %d %u %r %% in IdentityFile, an IdentityAgent path, ProxyJump none', async () => {
-    const c = both(['Host n1', 'HostName=%h.cluster', 'User=ops', 'IdentityFile %d/k/%u/%r/%h/100%%', 'IdentityAgent ~/agent-%r.sock', 'ProxyJump none']);
+    const c = both([
+      'Host n1',
+      'HostName=%h.cluster',
+      'User=ops',
+      'IdentityFile %d/k/%u/%r/%h/100%%',
+      'IdentityAgent ~/agent-%r.sock',
+      'ProxyJump none',
+    ]);
     const [a, b] = await Promise.all([c.openssh.host('n1', {}), c.own.host('n1', {})]);
     expect(comparable(a, true)).toEqual(comparable(b, true));
-    expect(a).toMatchObject({ hostname: 'n1.cluster', identityFiles: [`${home}/k/${userInfo().username}/ops/n1.cluster/100%`], identityAgent: `${home}/agent-ops.sock`, useAgent: true });
+    expect(a).toMatchObject({
+      hostname: 'n1.cluster',
+      identityFiles: [`${home}/k/${userInfo().username}/ops/n1.cluster/100%`],
+      identityAgent: `${home}/agent-ops.sock`,
+      useAgent: true,
+    });
     expect(a.proxyJump).toBeUndefined();
   });
 
@@ -110,20 +142,36 @@ describe.skipIf(!ssh)('ssh -G and the own parser agree where the own parser supp
 
 describe.skipIf(!ssh)('ssh -G handles what the own parser does not', () => {
   it('Match host and Match user (the own parser skips them with a warning)', async () => {
-    const lines = ['Match host gpu-*', '  Port 2200', 'Match user alice', '  IdentityFile ~/.ssh/alice_key', 'Host *', '  Port 22'];
+    const lines = [
+      'Match host gpu-*',
+      '  Port 2200',
+      'Match user alice',
+      '  IdentityFile ~/.ssh/alice_key',
+      'Host *',
+      '  Port 22',
+    ];
     const warnings: string[] = [];
     const c = both(lines);
     const own = ownParserSource(lines.join('\n'), home, (w) => warnings.push(w));
     expect((await c.openssh.host('gpu-3', {})).port).toBe(2200);
     expect((await own.host('gpu-3', {})).port).toBe(22);
-    expect(warnings).toEqual(['ssh_config: Match blocks are not supported and were skipped: "Match host gpu-*"', 'ssh_config: Match blocks are not supported and were skipped: "Match user alice"']);
+    expect(warnings).toEqual([
+      'ssh_config: Match blocks are not supported and were skipped: "Match host gpu-*"',
+      'ssh_config: Match blocks are not supported and were skipped: "Match user alice"',
+    ]);
     // The hosts file's user reaches ssh as -l, so `Match user` sees it.
     expect((await c.openssh.host('n1', { user: 'alice' })).identityFiles).toEqual([join(home, '.ssh/alice_key')]);
     expect((await c.openssh.host('n1', { user: 'bob' })).identityFiles).not.toContain(join(home, '.ssh/alice_key'));
   });
 
   it('tokens the own parser leaves as written: %n %p %l in IdentityFile, %h %p in UserKnownHostsFile', async () => {
-    const c = both(['Host n1', '  HostName 10.0.0.9', '  Port 2022', '  IdentityFile ~/.ssh/%n_%p', '  UserKnownHostsFile ~/.ssh/kh_%h_%p']);
+    const c = both([
+      'Host n1',
+      '  HostName 10.0.0.9',
+      '  Port 2022',
+      '  IdentityFile ~/.ssh/%n_%p',
+      '  UserKnownHostsFile ~/.ssh/kh_%h_%p',
+    ]);
     const a = await c.openssh.host('n1', {});
     expect(a.identityFiles).toEqual([join(home, '.ssh/n1_2022')]);
     expect(a.knownHostsFiles).toEqual([join(home, '.ssh/kh_10.0.0.9_2022')]);
@@ -131,35 +179,62 @@ describe.skipIf(!ssh)('ssh -G handles what the own parser does not', () => {
   });
 
   it('ProxyJump a,b: the chain as written, each hop resolved through ssh -G (its own Match too)', async () => {
-    const c = both(['Host target', '  ProxyJump a,jumper@b:2201', 'Match host a', '  HostName 10.0.0.1', '  User hop1', 'Host b', '  HostName 10.0.0.2']);
+    const c = both([
+      'Host target',
+      '  ProxyJump a,jumper@b:2201',
+      'Match host a',
+      '  HostName 10.0.0.1',
+      '  User hop1',
+      'Host b',
+      '  HostName 10.0.0.2',
+    ]);
     expect((await c.openssh.host('target', {})).proxyJump).toBe('a,jumper@b:2201');
     expect(await c.openssh.jump('a')).toMatchObject({ hostname: '10.0.0.1', user: 'hop1', port: 22 });
     expect(await c.openssh.jump('jumper@b:2201')).toMatchObject({ hostname: '10.0.0.2', user: 'jumper', port: 2201 });
     expect((await c.own.jump('a')).hostname).toBe('a');
   });
 
-  it('IdentityAgent: none turns the agent off, SSH_AUTH_SOCK keeps the environment\'s, a path (with Match) is passed on', async () => {
-    const c = both(['Host off', '  IdentityAgent none', 'Host env', '  IdentityAgent SSH_AUTH_SOCK', 'Match user ops', '  IdentityAgent ~/.ssh/ops-agent.sock']);
+  it("IdentityAgent: none turns the agent off, SSH_AUTH_SOCK keeps the environment's, a path (with Match) is passed on", async () => {
+    const c = both([
+      'Host off',
+      '  IdentityAgent none',
+      'Host env',
+      '  IdentityAgent SSH_AUTH_SOCK',
+      'Match user ops',
+      '  IdentityAgent ~/.ssh/ops-agent.sock',
+    ]);
     expect(await c.openssh.host('off', {})).toMatchObject({ useAgent: false });
     expect((await c.openssh.host('off', {})).identityAgent).toBeUndefined();
     const env = await c.openssh.host('env', {});
     expect(env.useAgent && env.identityAgent === undefined).toBe(true);
-    expect(await c.openssh.host('x', { user: 'ops' })).toMatchObject({ useAgent: true, identityAgent: join(home, '.ssh/ops-agent.sock') });
+    expect(await c.openssh.host('x', { user: 'ops' })).toMatchObject({
+      useAgent: true,
+      identityAgent: join(home, '.ssh/ops-agent.sock'),
+    });
   });
 
   it('a config ssh refuses is bad input naming the file and line', async () => {
     const c = both(['Host x', '  Bogus 1']);
-    await expect(c.openssh.host('x', {})).rejects.toThrow(/config-\d+: ssh -G x refused the SSH configuration: .*line 2: Bad configuration option: bogus/);
+    await expect(c.openssh.host('x', {})).rejects.toThrow(
+      /config-\d+: ssh -G x refused the SSH configuration: .*line 2: Bad configuration option: bogus/,
+    );
   });
 });
 
 describe('reading ssh -G output', () => {
   it('maps StrictHostKeyChecking true/false/ask/accept-new to yes/no/yes/accept-new', () => {
-    expect(['true', 'false', 'ask', 'accept-new', undefined].map(strictnessOfSshG)).toEqual(['yes', 'no', 'yes', 'accept-new', 'yes']);
+    expect(['true', 'false', 'ask', 'accept-new', undefined].map(strictnessOfSshG)).toEqual([
+      'yes',
+      'no',
+      'yes',
+      'accept-new',
+      'yes',
+    ]);
   });
 
   it('keeps every identityfile in order and spaces inside values', () => {
-    const out = 'hostname 10.0.0.1\nuser u\nport 2200\nidentityfile ~/a\nidentityfile /k/with space\nuserknownhostsfile /x /y\nstricthostkeychecking false\nproxyjump a,b\nidentityagent /s.sock\n';
+    const out =
+      'hostname 10.0.0.1\nuser u\nport 2200\nidentityfile ~/a\nidentityfile /k/with space\nuserknownhostsfile /x /y\nstricthostkeychecking false\nproxyjump a,b\nidentityagent /s.sock\n';
     expect(settingsFromSshG('n', out, '/home/u')).toEqual({
       hostname: '10.0.0.1',
       user: 'u',
@@ -174,7 +249,9 @@ describe('reading ssh -G output', () => {
   });
 
   it('expands IdentityFile tokens as ssh does when it loads keys; %C stays', () => {
-    expect(expandIdentityFile('~/.ssh/%r@%h:%p-%n-%%-%C', { home: '/h', alias: 'a', hostname: 'x', user: 'u', port: 22 })).toBe('/h/.ssh/u@x:22-a-%-%C');
+    expect(
+      expandIdentityFile('~/.ssh/%r@%h:%p-%n-%%-%C', { home: '/h', alias: 'a', hostname: 'x', user: 'u', port: 22 }),
+    ).toBe('/h/.ssh/u@x:22-a-%-%C');
   });
 });
 
@@ -186,7 +263,9 @@ describe.skipIf(!ssh)('cost of ssh -G for a large inventory', () => {
     const t0 = performance.now();
     const hosts = await loadInventory(file, { settings: c.openssh, home });
     const ms = performance.now() - t0;
-    process.stderr.write(`ssh -G for 512 hosts, 16 at a time: ${Math.round(ms)} ms (${(ms / 512).toFixed(1)} ms per host)\n`);
+    process.stderr.write(
+      `ssh -G for 512 hosts, 16 at a time: ${Math.round(ms)} ms (${(ms / 512).toFixed(1)} ms per host)\n`,
+    );
     expect(hosts).toHaveLength(512);
     expect(hosts.every((h, i) => h.ssh?.user === 'trainer' && h.ssh.hostname === `10.8.gpu-${i}`)).toBe(true);
   }, 120_000);

@@ -8,7 +8,8 @@ import { CLUSTER_START_TIMEOUT, describeCluster, startCluster, type Cluster } fr
 
 const BIN = fileURLToPath(new URL('../bin/npurun', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'npurun-jump-'));
-const npurun = (args: string[]) => execa('node', [BIN, ...args], { reject: false, all: true, env: { NO_COLOR: '1' }, cwd: work });
+const npurun = (args: string[]) =>
+  execa('node', [BIN, ...args], { reject: false, all: true, env: { NO_COLOR: '1' }, cwd: work });
 
 /** Connections h3's sshd accepted, by the address they came from. */
 function acceptedFrom(c: Cluster, address: string): number {
@@ -38,7 +39,8 @@ describeCluster('a host behind ProxyJump a,b (two hops), set by a Match block on
     const before = acceptedFrom(c, '10.213.0.12');
     const r = await npurun(['devices', '--hosts', inv, '--ssh-config', config, '--json']);
     expect(r.exitCode, r.all).toBe(0);
-    const report = JSON.parse(r.stdout) as Record<string, { devices: unknown[] }> | { hosts: Record<string, { devices: unknown[] }> };
+    const report = JSON.parse(r.stdout) as
+      Record<string, { devices: unknown[] }> | { hosts: Record<string, { devices: unknown[] }> };
     expect(JSON.stringify(report)).toContain('h3');
     expect(acceptedFrom(c, '10.213.0.12')).toBe(before + 1);
     expect(acceptedFrom(c, '10.213.0.1')).toBe(0);
@@ -54,7 +56,10 @@ describeCluster('a host behind ProxyJump a,b (two hops), set by a Match block on
 
   it('a hop that cannot be reached fails that host with exit 3, naming it', async () => {
     const broken = join(work, 'ssh_config_broken');
-    writeFileSync(broken, `Match host h3\n  ProxyJump h1,nohop\nHost nohop\n  HostName 10.213.0.250\n  ConnectTimeout 2\n\n${readFileSync(c.sshConfigPath, 'utf8')}`);
+    writeFileSync(
+      broken,
+      `Match host h3\n  ProxyJump h1,nohop\nHost nohop\n  HostName 10.213.0.250\n  ConnectTimeout 2\n\n${readFileSync(c.sshConfigPath, 'utf8')}`,
+    );
     const r = await npurun(['ps', '--hosts', inv, '--ssh-config', broken]);
     expect(r.exitCode, r.all).toBe(3);
     expect(r.stdout).toMatch(/^h3: unreachable: host h3: .*(jump host nohop|10\.213\.0\.250)/m);

@@ -12,7 +12,11 @@ const runsDir = mkdtempSync(join(tmpdir(), 'npurun-report-cli-'));
 const RUN = '20261123-201306-demo-77f2';
 
 function npurun(args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'npurun'), ...args], { cwd: runsDir, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'npurun'), ...args], {
+    cwd: runsDir,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -27,7 +31,11 @@ describe('npurun report (process)', () => {
     const r = npurun(['report', '--csv']);
     expect(r.code, r.stderr).toBe(0);
     const dir = join(runsDir, 'runs', RUN);
-    expect(r.stdout.trim().split('\n')).toEqual([join(dir, 'report.html'), join(dir, 'metrics.jsonl'), join(dir, 'metrics.csv')]);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      join(dir, 'report.html'),
+      join(dir, 'metrics.jsonl'),
+      join(dir, 'metrics.csv'),
+    ]);
     expect(readFileSync(join(dir, 'report.html'), 'utf8')).toMatch(/^<!doctype html>/);
     expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(112);
     expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n')).toHaveLength(113);
@@ -67,7 +75,9 @@ describe('npurun report on a broken run folder', () => {
     writeFileSync(join(dir, 'run.json'), '{"run_id": 5}');
     const r = npurun(['report', dir]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe(`npurun: ${join(dir, 'run.json')}: schema_version missing; expected 1 (a run.json written by npurun launch)\n`);
+    expect(r.stderr).toBe(
+      `npurun: ${join(dir, 'run.json')}: schema_version missing; expected 1 (a run.json written by npurun launch)\n`,
+    );
   });
 
   it('a folder with only run.json (no output yet): a page with no charts', () => {
@@ -85,15 +95,41 @@ describe('npurun report on the folder of a launcher killed mid-run', () => {
     const { spawn } = await import('node:child_process');
     const work = mkdtempSync(join(tmpdir(), 'npurun-report-killed-'));
     const runs = join(work, 'runs');
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'npurun'), 'launch', '--share-devices', '--run-dir', runs, '--console', 'none', '--simulate', '2', '--devices', '0,1', '--workdir', work,
-      '--', 'python3', join(ROOT, 'test/programs/train_lines.py'), '--steps', '400', '--step-time', '0.05'], { cwd: ROOT, stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'npurun'),
+        'launch',
+        '--share-devices',
+        '--run-dir',
+        runs,
+        '--console',
+        'none',
+        '--simulate',
+        '2',
+        '--devices',
+        '0,1',
+        '--workdir',
+        work,
+        '--',
+        'python3',
+        join(ROOT, 'test/programs/train_lines.py'),
+        '--steps',
+        '400',
+        '--step-time',
+        '0.05',
+      ],
+      { cwd: ROOT, stdio: 'ignore' },
+    );
     const exited = new Promise((resolve) => child.on('exit', resolve));
     try {
       const deadline = Date.now() + 20_000;
       const trainLines = () => {
         try {
           const dir = join(runs, readdirSync(runs)[0] as string);
-          return readFileSync(join(dir, 'merged.log'), 'utf8').split('\n').filter((l) => l.includes('iter[')).length;
+          return readFileSync(join(dir, 'merged.log'), 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('iter[')).length;
         } catch {
           return 0;
         }
@@ -106,8 +142,13 @@ describe('npurun report on the folder of a launcher killed mid-run', () => {
       expect(r.code, r.stderr).toBe(0);
       const html = readFileSync(join(dir, 'report.html'), 'utf8');
       expect(html).toContain('"status":"unknown (launcher gone)"');
-      const rows = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string });
-      const logged = readFileSync(join(dir, 'merged.log'), 'utf8').split('\n').filter((l) => l.includes('iter[')).length;
+      const rows = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { kind: string });
+      const logged = readFileSync(join(dir, 'merged.log'), 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('iter[')).length;
       expect(rows.filter((x) => x.kind === 'train')).toHaveLength(logged);
       expect(logged).toBeGreaterThanOrEqual(10);
     } finally {

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { LineSplitter } from '../src/run-folder/line-splitter.js';
-import { ConsolePrefixes, mergedPrefix, parseMergedLine, rankLogLine, wantsColor } from '../src/run-folder/log-format.js';
+import {
+  ConsolePrefixes,
+  mergedPrefix,
+  parseMergedLine,
+  rankLogLine,
+  wantsColor,
+} from '../src/run-folder/log-format.js';
 
 const str = (lines: Buffer[]): string[] => lines.map((l) => l.toString('utf8'));
 
@@ -12,7 +18,10 @@ function splitAll(chunks: (string | Buffer)[], max?: number): string[] {
 
 describe('LineSplitter', () => {
   it('joins a line split across chunks into one line', () => {
-    expect(splitAll(['epoch[1], it', 'er[10], loss:1.7', '6\nnext\n'])).toEqual(['epoch[1], iter[10], loss:1.76', 'next']);
+    expect(splitAll(['epoch[1], it', 'er[10], loss:1.7', '6\nnext\n'])).toEqual([
+      'epoch[1], iter[10], loss:1.76',
+      'next',
+    ]);
   });
 
   it('keeps a final line without newline when the stream ends', () => {
@@ -74,9 +83,22 @@ describe('log line formats', () => {
     const rank = { label: '3', host: 'server-b', deviceId: 3 };
     const text = `2025-05-01T10:00:00.123Z ${mergedPrefix(rank, 'stderr')}Traceback (most recent call last):`;
     expect(text).toBe('2025-05-01T10:00:00.123Z [3 server-b dev3 stderr] Traceback (most recent call last):');
-    expect(parseMergedLine(text)).toEqual({ time: '2025-05-01T10:00:00.123Z', label: '3', host: 'server-b', device: 3, stream: 'stderr', line: 'Traceback (most recent call last):' });
+    expect(parseMergedLine(text)).toEqual({
+      time: '2025-05-01T10:00:00.123Z',
+      label: '3',
+      host: 'server-b',
+      device: 3,
+      stream: 'stderr',
+      line: 'Traceback (most recent call last):',
+    });
     const sched = `2025-05-01T10:00:00.123Z ${mergedPrefix({ label: 'sched', host: 'a b', deviceId: null }, 'stdout')}[x] y`;
-    expect(parseMergedLine(sched)).toMatchObject({ label: 'sched', host: 'a_b', device: null, stream: 'stdout', line: '[x] y' });
+    expect(parseMergedLine(sched)).toMatchObject({
+      label: 'sched',
+      host: 'a_b',
+      device: null,
+      stream: 'stdout',
+      line: '[x] y',
+    });
   });
 
   it('rank log lines mark stderr and carry the time only when asked', () => {
@@ -96,12 +118,24 @@ describe('log line formats', () => {
     expect(p.of('12')).toBe('[   12 a        dev12] ');
     expect(p.of('sched')).toBe('[sched server-a dev- ] ');
     expect(p.of('7')).toBeUndefined();
-    const two = new ConsolePrefixes([{ label: '3', host: 'server-b', deviceId: 3 }, { label: '10', host: 'server-b', deviceId: 2 }], false);
+    const two = new ConsolePrefixes(
+      [
+        { label: '3', host: 'server-b', deviceId: 3 },
+        { label: '10', host: 'server-b', deviceId: 2 },
+      ],
+      false,
+    );
     expect(two.of('3')).toBe('[ 3 server-b dev3] ');
   });
 
   it('colours each rank differently and only the prefix', () => {
-    const p = new ConsolePrefixes([{ label: '0', host: 'h', deviceId: 0 }, { label: '1', host: 'h', deviceId: 1 }], true);
+    const p = new ConsolePrefixes(
+      [
+        { label: '0', host: 'h', deviceId: 0 },
+        { label: '1', host: 'h', deviceId: 1 },
+      ],
+      true,
+    );
     expect(p.of('0')).toBe('\x1b[36m[0 h dev0]\x1b[0m ');
     expect(p.of('1')).toBe('\x1b[33m[1 h dev1]\x1b[0m ');
   });

@@ -18,8 +18,19 @@ import { manualPlan } from './helpers/plan.js';
 const base = mkdtempSync(join(tmpdir(), 'npurun-rec-'));
 const hostA: HostSpec = { name: 'server-a', address: '10.213.0.11', local: true, devices: 'auto' };
 const hostB: HostSpec = {
-  name: 'server-b', address: '10.213.0.12', local: false, devices: [0, 1, 2, 3],
-  ssh: { hostname: '10.213.0.12', port: 22, user: 'train', identityFiles: ['/home/train/.ssh/id_ed25519'], knownHostsFiles: ['/home/train/.ssh/known_hosts'], strictHostKeyChecking: 'yes', useAgent: false },
+  name: 'server-b',
+  address: '10.213.0.12',
+  local: false,
+  devices: [0, 1, 2, 3],
+  ssh: {
+    hostname: '10.213.0.12',
+    port: 22,
+    user: 'train',
+    identityFiles: ['/home/train/.ssh/id_ed25519'],
+    knownHostsFiles: ['/home/train/.ssh/known_hosts'],
+    strictHostKeyChecking: 'yes',
+    useAgent: false,
+  },
 };
 const schema = JSON.parse(readFileSync(new URL('../schemas/run.schema.json', import.meta.url), 'utf8')) as object;
 const validateRecord = new Ajv({ allErrors: true }).compile(schema);
@@ -27,8 +38,12 @@ const validateRecord = new Ajv({ allErrors: true }).compile(schema);
 function twoHostPlan(runId: string, ranksPerHost: number, job: Partial<RunPlan['job']> = {}): RunPlan {
   const ranks = [hostA, hostB].flatMap((h, n) =>
     Array.from({ length: ranksPerHost }, (_, i) => ({
-      rank: n * ranksPerHost + i, host: h.name, deviceId: i, cwd: `/work/train_parallel${n * ranksPerHost + i}`,
-      argv: ['python', 'train.py', '--device_target=Ascend'], env: { RANK_ID: String(n * ranksPerHost + i), HF_TOKEN: 'hf_SECRET_VALUE_1' },
+      rank: n * ranksPerHost + i,
+      host: h.name,
+      deviceId: i,
+      cwd: `/work/train_parallel${n * ranksPerHost + i}`,
+      argv: ['python', 'train.py', '--device_target=Ascend'],
+      env: { RANK_ID: String(n * ranksPerHost + i), HF_TOKEN: 'hf_SECRET_VALUE_1' },
     })),
   );
   return manualPlan(runId, [hostA, hostB], ranks, job);
@@ -60,7 +75,9 @@ function slowConsole(): { out: Writable; text: () => string } {
 /** Where two long line lists first differ (vitest's deep diff of 100k-element arrays is slow). */
 function firstDifference(actual: string[], expected: string[]): string | undefined {
   const n = Math.max(actual.length, expected.length);
-  for (let i = 0; i < n; i++) if (actual[i] !== expected[i]) return `line ${i}: ${JSON.stringify(actual[i])} instead of ${JSON.stringify(expected[i])}`;
+  for (let i = 0; i < n; i++)
+    if (actual[i] !== expected[i])
+      return `line ${i}: ${JSON.stringify(actual[i])} instead of ${JSON.stringify(expected[i])}`;
   return undefined;
 }
 
@@ -68,7 +85,14 @@ describe('RunRecorder', () => {
   it('8 fast producers x 100k lines: every line, whole and in order, in per-rank files and merged.log, with bounded buffering', async () => {
     const plan = twoHostPlan('flood', 4);
     const screen = slowConsole();
-    const rec = await RunRecorder.create({ runsDir: base, plan, argv: ['npurun', 'launch'], console: 'rank0', color: false, out: screen.out });
+    const rec = await RunRecorder.create({
+      runsDir: base,
+      plan,
+      argv: ['npurun', 'launch'],
+      console: 'rank0',
+      color: false,
+      out: screen.out,
+    });
     const LINES = 100_000;
     let maxBuffered = 0;
     const rssBefore = process.memoryUsage().rss;
@@ -92,7 +116,8 @@ describe('RunRecorder', () => {
     const rssGrowth = process.memoryUsage().rss - rssBefore;
     await rec.finish({ status: 'succeeded', exitCode: 0 });
 
-    const expected = (rank: number) => Array.from({ length: LINES }, (_, i) => `rank ${rank} line ${i} ${'x'.repeat((i + 1) % 40)}`);
+    const expected = (rank: number) =>
+      Array.from({ length: LINES }, (_, i) => `rank ${rank} line ${i} ${'x'.repeat((i + 1) % 40)}`);
     for (const r of plan.ranks) {
       const lines = readFileSync(join(rec.dir, 'logs', `rank-${r.label}.log`), 'utf8').split('\n');
       expect(lines.pop()).toBe('');
@@ -140,7 +165,10 @@ describe('RunRecorder', () => {
     expect(readFileSync(join(rec.dir, 'logs', 'rank-0.log'), 'utf8')).toBe(
       'epoch[1], iter[10]\n[stderr] Traceback (most recent call last):\nloss: 1.5\n[stderr] ValueError: bad\n',
     );
-    const merged = readFileSync(join(rec.dir, 'merged.log'), 'utf8').trimEnd().split('\n').map((l) => l.replace(/^\S+ /, ''));
+    const merged = readFileSync(join(rec.dir, 'merged.log'), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.replace(/^\S+ /, ''));
     expect(merged).toEqual([
       '[0 server-a dev0] epoch[1], iter[10]',
       '[0 server-a dev0 stderr] Traceback (most recent call last):',
@@ -168,34 +196,90 @@ describe('RunRecorder', () => {
     const silent = new PassThrough();
     let none = '';
     silent.on('data', (c: Buffer) => (none += c.toString()));
-    const rec2 = await RunRecorder.create({ runsDir: base, plan: { ...plan, runId: 'console-none' }, argv: [], console: 'none', timestamps: true, out: silent });
+    const rec2 = await RunRecorder.create({
+      runsDir: base,
+      plan: { ...plan, runId: 'console-none' },
+      argv: [],
+      console: 'none',
+      timestamps: true,
+      out: silent,
+    });
     rec2.stream('2', 'stdout').end('quiet\n');
     await rec2.finish({ status: 'succeeded', exitCode: 0 });
     expect(none).toBe('');
-    expect(readFileSync(join(rec2.dir, 'logs', 'rank-2.log'), 'utf8')).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z quiet\n$/);
+    expect(readFileSync(join(rec2.dir, 'logs', 'rank-2.log'), 'utf8')).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z quiet\n$/,
+    );
   });
 
   it('run.json follows the schema from start to finish, with secrets redacted everywhere in the run folder', async () => {
-    const table: RankTable = { version: '1.0', server_count: '1', server_list: [{ server_id: '10.213.0.11', device: [{ device_id: '0', device_ip: '192.168.100.101', rank_id: '0' }], host_nic_ip: 'reserve' }], status: 'completed' };
-    const plan: RunPlan = {
-      ...twoHostPlan('record', 1, { env: { MY_API_KEY: 'job_SECRET_VALUE_2', GLOG_v: '2' }, command: ['python', 'train.py'] }),
-      rankTable: table, rankTablePath: '/tmp/npurun/record/rank_table.json',
+    const table: RankTable = {
+      version: '1.0',
+      server_count: '1',
+      server_list: [
+        {
+          server_id: '10.213.0.11',
+          device: [{ device_id: '0', device_ip: '192.168.100.101', rank_id: '0' }],
+          host_nic_ip: 'reserve',
+        },
+      ],
+      status: 'completed',
     };
-    const rec = await RunRecorder.create({ runsDir: base, plan, argv: ['npurun', 'launch', '--env', 'DB_PASSWORD=argv_SECRET_VALUE_3', '--', 'python', 'train.py'], console: 'none' });
+    const plan: RunPlan = {
+      ...twoHostPlan('record', 1, {
+        env: { MY_API_KEY: 'job_SECRET_VALUE_2', GLOG_v: '2' },
+        command: ['python', 'train.py'],
+      }),
+      rankTable: table,
+      rankTablePath: '/tmp/npurun/record/rank_table.json',
+    };
+    const rec = await RunRecorder.create({
+      runsDir: base,
+      plan,
+      argv: ['npurun', 'launch', '--env', 'DB_PASSWORD=argv_SECRET_VALUE_3', '--', 'python', 'train.py'],
+      console: 'none',
+    });
     const start = readRecord(rec.dir);
     expectValid(start);
-    expect(start).toMatchObject({ run_id: 'record', status: 'running', launcher_pid: process.pid, exit_code: null, ended_at: null, remote_dir: '/tmp/npurun/record', world_size: 2 });
+    expect(start).toMatchObject({
+      run_id: 'record',
+      status: 'running',
+      launcher_pid: process.pid,
+      exit_code: null,
+      ended_at: null,
+      remote_dir: '/tmp/npurun/record',
+      world_size: 2,
+    });
     expect(start.argv).toContain('DB_PASSWORD=<redacted>');
     expect(start.job.env).toEqual({ MY_API_KEY: '<redacted>', GLOG_v: '2' });
-    expect(start.ranks[1]).toMatchObject({ label: '1', host: 'server-b', device_id: 0, cwd: '/work/train_parallel1', env: { RANK_ID: '1', HF_TOKEN: '<redacted>' }, exit: null });
+    expect(start.ranks[1]).toMatchObject({
+      label: '1',
+      host: 'server-b',
+      device_id: 0,
+      cwd: '/work/train_parallel1',
+      env: { RANK_ID: '1', HF_TOKEN: '<redacted>' },
+      exit: null,
+    });
     expect(start.inventory[1]?.ssh?.identityFiles).toEqual(['/home/train/.ssh/id_ed25519']);
     expect(JSON.parse(readFileSync(join(rec.dir, 'rank_table.json'), 'utf8'))).toEqual(table);
 
     rec.event('preflight', { host: 'server-b', ok: true, env: { SOME_TOKEN: 'event_SECRET_VALUE_4' } });
-    rec.rankExited('1', { code: 3, signal: null, cause: 'exited', rootCause: true, endedAt: '2025-05-01T10:00:00.000Z' });
+    rec.rankExited('1', {
+      code: 3,
+      signal: null,
+      cause: 'exited',
+      rootCause: true,
+      endedAt: '2025-05-01T10:00:00.000Z',
+    });
     const middle = readRecord(rec.dir);
     expectValid(middle);
-    expect(middle.ranks[1]?.exit).toEqual({ code: 3, signal: null, cause: 'exited', root_cause: true, ended_at: '2025-05-01T10:00:00.000Z' });
+    expect(middle.ranks[1]?.exit).toEqual({
+      code: 3,
+      signal: null,
+      cause: 'exited',
+      root_cause: true,
+      ended_at: '2025-05-01T10:00:00.000Z',
+    });
     expect(middle.root_cause).toBe('1');
     expect(middle.status).toBe('running');
 
@@ -206,10 +290,19 @@ describe('RunRecorder', () => {
     expect(end).toMatchObject({ status: 'failed', exit_code: 3, root_cause: '1', report: 'rank 1 exited with code 3' });
     expect(end.ended_at).not.toBeNull();
 
-    const events = readFileSync(join(rec.dir, 'events.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = readFileSync(join(rec.dir, 'events.jsonl'), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.map((e) => e.event)).toEqual(['launch', 'preflight', 'rank-exited', 'rank-exited', 'finish']);
     expect(events.every((e) => e.run_id === 'record' && typeof e.time === 'string')).toBe(true);
-    for (const name of ['run.json', 'events.jsonl', 'merged.log', 'rank_table.json', ...readdirSync(join(rec.dir, 'logs')).map((f) => `logs/${f}`)]) {
+    for (const name of [
+      'run.json',
+      'events.jsonl',
+      'merged.log',
+      'rank_table.json',
+      ...readdirSync(join(rec.dir, 'logs')).map((f) => `logs/${f}`),
+    ]) {
       expect(readFileSync(join(rec.dir, name), 'utf8')).not.toMatch(/SECRET_VALUE/);
     }
   });
@@ -218,7 +311,9 @@ describe('RunRecorder', () => {
     const plan = twoHostPlan('twice', 1);
     const rec = await RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' });
     await rec.finish({ status: 'succeeded', exitCode: 0 });
-    await expect(RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' })).rejects.toThrow(/already exists/);
+    await expect(RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' })).rejects.toThrow(
+      /already exists/,
+    );
   });
 
   it('records real local ranks under the supervisor: whole lines, exits, root cause and its last lines', async () => {
@@ -227,22 +322,42 @@ describe('RunRecorder', () => {
       rank === 1
         ? `printf 'epoch[1] loss:2.1\\n'; sleep 0.2; printf 'Traceback (most recent call last):\\n  File "train.py", line 9\\nModuleNotFoundError: No module named mindspore' >&2; exit 1`
         : `printf 'epoch[1] '; sleep 0.1; printf 'loss:2.0\\n'; sleep 30`;
-    const plan = manualPlan('supervised', [local], [0, 1].map((rank) => ({ rank, host: 'local', deviceId: rank, cwd: join(base, `sup${rank}`), argv: ['sh', '-c', script(rank)], env: {} })));
+    const plan = manualPlan(
+      'supervised',
+      [local],
+      [0, 1].map((rank) => ({
+        rank,
+        host: 'local',
+        deviceId: rank,
+        cwd: join(base, `sup${rank}`),
+        argv: ['sh', '-c', script(rank)],
+        env: {},
+      })),
+    );
     const rec = await RunRecorder.create({ runsDir: base, plan, argv: [], console: 'none' });
     const transport = await LocalTransport.connect(local);
     const outcome = await supervise(plan, new Map([['local', transport]]), {
-      graceSeconds: 2, orphanGraceSeconds: 1, sink: rec,
-      onEvent: (e) => (e.kind === 'rank-ended' ? rec.rankExited(e.outcome.label, e.outcome) : rec.event(e.kind, { ...e })),
+      graceSeconds: 2,
+      orphanGraceSeconds: 1,
+      sink: rec,
+      onEvent: (e) =>
+        e.kind === 'rank-ended' ? rec.rankExited(e.outcome.label, e.outcome) : rec.event(e.kind, { ...e }),
     });
     await transport.close();
     await rec.finish({ status: outcome.status, exitCode: outcome.exitCode, rootCause: outcome.rootCause?.label });
     expect(outcome.rootCause?.label).toBe('1');
     expect(readFileSync(join(rec.dir, 'logs', 'rank-0.log'), 'utf8')).toBe('epoch[1] loss:2.0\n');
-    expect(rec.lastLines('1', 2)).toEqual(['  File "train.py", line 9', 'ModuleNotFoundError: No module named mindspore']);
+    expect(rec.lastLines('1', 2)).toEqual([
+      '  File "train.py", line 9',
+      'ModuleNotFoundError: No module named mindspore',
+    ]);
     expect(classifyFailure(rec.lastLines('1', 20))).toBe('Python module not found: No module named mindspore');
     const record = readRecord(rec.dir);
     expectValid(record);
-    expect(record.ranks.map((r) => [r.label, r.exit?.cause, r.exit?.root_cause])).toEqual([['0', 'stopped', false], ['1', 'exited', true]]);
+    expect(record.ranks.map((r) => [r.label, r.exit?.cause, r.exit?.root_cause])).toEqual([
+      ['0', 'stopped', false],
+      ['1', 'exited', true],
+    ]);
     expect(record).toMatchObject({ status: 'failed', exit_code: 1, root_cause: '1' });
   });
 });

@@ -3,7 +3,13 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { hostMatches, parseSshConfig, resolveJumpSpec, resolveSshHost, splitConfigArgs } from '../src/inventory/ssh-config.js';
+import {
+  hostMatches,
+  parseSshConfig,
+  resolveJumpSpec,
+  resolveSshHost,
+  splitConfigArgs,
+} from '../src/inventory/ssh-config.js';
 
 const home = '/home/u';
 const config = (lines: string[]) => parseSshConfig(lines.join('\n'), home);
@@ -76,7 +82,12 @@ describe('ssh_config resolution', () => {
   });
 
   it('inventory values win over ssh_config', () => {
-    expect(resolveSshHost('gpu-7', cfg, { port: 22, user: 'root', proxyJump: 'other@jump' }, home)).toMatchObject({ port: 22, user: 'root', proxyJump: 'other@jump', hostname: '10.1.1.7' });
+    expect(resolveSshHost('gpu-7', cfg, { port: 22, user: 'root', proxyJump: 'other@jump' }, home)).toMatchObject({
+      port: 22,
+      user: 'root',
+      proxyJump: 'other@jump',
+      hostname: '10.1.1.7',
+    });
   });
 
   it('without a config: login name, port 22, ~/.ssh keys and known_hosts, strict checking, the agent', () => {
@@ -92,7 +103,12 @@ describe('ssh_config resolution', () => {
   });
 
   it('HostName %h, the %d %u %r %% tokens, key=value syntax and ~ in IdentityFile', () => {
-    const r = resolveSshHost('n1', config(['Host n1', 'HostName=%h.cluster', 'User=ops', 'IdentityFile %d/k/%u/%r/%h/100%%']), {}, home);
+    const r = resolveSshHost(
+      'n1',
+      config(['Host n1', 'HostName=%h.cluster', 'User=ops', 'IdentityFile %d/k/%u/%r/%h/100%%']),
+      {},
+      home,
+    );
     expect(r.hostname).toBe('n1.cluster');
     expect(r.identityFiles).toEqual([`/home/u/k/${userInfo().username}/ops/n1.cluster/100%`]);
   });
@@ -104,16 +120,22 @@ describe('ssh_config resolution', () => {
     ['ask', 'yes'],
     ['ACCEPT-NEW', 'accept-new'],
   ])('StrictHostKeyChecking %s means %s', (value, expected) => {
-    expect(resolveSshHost('h', config([`StrictHostKeyChecking ${value}`]), {}, home).strictHostKeyChecking).toBe(expected);
+    expect(resolveSshHost('h', config([`StrictHostKeyChecking ${value}`]), {}, home).strictHostKeyChecking).toBe(
+      expected,
+    );
   });
 
   it('IdentityAgent SSH_AUTH_SOCK or a path keeps the agent; ProxyJump none means no jump', () => {
-    expect(resolveSshHost('h', config(['IdentityAgent SSH_AUTH_SOCK', 'ProxyJump none']), {}, home)).toMatchObject({ useAgent: true });
+    expect(resolveSshHost('h', config(['IdentityAgent SSH_AUTH_SOCK', 'ProxyJump none']), {}, home)).toMatchObject({
+      useAgent: true,
+    });
     expect(resolveSshHost('h', config(['ProxyJump none']), {}, home).proxyJump).toBeUndefined();
   });
 
   it('refuses a Port that is not a port number, naming the host', () => {
-    expect(() => resolveSshHost('h', config(['Host h', 'Port ssh']), {}, home)).toThrow(/ssh_config: Port "ssh" for host h is not a port number; expected 1 to 65535/);
+    expect(() => resolveSshHost('h', config(['Host h', 'Port ssh']), {}, home)).toThrow(
+      /ssh_config: Port "ssh" for host h is not a port number; expected 1 to 65535/,
+    );
   });
 
   it('arguments: quotes group words, an unquoted # ends the line', () => {
@@ -125,9 +147,15 @@ describe('ssh_config resolution', () => {
     const c = config(['Host login', '  HostName 10.9.0.1', '  User jumper', '  Port 2201']);
     expect(resolveJumpSpec('login', c, home)).toMatchObject({ hostname: '10.9.0.1', user: 'jumper', port: 2201 });
     expect(resolveJumpSpec('me@login:22', c, home)).toMatchObject({ hostname: '10.9.0.1', user: 'me', port: 22 });
-    expect(resolveJumpSpec('user@host:2222', undefined, home)).toMatchObject({ hostname: 'host', user: 'user', port: 2222 });
+    expect(resolveJumpSpec('user@host:2222', undefined, home)).toMatchObject({
+      hostname: 'host',
+      user: 'user',
+      port: 2222,
+    });
     expect(resolveJumpSpec('[10.0.0.1]:2200', undefined, home)).toMatchObject({ hostname: '10.0.0.1', port: 2200 });
-    expect(() => resolveJumpSpec('a@b@c:x', undefined, home)).toThrow(/ProxyJump: "a@b@c:x" is not \[user@\]host\[:port\]/);
+    expect(() => resolveJumpSpec('a@b@c:x', undefined, home)).toThrow(
+      /ProxyJump: "a@b@c:x" is not \[user@\]host\[:port\]/,
+    );
   });
 });
 
@@ -146,12 +174,20 @@ describe('ssh_config Include', () => {
   });
 
   it('lines after an Include still belong to the including Host block', () => {
-    expect(resolveSshHost('gpu-2', cfg, {}, fixtureHome)).toMatchObject({ hostname: 'gpu-2', port: 3033, proxyJump: 'bastion' });
+    expect(resolveSshHost('gpu-2', cfg, {}, fixtureHome)).toMatchObject({
+      hostname: 'gpu-2',
+      port: 3033,
+      proxyJump: 'bastion',
+    });
     expect(resolveSshHost('login', cfg, {}, fixtureHome).proxyJump).toBeUndefined();
   });
 
   it('files the glob does not match are not read; other hosts fall through to Host *', () => {
-    expect(resolveSshHost('login', cfg, {}, fixtureHome)).toMatchObject({ hostname: 'login', user: 'fallback', port: 22 });
+    expect(resolveSshHost('login', cfg, {}, fixtureHome)).toMatchObject({
+      hostname: 'login',
+      user: 'fallback',
+      port: 22,
+    });
   });
 });
 
@@ -165,7 +201,8 @@ describe('ssh_config Include in a home of its own', () => {
     }
     return h;
   }
-  const resolve = (h: string, alias: string) => resolveSshHost(alias, parseSshConfig(readFileSync(join(h, '.ssh', 'config'), 'utf8'), h), {}, h);
+  const resolve = (h: string, alias: string) =>
+    resolveSshHost(alias, parseSshConfig(readFileSync(join(h, '.ssh', 'config'), 'utf8'), h), {}, h);
 
   it('a glob, ~/ and absolute paths; files read in name order, a missing file is no error', () => {
     const h = homeWith({
@@ -175,7 +212,12 @@ describe('ssh_config Include in a home of its own', () => {
       'conf.d/skip.txt': 'Host n1\n  HostName 10.9.9.9\n',
       extra: 'Host n1\n  HostName 10.1.0.1\n  IdentityFile %d/.ssh/%r@%h\n',
     });
-    expect(resolve(h, 'n1')).toMatchObject({ hostname: '10.1.0.1', user: 'a-user', port: 2002, identityFiles: [`${h}/.ssh/a-user@10.1.0.1`] });
+    expect(resolve(h, 'n1')).toMatchObject({
+      hostname: '10.1.0.1',
+      user: 'a-user',
+      port: 2002,
+      identityFiles: [`${h}/.ssh/a-user@10.1.0.1`],
+    });
     expect(resolve(h, 'other').port).toBe(2000);
     // An absolute path is read where it is, not under ~/.ssh.
     const abs = homeWith({ config: 'Host *\n  User x\n' });
@@ -202,7 +244,10 @@ describe('ssh_config Include in a home of its own', () => {
   });
 
   it('a Match block in an included file is skipped with a warning; the including file goes on', () => {
-    const h = homeWith({ config: 'Include m.conf\nHost y\n  User after\n', 'm.conf': 'Match host y\n  User matched\n' });
+    const h = homeWith({
+      config: 'Include m.conf\nHost y\n  User after\n',
+      'm.conf': 'Match host y\n  User matched\n',
+    });
     const cfg = parseSshConfig(readFileSync(join(h, '.ssh', 'config'), 'utf8'), h);
     expect(cfg.warnings).toEqual(['Match blocks are not supported and were skipped: "Match host y"']);
     expect(resolveSshHost('y', cfg, {}, h).user).toBe('after');

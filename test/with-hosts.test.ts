@@ -11,11 +11,19 @@ const refusing: HostSpec = {
   address: '127.0.0.2',
   local: false,
   devices: 'auto',
-  ssh: { hostname: '127.0.0.2', port: 1, user: 'x', identityFiles: [], knownHostsFiles: [], strictHostKeyChecking: 'yes', useAgent: false },
+  ssh: {
+    hostname: '127.0.0.2',
+    port: 1,
+    user: 'x',
+    identityFiles: [],
+    knownHostsFiles: [],
+    strictHostKeyChecking: 'yes',
+    useAgent: false,
+  },
 };
 
 describe('withHosts: connect all, run fn on each, close them all', () => {
-  it('runs fn through each host\'s agent; a host that cannot be reached is an exit-3 error in its own result', async () => {
+  it("runs fn through each host's agent; a host that cannot be reached is an exit-3 error in its own result", async () => {
     const here = localHost();
     const closed: string[] = [];
     const results = await withHosts([refusing, here], { fanout: 2 }, async (t, host) => {
@@ -36,7 +44,7 @@ describe('withHosts: connect all, run fn on each, close them all', () => {
     expect(closed).toEqual([here.name]);
   });
 
-  it('an error thrown by fn on one host is that host\'s result; the others still run', async () => {
+  it("an error thrown by fn on one host is that host's result; the others still run", async () => {
     const a = localHost();
     const b = { ...localHost(), name: 'second' };
     const results = await withHosts([a, b], {}, async (t, host) => {
@@ -76,6 +84,8 @@ describe('where SSH settings come from', () => {
     const warnings: string[] = [];
     expect(hostSettings(undefined, (w) => warnings.push(w)).kind).toBe('own-parser');
     expect(hostSettings(undefined, (w) => warnings.push(w)).kind).toBe('own-parser');
-    expect(warnings).toEqual([expect.stringMatching(/^no ssh client on PATH: ssh_config is read by npurun's own parser/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^no ssh client on PATH: ssh_config is read by npurun's own parser/),
+    ]);
   });
 });

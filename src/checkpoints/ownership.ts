@@ -36,7 +36,9 @@ export interface OwnedFile extends CkptFile {
 
 /** Same file as recorded: same size and mtime (and ino when both sides have one). */
 export function sameFile(a: CkptFile, b: CkptFile): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && (a.ino === undefined || b.ino === undefined || a.ino === b.ino);
+  return (
+    a.size === b.size && a.mtimeMs === b.mtimeMs && (a.ino === undefined || b.ino === undefined || a.ino === b.ino)
+  );
 }
 
 /** One saving rank's directory: its baseline and the files the run owns there. */
@@ -131,14 +133,26 @@ export function readIndex(runDir: string): Map<string, RecordedRank> | undefined
       continue;
     }
     if (line.t === 'rank') {
-      ranks.set(line.label, { label: line.label, rank: line.rank, host: line.host, dir: line.dir, foreign: line.foreign, files: ranks.get(line.label)?.files ?? new Map<string, OwnedFile>() });
+      ranks.set(line.label, {
+        label: line.label,
+        rank: line.rank,
+        host: line.host,
+        dir: line.dir,
+        foreign: line.foreign,
+        files: ranks.get(line.label)?.files ?? new Map<string, OwnedFile>(),
+      });
       continue;
     }
     const r = ranks.get(line.label);
     if (!r) continue;
     if (line.t === 'pruned') r.files.delete(line.name);
     else {
-      const f: OwnedFile = { name: line.name, size: line.size, mtimeMs: line.mtime_ms, ...(line.ino !== undefined ? { ino: line.ino } : {}) };
+      const f: OwnedFile = {
+        name: line.name,
+        size: line.size,
+        mtimeMs: line.mtime_ms,
+        ...(line.ino !== undefined ? { ino: line.ino } : {}),
+      };
       r.files.set(line.name, line.t === 'owned' ? f : { ...f, verdict: line.t });
     }
   }

@@ -103,7 +103,11 @@ export function byName(files: CkptFile[]): Map<string, CkptFile> {
  * `current` may be a slice of the listing (pass the whole listing's names as `present`); the result
  * is in listing order: sort it with `byStep` once every slice is in.
  */
-export function observeUnsorted(previous: CkptFile[] | Map<string, CkptFile>, current: CkptFile[], opts: ObserveOptions = {}): ObservedCkpt[] {
+export function observeUnsorted(
+  previous: CkptFile[] | Map<string, CkptFile>,
+  current: CkptFile[],
+  opts: ObserveOptions = {},
+): ObservedCkpt[] {
   const re = patternRegExp(opts.pattern ?? DEFAULT_PATTERN);
   const before = previous instanceof Map ? previous : byName(previous);
   const present = opts.present ?? new Set(current.map((f) => f.name));
@@ -135,7 +139,11 @@ export function byStep(files: ObservedCkpt[]): ObservedCkpt[] {
   return files.sort(order);
 }
 
-export function observe(previous: CkptFile[] | Map<string, CkptFile>, current: CkptFile[], opts: ObserveOptions | string = {}): ObservedCkpt[] {
+export function observe(
+  previous: CkptFile[] | Map<string, CkptFile>,
+  current: CkptFile[],
+  opts: ObserveOptions | string = {},
+): ObservedCkpt[] {
   return byStep(observeUnsorted(previous, current, typeof opts === 'string' ? { pattern: opts } : opts));
 }
 
@@ -147,7 +155,14 @@ export function completeFiles(files: ObservedCkpt[]): ObservedCkpt[] {
   let smallestEarlier = Infinity;
   sorted.forEach((f, i) => {
     const newest = i === sorted.length - 1;
-    if (f.verdict === 'complete' || (f.verdict === undefined && f.stable && f.size > 0 && (!newest || smallestEarlier === Infinity || f.size >= smallestEarlier))) out.push(f);
+    if (
+      f.verdict === 'complete' ||
+      (f.verdict === undefined &&
+        f.stable &&
+        f.size > 0 &&
+        (!newest || smallestEarlier === Infinity || f.size >= smallestEarlier))
+    )
+      out.push(f);
     if (f.stable && f.size > 0) smallestEarlier = Math.min(smallestEarlier, f.size);
   });
   return out;
@@ -193,7 +208,10 @@ export function completeSteps(byRank: Record<string, ObservedCkpt[]>, savingRank
   return index.complete();
 }
 
-export function latestCompleteStep(byRank: Record<string, ObservedCkpt[]>, savingRanks: string[]): CompleteStep | undefined {
+export function latestCompleteStep(
+  byRank: Record<string, ObservedCkpt[]>,
+  savingRanks: string[],
+): CompleteStep | undefined {
   return completeSteps(byRank, savingRanks).at(-1);
 }
 
@@ -202,12 +220,20 @@ export function latestCompleteStep(byRank: Record<string, ObservedCkpt[]>, savin
  * still being written, never a partial one (it is evidence, and not counted), never the newest
  * complete one, and never a step that is the newest complete step of the whole run.
  */
-export function filesToPrune(files: ObservedCkpt[], keepMax: number, protect: { epoch: number; step: number }[] = []): ObservedCkpt[] {
+export function filesToPrune(
+  files: ObservedCkpt[],
+  keepMax: number,
+  protect: { epoch: number; step: number }[] = [],
+): ObservedCkpt[] {
   return prunable(completeFiles(files), keepMax, protect);
 }
 
 /** `filesToPrune` for a rank's complete files (oldest first), as `completeFiles` gave them. */
-export function prunable(complete: ObservedCkpt[], keepMax: number, protect: { epoch: number; step: number }[] = []): ObservedCkpt[] {
+export function prunable(
+  complete: ObservedCkpt[],
+  keepMax: number,
+  protect: { epoch: number; step: number }[] = [],
+): ObservedCkpt[] {
   const excess = complete.length - Math.max(1, keepMax);
   if (excess <= 0) return [];
   const guarded = new Set(protect.map(stepKey));

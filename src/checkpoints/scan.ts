@@ -4,7 +4,16 @@ import type { HostSpec, RunPlan } from '../plan/types.js';
 import type { RunInfo } from '../run-folder/record.js';
 import type { HostTransport } from '../transport/types.js';
 import { CKPT_INDEX_FILE, readIndex, sameFile, type RecordedRank } from './ownership.js';
-import { completeFiles, completeSteps, DEFAULT_PATTERN, observe, patternHasRank, type CkptFile, type CompleteStep, type ObservedCkpt } from './policy.js';
+import {
+  completeFiles,
+  completeSteps,
+  DEFAULT_PATTERN,
+  observe,
+  patternHasRank,
+  type CkptFile,
+  type CompleteStep,
+  type ObservedCkpt,
+} from './policy.js';
 import { savingRanks, watchUnits } from './watcher.js';
 
 export interface ScannedRank {
@@ -39,12 +48,19 @@ export interface HostAccess {
  * written is seen as such, keeps only the files the run recorded as its own (checkpoints.jsonl) and
  * still as recorded, then works out which steps every saving rank completed.
  */
-export async function scanCheckpoints(ranks: RecordedRank[], transports: Map<string, HostTransport>, opts: { pattern?: string; settleMs?: number } = {}): Promise<CheckpointScan> {
+export async function scanCheckpoints(
+  ranks: RecordedRank[],
+  transports: Map<string, HostTransport>,
+  opts: { pattern?: string; settleMs?: number } = {},
+): Promise<CheckpointScan> {
   const pattern = opts.pattern ?? DEFAULT_PATTERN;
   const list = async (r: RecordedRank): Promise<CkptFile[] | Error> => {
     const t = transports.get(r.host);
     if (!t) return new Error(`host ${r.host} is not connected`);
-    return t.listDir(r.dir).then((x) => x ?? [], (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    return t.listDir(r.dir).then(
+      (x) => x ?? [],
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
   };
   const first = await Promise.all(ranks.map(list));
   await new Promise((resolve) => setTimeout(resolve, opts.settleMs ?? 1000));
@@ -82,7 +98,10 @@ export async function scanCheckpoints(ranks: RecordedRank[], transports: Map<str
     const complete = new Set(completeFiles(obs).map((f) => f.name));
     entry.files = obs.map((f) => ({ ...f, complete: complete.has(f.name) }));
   });
-  const steps = completeSteps(byRank, ranks.map((r) => r.label));
+  const steps = completeSteps(
+    byRank,
+    ranks.map((r) => r.label),
+  );
   const latest = steps.at(-1);
   return { ranks: out, sharedWith: {}, steps, ...(latest ? { latest } : {}) };
 }
@@ -97,11 +116,20 @@ function patternOf(info: RunInfo): string {
  * where a host is already connected; opens and closes the others.
  */
 export async function scanRun(info: RunInfo, access: HostAccess): Promise<CheckpointScan> {
-  const saving = savingRanks({ ranks: info.record.ranks.map((r) => ({ label: r.label, rank: r.rank, host: r.host, cwd: r.cwd, env: r.env })) });
-  if (saving.length === 0) throw new NpurunError('input', `run ${info.runId} has no checkpoint policy (no rank was told to save: set checkpoint: in the job file)`);
+  const saving = savingRanks({
+    ranks: info.record.ranks.map((r) => ({ label: r.label, rank: r.rank, host: r.host, cwd: r.cwd, env: r.env })),
+  });
+  if (saving.length === 0)
+    throw new NpurunError(
+      'input',
+      `run ${info.runId} has no checkpoint policy (no rank was told to save: set checkpoint: in the job file)`,
+    );
   const index = readIndex(info.dir);
   if (!index) {
-    throw new NpurunError('input', `run ${info.runId} has no ${CKPT_INDEX_FILE} in ${info.dir}: it was recorded by an older npurun, so which checkpoint files are its own is unknown; none is offered`);
+    throw new NpurunError(
+      'input',
+      `run ${info.runId} has no ${CKPT_INDEX_FILE} in ${info.dir}: it was recorded by an older npurun, so which checkpoint files are its own is unknown; none is offered`,
+    );
   }
   const pattern = patternOf(info);
   const { units, shared } = watchUnits(saving, pattern);
@@ -143,13 +171,17 @@ export interface ResumeSource {
 }
 
 /** The checkpoint each rank of a new run resumes from: its own file, else the first saving rank's. */
-export function resumePaths(scan: CheckpointScan, step: CompleteStep): { byLabel: Record<string, string>; fallback: string } {
+export function resumePaths(
+  scan: CheckpointScan,
+  step: CompleteStep,
+): { byLabel: Record<string, string>; fallback: string } {
   const byLabel: Record<string, string> = {};
   for (const r of scan.ranks) {
     const name = step.files[r.label];
     if (name) byLabel[r.label] = posix.join(r.dir, name);
   }
-  for (const [label, first] of Object.entries(scan.sharedWith)) if (byLabel[first]) byLabel[label] = byLabel[first] as string;
+  for (const [label, first] of Object.entries(scan.sharedWith))
+    if (byLabel[first]) byLabel[label] = byLabel[first] as string;
   const fallback = Object.values(byLabel)[0] as string;
   return { byLabel, fallback };
 }
@@ -157,7 +189,11 @@ export function resumePaths(scan: CheckpointScan, step: CompleteStep): { byLabel
 /** Finds the newest step every saving rank of `runId` completed and the file each new rank starts from. */
 export async function resumeFrom(info: RunInfo, access: HostAccess, map: ResumeMap = 'error'): Promise<ResumeSource> {
   const scan = await scanRun(info, access);
-  if (!scan.latest) throw inputError('--resume', `run ${info.runId} has no checkpoint step that every saving rank completed (see \`npurun ckpt list ${info.runId}\`)`);
+  if (!scan.latest)
+    throw inputError(
+      '--resume',
+      `run ${info.runId} has no checkpoint step that every saving rank completed (see \`npurun ckpt list ${info.runId}\`)`,
+    );
   const paths = resumePaths(scan, scan.latest);
   return {
     ...(map === 'rank0' ? { byLabel: {}, fallback: paths.fallback } : paths),
@@ -182,7 +218,10 @@ export function checkResumeWorld(plan: Pick<RunPlan, 'ranks'>, source: ResumeSou
   if (source.map === 'same-rank') {
     const without = now.filter((l) => source.byLabel[l] === undefined);
     if (without.length > 0) {
-      throw inputError('resume_map', `same-rank: ranks ${without.join(', ')} have no checkpoint of their own in run ${source.runId} (it saved for ranks ${source.savers.join(', ')}); expected rank0, or a world of at most those ranks`);
+      throw inputError(
+        'resume_map',
+        `same-rank: ranks ${without.join(', ')} have no checkpoint of their own in run ${source.runId} (it saved for ranks ${source.savers.join(', ')}); expected rank0, or a world of at most those ranks`,
+      );
     }
     return;
   }

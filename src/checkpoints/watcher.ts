@@ -35,10 +35,17 @@ export interface SavingRank {
 }
 
 /** The saving ranks of a plan: those told NPURUN_CKPT_SAVE=1, with NPURUN_CKPT_DIR resolved against their cwd. */
-export function savingRanks(plan: { ranks: Pick<RankSpec, 'label' | 'rank' | 'host' | 'cwd' | 'env'>[] }): SavingRank[] {
+export function savingRanks(plan: {
+  ranks: Pick<RankSpec, 'label' | 'rank' | 'host' | 'cwd' | 'env'>[];
+}): SavingRank[] {
   return plan.ranks
     .filter((r) => r.env.NPURUN_CKPT_SAVE === '1' && r.env.NPURUN_CKPT_DIR)
-    .map((r) => ({ label: r.label, rank: r.rank, host: r.host, dir: posix.resolve(r.cwd, r.env.NPURUN_CKPT_DIR as string) }));
+    .map((r) => ({
+      label: r.label,
+      rank: r.rank,
+      host: r.host,
+      dir: posix.resolve(r.cwd, r.env.NPURUN_CKPT_DIR as string),
+    }));
 }
 
 /**
@@ -46,7 +53,10 @@ export function savingRanks(plan: { ranks: Pick<RankSpec, 'label' | 'rank' | 'ho
  * even in one shared folder. Without it, ranks saving into one folder cannot be told apart: the
  * folder is watched once, for the first of them, and the others resume from its files.
  */
-export function watchUnits(ranks: SavingRank[], pattern: string): { units: SavingRank[]; shared: Map<string, string[]> } {
+export function watchUnits(
+  ranks: SavingRank[],
+  pattern: string,
+): { units: SavingRank[]; shared: Map<string, string[]> } {
   if (patternHasRank(pattern)) return { units: ranks, shared: new Map() };
   const byDir = new Map<string, SavingRank>();
   const shared = new Map<string, string[]>();
@@ -125,7 +135,13 @@ export class CheckpointWatcher {
     if (this.states.length === 0) return;
     for (const [label, others] of this.shared) {
       const s = this.states.find((x) => x.unit.label === label) as UnitState;
-      this.opts.onEvent({ kind: 'ckpt-shared-dir', label, host: s.unit.host, dir: s.unit.dir, ranks: [label, ...others] });
+      this.opts.onEvent({
+        kind: 'ckpt-shared-dir',
+        label,
+        host: s.unit.host,
+        dir: s.unit.dir,
+        ranks: [label, ...others],
+      });
     }
     await Promise.all(this.states.map((s) => this.list(s).then((listing) => listing && this.baseline(s, listing))));
     await this.flush();
@@ -158,7 +174,12 @@ export class CheckpointWatcher {
   }
 
   private error(s: UnitState, err: unknown): void {
-    this.opts.onEvent({ kind: 'ckpt-error', label: s.unit.label, host: s.unit.host, message: err instanceof Error ? err.message : String(err) });
+    this.opts.onEvent({
+      kind: 'ckpt-error',
+      label: s.unit.label,
+      host: s.unit.host,
+      message: err instanceof Error ? err.message : String(err),
+    });
   }
 
   /** The checkpoints and markers in a unit's directory ([] when it does not exist yet), or undefined on error. */
@@ -167,7 +188,11 @@ export class CheckpointWatcher {
     if (!t) return undefined;
     try {
       const all = (await t.listDir(s.unit.dir)) ?? [];
-      return all.filter((f) => this.matches.test(f.name) || (f.name.endsWith(MARKER_SUFFIX) && this.matches.test(f.name.slice(0, -MARKER_SUFFIX.length))));
+      return all.filter(
+        (f) =>
+          this.matches.test(f.name) ||
+          (f.name.endsWith(MARKER_SUFFIX) && this.matches.test(f.name.slice(0, -MARKER_SUFFIX.length))),
+      );
     } catch (err) {
       this.error(s, err);
       return undefined;
@@ -189,7 +214,12 @@ export class CheckpointWatcher {
       await appendIndex(this.opts.indexFile, lines);
     } catch (err) {
       const s = this.states[0] as UnitState;
-      this.error(s, new Error(`cannot record checkpoints in ${this.opts.indexFile}: ${err instanceof Error ? err.message : String(err)}`));
+      this.error(
+        s,
+        new Error(
+          `cannot record checkpoints in ${this.opts.indexFile}: ${err instanceof Error ? err.message : String(err)}`,
+        ),
+      );
     }
   }
 
@@ -225,7 +255,11 @@ export class CheckpointWatcher {
       const settled = s.observed.filter((f) => f.stable && f.size > 0);
       const newest = s.complete.at(-1);
       if (!newest || newest.marked || settled.length !== 1 || settled[0] !== newest) continue;
-      const twin = this.states.some((o) => o !== s && o.complete.some((f) => f.step === newest.step && f.epoch === newest.epoch && f.size === newest.size));
+      const twin = this.states.some(
+        (o) =>
+          o !== s &&
+          o.complete.some((f) => f.step === newest.step && f.epoch === newest.epoch && f.size === newest.size),
+      );
       if (twin) continue;
       newest.verdict = 'partial';
       s.complete = s.complete.slice(0, -1);
@@ -241,7 +275,11 @@ export class CheckpointWatcher {
     const observed: ObservedCkpt[] = [];
     for (let at = 0; at < mine.length; at += FILES_PER_SLICE) {
       await yieldToLoop();
-      const slice = observeUnsorted(before, mine.slice(at, at + FILES_PER_SLICE), { pattern: this.pattern, present, ...(rank !== undefined ? { rank } : {}) });
+      const slice = observeUnsorted(before, mine.slice(at, at + FILES_PER_SLICE), {
+        pattern: this.pattern,
+        present,
+        ...(rank !== undefined ? { rank } : {}),
+      });
       for (const f of slice) {
         const verdict = s.own.verdictOf(f);
         if (verdict) f.verdict = verdict;
@@ -261,14 +299,23 @@ export class CheckpointWatcher {
       for (const f of s.complete) {
         if (!s.own.judge(f, 'complete')) continue;
         this.pending.push(fileLine('complete', s.unit.label, f));
-        this.opts.onEvent({ kind: 'ckpt-saved', label: s.unit.label, host: s.unit.host, file: posix.join(s.unit.dir, f.name), epoch: f.epoch, step: f.step, size: f.size });
+        this.opts.onEvent({
+          kind: 'ckpt-saved',
+          label: s.unit.label,
+          host: s.unit.host,
+          file: posix.join(s.unit.dir, f.name),
+          epoch: f.epoch,
+          step: f.step,
+          size: f.size,
+        });
         if (++sinceYield >= EVENTS_PER_SLICE) {
           sinceYield = 0;
           await yieldToLoop();
         }
       }
       if (writersGone) {
-        for (const f of s.observed) if (!names.has(f.name) && s.own.judge(f, 'partial')) this.pending.push(fileLine('partial', s.unit.label, f));
+        for (const f of s.observed)
+          if (!names.has(f.name) && s.own.judge(f, 'partial')) this.pending.push(fileLine('partial', s.unit.label, f));
       }
       await yieldToLoop();
     }
@@ -292,7 +339,14 @@ export class CheckpointWatcher {
           gone.add(f.name);
           s.own.forget(f.name);
           this.pending.push({ t: 'pruned', label: s.unit.label, name: f.name });
-          this.opts.onEvent({ kind: 'ckpt-pruned', label: s.unit.label, host: s.unit.host, file: path, epoch: f.epoch, step: f.step });
+          this.opts.onEvent({
+            kind: 'ckpt-pruned',
+            label: s.unit.label,
+            host: s.unit.host,
+            file: path,
+            epoch: f.epoch,
+            step: f.step,
+          });
         } catch (err) {
           this.error(s, err);
         }

@@ -16,11 +16,26 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** Flags several commands share, declared once; a command may restate `help` where its meaning narrows. */
 export const SHARED = {
-  hosts: { type: 'string', value: 'FILE', help: 'inventory: YAML (see hosts/) or "host slots=N" hostfile; default: this machine' },
+  hosts: {
+    type: 'string',
+    value: 'FILE',
+    help: 'inventory: YAML (see hosts/) or "host slots=N" hostfile; default: this machine',
+  },
   'ssh-config': { type: 'string', value: 'FILE', help: 'ssh_config to honour (default ~/.ssh/config)' },
-  simulate: { type: 'int', value: 'N', min: 1, max: 16, help: 'this machine reports N simulated NPUs (no Ascend hardware needed)' },
+  simulate: {
+    type: 'int',
+    value: 'N',
+    min: 1,
+    max: 16,
+    help: 'this machine reports N simulated NPUs (no Ascend hardware needed)',
+  },
   json: { type: 'boolean', help: 'print JSON' },
-  'runs-dir': { type: 'string', value: 'DIR', aliases: ['run-dir'], help: 'where run folders are (default ./runs; also --run-dir)' },
+  'runs-dir': {
+    type: 'string',
+    value: 'DIR',
+    aliases: ['run-dir'],
+    help: 'where run folders are (default ./runs; also --run-dir)',
+  },
 } as const satisfies Flags;
 
 /** For commands whose flags are not declared yet: the run-folder flag in both spellings. */
@@ -42,7 +57,11 @@ function parserOptions(flags: Flags): Options {
   for (const [name, f] of Object.entries(withHelp(flags))) {
     const type = f.type === 'boolean' ? 'boolean' : 'string';
     for (const n of [name, ...(f.aliases ?? [])]) {
-      options[n] = { type, ...(f.multiple ? { multiple: true } : {}), ...(f.short && n === name ? { short: f.short } : {}) };
+      options[n] = {
+        type,
+        ...(f.multiple ? { multiple: true } : {}),
+        ...(f.short && n === name ? { short: f.short } : {}),
+      };
     }
   }
   return options;
@@ -55,7 +74,10 @@ function numberValue(name: string, f: Flag, v: string): number {
   const shape = f.type === 'int' ? /^\d+$/ : /^\d+(\.\d+)?$/;
   const n = Number(v.trim());
   if (!shape.test(v.trim()) || !Number.isFinite(n) || n < min || n > max) {
-    throw inputError(`--${name}`, `"${v}" is not ${f.type === 'int' ? 'a whole number' : 'a number'} from ${min} to ${max}`);
+    throw inputError(
+      `--${name}`,
+      `"${v}" is not ${f.type === 'int' ? 'a whole number' : 'a number'} from ${min} to ${max}`,
+    );
   }
   return n;
 }
@@ -66,7 +88,8 @@ export function parseFlags(spec: CommandSpec, argv: string[]): ParsedArgs {
   for (const [name, f] of Object.entries(spec.flags)) {
     for (const alias of f.aliases ?? []) {
       if (args.values[alias] === undefined) continue;
-      if (args.values[name] !== undefined) throw inputError(`npurun ${spec.name}`, `--${alias} and --${name} are the same flag; give one`);
+      if (args.values[name] !== undefined)
+        throw inputError(`npurun ${spec.name}`, `--${alias} and --${name} are the same flag; give one`);
       args.values[name] = args.values[alias];
       delete args.values[alias];
     }
@@ -80,7 +103,11 @@ export function parseFlags(spec: CommandSpec, argv: string[]): ParsedArgs {
  * The body of every command: parse, print --help when asked, else call `body` (one library call).
  * Returns the exit code.
  */
-export async function runCommand(spec: CommandSpec, argv: string[], body: (args: ParsedArgs) => Promise<number> | number): Promise<number> {
+export async function runCommand(
+  spec: CommandSpec,
+  argv: string[],
+  body: (args: ParsedArgs) => Promise<number> | number,
+): Promise<number> {
   const args = parseFlags(spec, argv);
   if (boolFlag(args, 'help')) {
     process.stdout.write(helpText(spec) + '\n');
@@ -90,7 +117,12 @@ export async function runCommand(spec: CommandSpec, argv: string[], body: (args:
 }
 
 /** node:util parseArgs with `--` split off first, so the rank's own flags never reach our parser. */
-export function parseCommandArgs(command: string, argv: string[], options: Options, allowPositionals = true): ParsedArgs {
+export function parseCommandArgs(
+  command: string,
+  argv: string[],
+  options: Options,
+  allowPositionals = true,
+): ParsedArgs {
   const dashdash = argv.indexOf('--');
   const own = dashdash === -1 ? argv : argv.slice(0, dashdash);
   const rest = dashdash === -1 ? [] : argv.slice(dashdash + 1);
@@ -98,7 +130,8 @@ export function parseCommandArgs(command: string, argv: string[], options: Optio
     const { values, positionals } = parseArgs({ args: own, options, allowPositionals, strict: true });
     return { values: values as ParsedArgs['values'], positionals, rest };
   } catch (err) {
-    const message = err instanceof Error ? err.message.replace(/\. To specify a positional argument.*$/s, '') : String(err);
+    const message =
+      err instanceof Error ? err.message.replace(/\. To specify a positional argument.*$/s, '') : String(err);
     throw inputError(`npurun ${command}`, `${message}; see \`npurun ${command} --help\``);
   }
 }

@@ -16,7 +16,12 @@ latest: the newest step that every saving rank completed: a step where one rank'
         still being written, or short (a save cut off by a crash) does not count. Exit 1 if none.
         \`npurun launch --resume RUN\` starts from it.`;
 
-const OPTIONS = { ...RUNS_DIR_OPTIONS, 'ssh-config': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const OPTIONS = {
+  ...RUNS_DIR_OPTIONS,
+  'ssh-config': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseCommandArgs('ckpt', argv, OPTIONS);
@@ -25,7 +30,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return sub === undefined && !boolFlag(args, 'help') ? EXIT.input : EXIT.ok;
   }
-  if (sub !== 'list' && sub !== 'latest') throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);
+  if (sub !== 'list' && sub !== 'latest')
+    throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);
   if (extra.length > 0) throw inputError(`npurun ckpt ${sub}`, `one run id expected, got ${extra.length + 1}`);
   const info = readRunRecord(runsDirFlag(args), runId);
   const { ssh } = await inventoryOf(undefined, stringFlag(args, 'ssh-config'));
@@ -34,8 +40,12 @@ export async function run(argv: string[]): Promise<number> {
   if (sub === 'latest') {
     if (json) process.stdout.write(JSON.stringify({ run_id: info.runId, latest: scan.latest ?? null }, null, 2) + '\n');
     else if (scan.latest) {
-      process.stdout.write(`run ${info.runId}: latest complete checkpoint: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n`);
-      for (const r of scan.ranks) if (scan.latest.files[r.label]) process.stdout.write(`  rank ${r.label} (${r.host}): ${r.dir}/${scan.latest.files[r.label]}\n`);
+      process.stdout.write(
+        `run ${info.runId}: latest complete checkpoint: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n`,
+      );
+      for (const r of scan.ranks)
+        if (scan.latest.files[r.label])
+          process.stdout.write(`  rank ${r.label} (${r.host}): ${r.dir}/${scan.latest.files[r.label]}\n`);
     } else process.stdout.write(`run ${info.runId}: no step was completed by every saving rank\n`);
     return scan.latest ? EXIT.ok : EXIT.problems;
   }
@@ -44,10 +54,21 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   for (const r of scan.ranks) {
-    const notes = [r.error, r.foreign > 0 ? `${r.foreign} file${r.foreign === 1 ? '' : 's'} not written by this run, left alone` : undefined, r.replaced.length > 0 ? `replaced since by another run: ${r.replaced.join(', ')}` : undefined].filter(Boolean);
+    const notes = [
+      r.error,
+      r.foreign > 0 ? `${r.foreign} file${r.foreign === 1 ? '' : 's'} not written by this run, left alone` : undefined,
+      r.replaced.length > 0 ? `replaced since by another run: ${r.replaced.join(', ')}` : undefined,
+    ].filter(Boolean);
     process.stdout.write(`rank ${r.label} (${r.host}) ${r.dir}${notes.length > 0 ? `: ${notes.join('; ')}` : ''}\n`);
-    for (const f of r.files) process.stdout.write(`  epoch ${String(f.epoch).padStart(4)}  step ${String(f.step).padStart(8)}  ${String(f.size).padStart(12)} B  ${f.complete ? 'complete' : f.stable ? 'PARTIAL' : 'being written'}  ${f.name}\n`);
+    for (const f of r.files)
+      process.stdout.write(
+        `  epoch ${String(f.epoch).padStart(4)}  step ${String(f.step).padStart(8)}  ${String(f.size).padStart(12)} B  ${f.complete ? 'complete' : f.stable ? 'PARTIAL' : 'being written'}  ${f.name}\n`,
+      );
   }
-  process.stdout.write(scan.latest ? `latest complete: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n` : 'no step completed by every saving rank\n');
+  process.stdout.write(
+    scan.latest
+      ? `latest complete: epoch ${scan.latest.epoch}, step ${scan.latest.step}\n`
+      : 'no step completed by every saving rank\n',
+  );
   return EXIT.ok;
 }

@@ -12,14 +12,22 @@ a run started by any npurun process, and keeps serving after the run ended. Ctrl
   positionals: true,
   flags: {
     port: { type: 'int', value: 'P', min: 0, max: 65535, help: 'port to listen on (default 8780; 0 = any free port)' },
-    host: { type: 'string', value: 'H', help: "address to listen on (default 127.0.0.1); anything else lets whoever\nreaches this machine read every rank's output: a warning is printed" },
+    host: {
+      type: 'string',
+      value: 'H',
+      help: "address to listen on (default 127.0.0.1); anything else lets whoever\nreaches this machine read every rank's output: a warning is printed",
+    },
     'runs-dir': SHARED['runs-dir'],
   },
 };
 
 export async function run(argv: string[]): Promise<number> {
   return runCommand(SPEC, argv, async (args) => {
-    if (args.positionals.length > 1) throw inputError('npurun dashboard', `one run expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
+    if (args.positionals.length > 1)
+      throw inputError(
+        'npurun dashboard',
+        `one run expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`,
+      );
     const port = intFlag(args, 'port', 0, 65535) ?? 8780;
     const host = stringFlag(args, 'host') ?? '127.0.0.1';
     const runDir = locateRunDir(runsDirFlag(args), args.positionals[0]);
@@ -28,8 +36,10 @@ export async function run(argv: string[]): Promise<number> {
       dashboard = await startDashboard({ runDir, port, host });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'EADDRINUSE') throw inputError('--port', `port ${port} is in use; choose another (--port 0 picks a free one)`);
-      if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') throw inputError('--host', `cannot listen on ${host}: ${e.message}`);
+      if (e.code === 'EADDRINUSE')
+        throw inputError('--port', `port ${port} is in use; choose another (--port 0 picks a free one)`);
+      if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
+        throw inputError('--host', `cannot listen on ${host}: ${e.message}`);
       throw err;
     }
     process.stdout.write(`npurun: dashboard of ${runDir} at ${dashboard.url} (Ctrl-C stops it)\n`);

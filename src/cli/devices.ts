@@ -14,7 +14,10 @@ by another process) are listed under the table.`,
   flags: {
     hosts: { ...SHARED.hosts, help: 'probe every host of this inventory over SSH' },
     'ssh-config': SHARED['ssh-config'],
-    simulate: { ...SHARED.simulate, help: 'N simulated devices instead of probing this host: 1-8 NPUs of a 910B server,\n9-16 dies of an A3 server' },
+    simulate: {
+      ...SHARED.simulate,
+      help: 'N simulated devices instead of probing this host: 1-8 NPUs of a 910B server,\n9-16 dies of an A3 server',
+    },
     json: { ...SHARED.json, help: 'the facts as JSON (one object; with --hosts one per host name)' },
   },
   footer: `Exit code: 0 every device healthy, free and addressed; 1 some devices have problems (the others are
@@ -37,8 +40,14 @@ export function run(argv: string[]): Promise<number> {
       const local = await probeThisHost(simulate);
       all = { [local.hostname || 'this host']: local };
     }
-    if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify(hostsFile ? all : Object.values(all)[0], null, 2) + '\n');
-    else process.stdout.write(Object.entries(all).map(([h, f]) => renderDeviceTable(h, f)).join('\n\n') + '\n');
+    if (boolFlag(args, 'json'))
+      process.stdout.write(JSON.stringify(hostsFile ? all : Object.values(all)[0], null, 2) + '\n');
+    else
+      process.stdout.write(
+        Object.entries(all)
+          .map(([h, f]) => renderDeviceTable(h, f))
+          .join('\n\n') + '\n',
+      );
     const facts = Object.values(all);
     if (!hostsFile && facts.every((f) => f.devices.length === 0)) process.stderr.write(`${SIMULATE_HINT}\n`);
     return EXIT_OF[readiness(facts)];

@@ -20,7 +20,9 @@ export async function inventoryOf(hostsFile: string | undefined, sshConfigFlag: 
     import('../plan/job.js'),
   ]);
   const settings = hostSettings(sshConfigFlag, warn);
-  const hosts = hostsFile ? await loadInventory(resolve(expandTilde(hostsFile, '--hosts')), { settings, onWarning: warn }) : [localHost()];
+  const hosts = hostsFile
+    ? await loadInventory(resolve(expandTilde(hostsFile, '--hosts')), { settings, onWarning: warn })
+    : [localHost()];
   return { hosts, ssh: sshOptionsOf(settings) };
 }
 

@@ -3,7 +3,18 @@ import { inputError } from '../errors.js';
 import { launch } from '../launch/launch.js';
 import { expandTilde, loadJobFile, resolveJob, type JobFlags } from '../plan/job.js';
 import type { ConsoleChoice } from '../run-folder/recorder.js';
-import { boolFlag, intFlag, listFlag, numberFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
+import {
+  boolFlag,
+  intFlag,
+  listFlag,
+  numberFlag,
+  runCommand,
+  runsDirFlag,
+  SHARED,
+  stringFlag,
+  type CommandSpec,
+  type ParsedArgs,
+} from './args.js';
 import { inventoryOf, writableDir } from './hosts.js';
 
 export const SPEC: CommandSpec = {
@@ -15,44 +26,137 @@ Ctrl-C stops everything, and no process outlives the run on any host.`,
     hosts: { ...SHARED.hosts, section: 'Where' },
     'ssh-config': SHARED['ssh-config'],
     simulate: SHARED.simulate,
-    job: { type: 'string', value: 'FILE', section: 'What', help: 'job file (YAML, see templates/); flags below override it' },
+    job: {
+      type: 'string',
+      value: 'FILE',
+      section: 'What',
+      help: 'job file (YAML, see templates/); flags below override it',
+    },
     profile: { type: 'string', value: 'NAME', help: 'mindspore | msrun | tensorflow | torch   (default mindspore)' },
     devices: { type: 'string', value: 'LIST', help: 'devices on every host: "[0,8)", "0-7" or "0,1,2,3"' },
-    'nproc-per-node': { type: 'int', value: 'N', min: 1, max: 64, help: 'ranks per host (the first N devices; CPU-only hosts with --profile torch)' },
-    env: { type: 'string', value: 'K=V', multiple: true, help: 'extra environment for every rank (repeatable; value kept byte for byte)' },
+    'nproc-per-node': {
+      type: 'int',
+      value: 'N',
+      min: 1,
+      max: 64,
+      help: 'ranks per host (the first N devices; CPU-only hosts with --profile torch)',
+    },
+    env: {
+      type: 'string',
+      value: 'K=V',
+      multiple: true,
+      help: 'extra environment for every rank (repeatable; value kept byte for byte)',
+    },
     'rank-table': { type: 'string', value: 'FILE', help: 'use this rank table (validated) instead of generating one' },
     name: { type: 'string', value: 'NAME', help: 'job name, part of the run id' },
-    resume: { type: 'string', value: 'RUN', help: `start from the latest checkpoint every saving rank of RUN completed:
+    resume: {
+      type: 'string',
+      value: 'RUN',
+      help: `start from the latest checkpoint every saving rank of RUN completed:
 each rank gets NPURUN_RESUME_CKPT (its own file, else rank 0's), and the
-job file's resume_arg (e.g. "--pre_trained={path}") is appended` },
-    workdir: { type: 'string', value: 'DIR', section: 'How', help: `base directory on every host (default: the current directory); ~ is this
-machine's home, a relative DIR is relative to the current directory` },
-    'rank-dir': { type: 'string', value: 'PATTERN', help: `per-rank working dir under workdir (default train_parallel{rank});
-placeholders {rank} {local_rank} {node_rank} {device} {host}` },
+job file's resume_arg (e.g. "--pre_trained={path}") is appended`,
+    },
+    workdir: {
+      type: 'string',
+      value: 'DIR',
+      section: 'How',
+      help: `base directory on every host (default: the current directory); ~ is this
+machine's home, a relative DIR is relative to the current directory`,
+    },
+    'rank-dir': {
+      type: 'string',
+      value: 'PATTERN',
+      help: `per-rank working dir under workdir (default train_parallel{rank});
+placeholders {rank} {local_rank} {node_rank} {device} {host}`,
+    },
     'bind-cores': { type: 'boolean', help: "pin each rank to its share of the host's CPUs (NUMA-aware)" },
-    grace: { type: 'number', value: 'SECONDS', min: 0, max: 3600, help: 'SIGTERM -> SIGKILL grace when stopping ranks (default 10)' },
-    'master-port': { type: 'int', value: 'PORT', min: 1, max: 65535, help: 'MASTER_PORT / MS_SCHED_PORT (default 29500; msrun 8118)' },
-    'remote-dir': { type: 'string', value: 'DIR', help: `where the rank table and pid files go on each host, an absolute path
-(default /tmp/npurun-{uid}/{run_id}, private to you)` },
-    'heartbeat-timeout': { type: 'number', value: 'S', min: 1, max: 3600, help: "a host's ranks stop after S seconds without the launcher (default 3)" },
-    'max-restarts': { type: 'int', value: 'N', min: 0, max: 1000, help: `after a failure (a rank, a lost host, a hang) relaunch the whole job up to N
-times from the newest checkpoint every saving rank completed, waiting 3 s, 6 s, ... (default 0)` },
-    'host-wait': { type: 'number', value: 'S', min: 0, max: 86400, help: 'before a restart, wait up to S seconds for hosts that are lost or not ready (default 120)' },
-    'hang-timeout': { type: 'number', value: 'S', min: 1, max: 86400, help: `no progress from any rank for S seconds is a hang: every rank's stack is
+    grace: {
+      type: 'number',
+      value: 'SECONDS',
+      min: 0,
+      max: 3600,
+      help: 'SIGTERM -> SIGKILL grace when stopping ranks (default 10)',
+    },
+    'master-port': {
+      type: 'int',
+      value: 'PORT',
+      min: 1,
+      max: 65535,
+      help: 'MASTER_PORT / MS_SCHED_PORT (default 29500; msrun 8118)',
+    },
+    'remote-dir': {
+      type: 'string',
+      value: 'DIR',
+      help: `where the rank table and pid files go on each host, an absolute path
+(default /tmp/npurun-{uid}/{run_id}, private to you)`,
+    },
+    'heartbeat-timeout': {
+      type: 'number',
+      value: 'S',
+      min: 1,
+      max: 3600,
+      help: "a host's ranks stop after S seconds without the launcher (default 3)",
+    },
+    'max-restarts': {
+      type: 'int',
+      value: 'N',
+      min: 0,
+      max: 1000,
+      help: `after a failure (a rank, a lost host, a hang) relaunch the whole job up to N
+times from the newest checkpoint every saving rank completed, waiting 3 s, 6 s, ... (default 0)`,
+    },
+    'host-wait': {
+      type: 'number',
+      value: 'S',
+      min: 0,
+      max: 86400,
+      help: 'before a restart, wait up to S seconds for hosts that are lost or not ready (default 120)',
+    },
+    'hang-timeout': {
+      type: 'number',
+      value: 'S',
+      min: 1,
+      max: 86400,
+      help: `no progress from any rank for S seconds is a hang: every rank's stack is
 collected (Python ranks get PYTHONFAULTHANDLER=1 and SIGABRT), the run stopped, the
-rank that stopped first named (exit 124); 5 x S until the first progress line; off by default` },
-    'progress-pattern': { type: 'string', value: 'RE', help: `a line matching RE is progress (default: epoch[..]/iter[..]/step lines
-and {"npurun":"progress"} lines)` },
+rank that stopped first named (exit 124); 5 x S until the first progress line; off by default`,
+    },
+    'progress-pattern': {
+      type: 'string',
+      value: 'RE',
+      help: `a line matching RE is progress (default: epoch[..]/iter[..]/step lines
+and {"npurun":"progress"} lines)`,
+    },
     fanout: { type: 'int', value: 'N', min: 1, max: 4096, help: 'hosts connected and probed at once (default 256)' },
-    'share-devices': { type: 'boolean', help: 'use devices another live npurun run of yours holds (default: refuse them)' },
-    'dry-run': { type: 'boolean', section: 'Output', help: 'preflight and print the plan (per rank: host, device, CPUs, cwd, command, env)' },
+    'share-devices': {
+      type: 'boolean',
+      help: 'use devices another live npurun run of yours holds (default: refuse them)',
+    },
+    'dry-run': {
+      type: 'boolean',
+      section: 'Output',
+      help: 'preflight and print the plan (per rank: host, device, CPUs, cwd, command, env)',
+    },
     json: { ...SHARED.json, help: 'with --dry-run: the plan as JSON' },
     'runs-dir': { ...SHARED['runs-dir'], help: 'where run folders go (default ./runs; also --run-dir)' },
-    console: { type: 'string', value: 'WHAT', help: `rank0 | all | collapse | none | list of ranks (e.g. 0,3) shown live (default rank0);
-collapse: the same line from several ranks within 250 ms shown once as [r0-7] line; all saved` },
+    console: {
+      type: 'string',
+      value: 'WHAT',
+      help: `rank0 | all | collapse | none | list of ranks (e.g. 0,3) shown live (default rank0);
+collapse: the same line from several ranks within 250 ms shown once as [r0-7] line; all saved`,
+    },
     timestamps: { type: 'boolean', help: 'prefix saved log lines with the time' },
-    dashboard: { type: 'boolean', help: 'serve the run\'s live dashboard on 127.0.0.1 while it runs (see `npurun dashboard`)' },
-    'dashboard-port': { type: 'int', value: 'P', min: 0, max: 65535, help: 'its port (default 8780; 0 = any free port)' },
+    dashboard: {
+      type: 'boolean',
+      help: "serve the run's live dashboard on 127.0.0.1 while it runs (see `npurun dashboard`)",
+    },
+    'dashboard-port': {
+      type: 'int',
+      value: 'P',
+      min: 0,
+      max: 65535,
+      help: 'its port (default 8780; 0 = any free port)',
+    },
   },
   footer: `Exit code: 0 all ranks succeeded; the root-cause rank's own code (128+N for signal N); 2 bad input;
 3 a host unreachable or not ready (failing preflight). No NPUs here? Try --simulate 8.`,
@@ -60,27 +164,40 @@ collapse: the same line from several ranks within 250 ms shown once as [r0-7] li
 
 /** Flags that set a field of the job as they are. */
 const JOB_STRINGS: [keyof JobFlags, string][] = [
-  ['profile', 'profile'], ['devices', 'devices'], ['rankTable', 'rank-table'], ['name', 'name'],
-  ['workdir', 'workdir'], ['rankDir', 'rank-dir'], ['remoteDir', 'remote-dir'], ['progressPattern', 'progress-pattern'],
+  ['profile', 'profile'],
+  ['devices', 'devices'],
+  ['rankTable', 'rank-table'],
+  ['name', 'name'],
+  ['workdir', 'workdir'],
+  ['rankDir', 'rank-dir'],
+  ['remoteDir', 'remote-dir'],
+  ['progressPattern', 'progress-pattern'],
 ];
 
 export function parseConsole(value: string | undefined): ConsoleChoice {
   if (value === undefined || value === 'rank0') return 'rank0';
   if (value === 'all' || value === 'none' || value === 'collapse') return value;
   const labels = value.split(',').map((s) => s.trim());
-  if (labels.some((l) => !/^(\d+|sched)$/.test(l))) throw inputError('--console', `"${value}" is not rank0, all, collapse, none or a list of ranks like 0,3`);
+  if (labels.some((l) => !/^(\d+|sched)$/.test(l)))
+    throw inputError('--console', `"${value}" is not rank0, all, collapse, none or a list of ranks like 0,3`);
   return labels;
 }
 
 function jobFlags(args: ParsedArgs): JobFlags {
-  const flags: JobFlags = { command: args.rest, env: listFlag(args, 'env'), bindCores: boolFlag(args, 'bind-cores') || undefined };
+  const flags: JobFlags = {
+    command: args.rest,
+    env: listFlag(args, 'env'),
+    bindCores: boolFlag(args, 'bind-cores') || undefined,
+  };
   for (const [key, flag] of JOB_STRINGS) {
     const v = stringFlag(args, flag);
     if (v !== undefined) (flags as unknown as Record<string, unknown>)[key] = v;
   }
   const numbers: [keyof JobFlags, number | undefined][] = [
-    ['nprocPerNode', intFlag(args, 'nproc-per-node', 1, 64)], ['graceSeconds', numberFlag(args, 'grace', 0, 3600)],
-    ['masterPort', intFlag(args, 'master-port', 1, 65535)], ['heartbeatTimeoutSeconds', numberFlag(args, 'heartbeat-timeout', 1, 3600)],
+    ['nprocPerNode', intFlag(args, 'nproc-per-node', 1, 64)],
+    ['graceSeconds', numberFlag(args, 'grace', 0, 3600)],
+    ['masterPort', intFlag(args, 'master-port', 1, 65535)],
+    ['heartbeatTimeoutSeconds', numberFlag(args, 'heartbeat-timeout', 1, 3600)],
     ['hangTimeoutSeconds', numberFlag(args, 'hang-timeout', 1, 86400)],
     ['maxRestarts', intFlag(args, 'max-restarts', 0, 1000)],
     ['hostWaitSeconds', numberFlag(args, 'host-wait', 0, 86400)],
@@ -92,16 +209,26 @@ function jobFlags(args: ParsedArgs): JobFlags {
 export function run(argv: string[]): Promise<number> {
   return runCommand(SPEC, argv, async (args) => {
     const jobFile = stringFlag(args, 'job');
-    const job = resolveJob(jobFile ? loadJobFile(resolve(expandTilde(jobFile, '--job'))) : undefined, jobFlags(args), process.cwd());
+    const job = resolveJob(
+      jobFile ? loadJobFile(resolve(expandTilde(jobFile, '--job'))) : undefined,
+      jobFlags(args),
+      process.cwd(),
+    );
     const simulate = intFlag(args, 'simulate', 1, 16) ?? job.simulate;
     const hostsFile = stringFlag(args, 'hosts') ?? job.hostsFile;
     const { hosts, ssh } = await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
-    if (simulate !== undefined && hosts.some((h) => !h.local)) throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
+    if (simulate !== undefined && hosts.some((h) => !h.local))
+      throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
     const resumeRun = stringFlag(args, 'resume');
     const fanout = intFlag(args, 'fanout', 1, 4096);
-    const dashboard = boolFlag(args, 'dashboard') && !boolFlag(args, 'dry-run')
-      ? (await import('../report/dashboard.js')).dashboardOfThisLauncher({ runsDir: runsDirFlag(args), port: intFlag(args, 'dashboard-port', 0, 65535) ?? 8780, onUrl: (url) => process.stderr.write(`npurun: dashboard at ${url}\n`) })
-      : undefined;
+    const dashboard =
+      boolFlag(args, 'dashboard') && !boolFlag(args, 'dry-run')
+        ? (await import('../report/dashboard.js')).dashboardOfThisLauncher({
+            runsDir: runsDirFlag(args),
+            port: intFlag(args, 'dashboard-port', 0, 65535) ?? 8780,
+            onUrl: (url) => process.stderr.write(`npurun: dashboard at ${url}\n`),
+          })
+        : undefined;
     const result = await launch({
       ...(resumeRun ? { resume: { runId: resumeRun } } : {}),
       job,

@@ -12,19 +12,39 @@ interface CommandEntry {
 }
 
 const COMMANDS: Record<string, CommandEntry> = {
-  devices: { summary: 'detect NPUs and their HCCL NIC addresses on this host (or every host of --hosts)', load: () => import('./devices.js') },
-  ranktable: { summary: 'generate | merge | validate | show HCCL rank-table JSON', load: () => import('./ranktable.js') },
+  devices: {
+    summary: 'detect NPUs and their HCCL NIC addresses on this host (or every host of --hosts)',
+    load: () => import('./devices.js'),
+  },
+  ranktable: {
+    summary: 'generate | merge | validate | show HCCL rank-table JSON',
+    load: () => import('./ranktable.js'),
+  },
   launch: { summary: 'start one process per device on every host, supervised', load: () => import('./launch.js') },
   ps: { summary: 'list processes that npurun runs left on hosts', load: () => import('./ps.js') },
-  kill: { summary: 'stop every process of a run on every host, by recorded pids', load: () => import('./ps.js').then((m) => ({ run: m.runKill })) },
+  kill: {
+    summary: 'stop every process of a run on every host, by recorded pids',
+    load: () => import('./ps.js').then((m) => ({ run: m.runKill })),
+  },
   logs: { summary: 'print or follow the logs of a run', load: () => import('./logs.js') },
   runs: { summary: 'list runs in the run folder', load: () => import('./runs.js') },
-  summary: { summary: 'training and evaluation totals of a run, reduced across ranks and cross-checked', load: () => import('./summary.js') },
-  ckpt: { summary: 'list checkpoints of a run, or the latest step every saving rank completed', load: () => import('./ckpt.js') },
-  dashboard: { summary: 'serve a run\'s report page on localhost, updating live while the run goes', load: () => import('./dashboard.js') },
-  report: { summary: 'one self-contained HTML page of a run: ranks, loss, throughput, eval, timeline, root cause', load: () => import('./report.js') },
+  summary: {
+    summary: 'training and evaluation totals of a run, reduced across ranks and cross-checked',
+    load: () => import('./summary.js'),
+  },
+  ckpt: {
+    summary: 'list checkpoints of a run, or the latest step every saving rank completed',
+    load: () => import('./ckpt.js'),
+  },
+  dashboard: {
+    summary: "serve a run's report page on localhost, updating live while the run goes",
+    load: () => import('./dashboard.js'),
+  },
+  report: {
+    summary: 'one self-contained HTML page of a run: ranks, loss, throughput, eval, timeline, root cause',
+    load: () => import('./report.js'),
+  },
 };
-
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
@@ -86,7 +106,12 @@ export function reportError(err: unknown): number {
     return err.exitCode;
   }
   const e = err as { code?: string; message?: string };
-  if (e && (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')) {
+  if (
+    e &&
+    (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ||
+      e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
+  ) {
     process.stderr.write(`npurun: ${e.message}\n`);
     return EXIT.input;
   }

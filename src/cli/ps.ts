@@ -40,11 +40,25 @@ interface Target {
   info?: RunInfo;
 }
 
-async function targetOf(command: string, runId: string | undefined, hostsFile: string | undefined, runsDir: string, remoteDirFlag: string | undefined, sshConfigFlag: string | undefined): Promise<Target> {
+async function targetOf(
+  command: string,
+  runId: string | undefined,
+  hostsFile: string | undefined,
+  runsDir: string,
+  remoteDirFlag: string | undefined,
+  sshConfigFlag: string | undefined,
+): Promise<Target> {
   const record = runId ? readRunRecord(runsDir, runId) : undefined;
   if (command === 'kill' && !record) throw inputError('npurun kill', 'which run? give its id (see `npurun runs`)');
   const { hosts, ssh } = await inventoryOf(hostsFile, sshConfigFlag);
-  if (record) return { hosts: hostsFile ? hosts : record.hosts, ssh, remoteDir: remoteDirFlag ?? record.remoteDir, runId: record.runId, info: record };
+  if (record)
+    return {
+      hosts: hostsFile ? hosts : record.hosts,
+      ssh,
+      remoteDir: remoteDirFlag ?? record.remoteDir,
+      runId: record.runId,
+      info: record,
+    };
   return { hosts, ssh, remoteDir: remoteDirFlag ?? '/tmp/npurun-{uid}/{run_id}' };
 }
 
@@ -54,18 +68,38 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
     process.stdout.write((command === 'ps' ? PS_HELP : KILL_HELP) + '\n');
     return EXIT.ok;
   }
-  if (args.positionals.length > 1) throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
-  const target = await targetOf(command, args.positionals[0], stringFlag(args, 'hosts'), runsDirFlag(args), stringFlag(args, 'remote-dir'), stringFlag(args, 'ssh-config'));
+  if (args.positionals.length > 1)
+    throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
+  const target = await targetOf(
+    command,
+    args.positionals[0],
+    stringFlag(args, 'hosts'),
+    runsDirFlag(args),
+    stringFlag(args, 'remote-dir'),
+    stringFlag(args, 'ssh-config'),
+  );
   const grace = numberFlag(args, 'grace', 0, 600) ?? 5;
   // A live launcher on this machine stops its own run (recorded as stopped by this kill); then the
   // hosts are checked, and whatever is left (a launcher that was SIGKILLed) is stopped from here.
-  if (command === 'kill' && target.info && (await stopLauncher(target.info, target.info.record.job.graceSeconds + 15)) === 'stopped') {
-    process.stderr.write(`npurun: asked the launcher of ${target.runId} (pid ${target.info.record.launcher_pid}) to stop the run\n`);
+  if (
+    command === 'kill' &&
+    target.info &&
+    (await stopLauncher(target.info, target.info.record.job.graceSeconds + 15)) === 'stopped'
+  ) {
+    process.stderr.write(
+      `npurun: asked the launcher of ${target.runId} (pid ${target.info.record.launcher_pid}) to stop the run\n`,
+    );
   }
   const done = await withHosts(target.hosts, { ssh: target.ssh }, (t) =>
-    command === 'kill' ? killLeftovers(t, target.remoteDir, target.runId as string, grace) : listLeftovers(t, target.remoteDir, target.runId),
+    command === 'kill'
+      ? killLeftovers(t, target.remoteDir, target.runId as string, grace)
+      : listLeftovers(t, target.remoteDir, target.runId),
   );
-  const results = done.map((r) => ({ host: r.host.name, ranks: r.value ?? [], ...(r.error ? { error: r.error.message } : {}) }));
+  const results = done.map((r) => ({
+    host: r.host.name,
+    ranks: r.value ?? [],
+    ...(r.error ? { error: r.error.message } : {}),
+  }));
   if (boolFlag(args, 'json')) {
     process.stdout.write(JSON.stringify(results, null, 2) + '\n');
   } else {
@@ -75,10 +109,13 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
         continue;
       }
       const live = r.ranks.filter((x) => x.alive);
-      if (live.length === 0) process.stdout.write(`${r.host}: nothing left${target.runId ? ` by ${target.runId}` : ''}\n`);
+      if (live.length === 0)
+        process.stdout.write(`${r.host}: nothing left${target.runId ? ` by ${target.runId}` : ''}\n`);
       for (const x of live) {
         const state = command === 'kill' ? (x.killed ? 'killed' : 'STILL RUNNING') : 'running';
-        process.stdout.write(`${r.host}: run ${x.runId} rank ${x.label} pid ${x.pid}: ${state} (${x.members.length} process${x.members.length === 1 ? '' : 'es'})\n`);
+        process.stdout.write(
+          `${r.host}: run ${x.runId} rank ${x.label} pid ${x.pid}: ${state} (${x.members.length} process${x.members.length === 1 ? '' : 'es'})\n`,
+        );
         if (command === 'ps') for (const m of x.members) process.stdout.write(`    ${m.pid} ${m.cmdline}\n`);
       }
     }

@@ -27,12 +27,21 @@ was killed. Also writes the parsed metrics to the run folder as metrics.jsonl
 
 export async function run(argv: string[]): Promise<number> {
   return runCommand(SPEC, argv, async (args) => {
-    if (args.positionals.length > 1) throw inputError('npurun report', `one run expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`);
+    if (args.positionals.length > 1)
+      throw inputError(
+        'npurun report',
+        `one run expected, got ${args.positionals.length}: ${args.positionals.join(' ')}`,
+      );
     const runDir = locateRunDir(runsDirFlag(args), args.positionals[0]);
     const snapshot = await snapshotRunFolder(runDir);
     const out = resolve(stringFlag(args, 'out') ?? join(runDir, 'report.html'));
     try {
-      writeFileSync(out, renderReportHtml(buildReportData(snapshot.record, snapshot.events, snapshot.series, new Date(), snapshot.stragglers)));
+      writeFileSync(
+        out,
+        renderReportHtml(
+          buildReportData(snapshot.record, snapshot.events, snapshot.series, new Date(), snapshot.stragglers),
+        ),
+      );
     } catch (err) {
       throw inputError('--out', `cannot write ${out}: ${(err as Error).message}`);
     }

@@ -50,12 +50,30 @@ export function runListEntry(run: RunInfo): RunListEntry {
 
 /** A run folder whose run.json cannot be read, listed (never fatal for the others). */
 export function unreadableEntry(run: UnreadableRun): RunListEntry {
-  return { runId: run.runId, startedAt: '', endedAt: null, hosts: [], ranks: 0, status: 'unreadable', exitCode: null, rootCause: null, dir: run.dir, reason: run.reason };
+  return {
+    runId: run.runId,
+    startedAt: '',
+    endedAt: null,
+    hosts: [],
+    ranks: 0,
+    status: 'unreadable',
+    exitCode: null,
+    rootCause: null,
+    dir: run.dir,
+    reason: run.reason,
+  };
 }
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
-  return rows.map((row) => row.map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((row) =>
+      row
+        .map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -85,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
     e.rootCause === null ? '-' : `rank ${e.rootCause}`,
   ]);
   process.stdout.write(table([['RUN', 'STARTED', 'HOSTS', 'RANKS', 'STATUS', 'EXIT', 'ROOT CAUSE'], ...rows]) + '\n');
-  for (const u of folders.unreadable) process.stderr.write(`npurun: run ${u.runId} is unreadable and skipped: ${u.reason}\n`);
+  for (const u of folders.unreadable)
+    process.stderr.write(`npurun: run ${u.runId} is unreadable and skipped: ${u.reason}\n`);
   return EXIT.ok;
 }

@@ -26,14 +26,23 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return EXIT.ok;
   }
-  if (args.positionals.length > 1) throw inputError('npurun summary', `one run id expected, got ${args.positionals.length}`);
+  if (args.positionals.length > 1)
+    throw inputError('npurun summary', `one run id expected, got ${args.positionals.length}`);
   const info = readRunRecord(runsDirFlag(args), args.positionals[0]);
   const summary = await summarizeRunFolder(info.dir, info.record);
   writeSummary(info.dir, summary);
-  const stragglers = await findStragglers(info.dir, info.record.job?.progressPattern !== undefined ? { progressPattern: info.record.job.progressPattern } : {});
-  if (boolFlag(args, 'json')) process.stdout.write(JSON.stringify({ ...(JSON.parse(summaryJson(summary)) as object), stragglers }, null, 2) + '\n');
+  const stragglers = await findStragglers(
+    info.dir,
+    info.record.job?.progressPattern !== undefined ? { progressPattern: info.record.job.progressPattern } : {},
+  );
+  if (boolFlag(args, 'json'))
+    process.stdout.write(
+      JSON.stringify({ ...(JSON.parse(summaryJson(summary)) as object), stragglers }, null, 2) + '\n',
+    );
   else {
-    process.stdout.write(`run ${info.runId}\n${hasContent(summary) ? renderSummary(summary) : 'no training or evaluation lines recognised in the output'}\n`);
+    process.stdout.write(
+      `run ${info.runId}\n${hasContent(summary) ? renderSummary(summary) : 'no training or evaluation lines recognised in the output'}\n`,
+    );
     for (const line of renderStragglers(stragglers)) process.stdout.write(line + '\n');
   }
   return summary.problems.length > 0 ? EXIT.problems : EXIT.ok;

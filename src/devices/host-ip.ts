@@ -28,5 +28,8 @@ export async function detectHostIp(facts: HostFacts, run: ShellRunner = localShe
   const routes = await run(DEFAULT_ROUTE_SCRIPT);
   const ip = hostIpFromRoutes(routes.stdout, facts.interfaces);
   if (ip) return ip;
-  throw new NpurunError('input', `cannot detect the IP of ${facts.hostname || 'this host'} (no default route, no non-loopback IPv4 address); give --server-ip`);
+  throw new NpurunError(
+    'input',
+    `cannot detect the IP of ${facts.hostname || 'this host'} (no default route, no non-loopback IPv4 address); give --server-ip`,
+  );
 }

@@ -44,7 +44,14 @@ export function parseNpuSmiInfo(text: string): NpuSmiInfo {
       if (pending && chipRow) {
         const chipId = Number(chipRow[1]);
         const deviceId = hasPhyId && chipRow[2] !== undefined ? Number(chipRow[2]) : pending.npuId;
-        const dev: NpuDevice = { deviceId, npuId: pending.npuId, chipId, name: pending.name, health: pending.health, processes: [] };
+        const dev: NpuDevice = {
+          deviceId,
+          npuId: pending.npuId,
+          chipId,
+          name: pending.name,
+          health: pending.health,
+          processes: [],
+        };
         const bus = c[1];
         if (bus && /^[0-9A-Fa-f]{4}:/.test(bus)) dev.busId = bus;
         info.devices.push(dev);
@@ -93,5 +100,8 @@ export function parseHccnToolIp(text: string): string | undefined {
 
 export function isIPv4(s: string): boolean {
   const parts = s.split('.');
-  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255 && !(p.length > 1 && p.startsWith('0')));
+  return (
+    parts.length === 4 &&
+    parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255 && !(p.length > 1 && p.startsWith('0')))
+  );
 }

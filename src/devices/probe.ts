@@ -108,7 +108,9 @@ export function parseProbeOutput(text: string): HostFacts {
     if (m) facts.numaNodes.push({ node: Number(m[1]), cpus: parseCpuList(m[2] as string) } satisfies NumaNode);
   }
   if (!npuSmiPath) {
-    problems.push(`no npu-smi found (looked on PATH and in ${TOOL_DIRS.join(', ')}): this host has no Ascend driver, or it is installed elsewhere`);
+    problems.push(
+      `no npu-smi found (looked on PATH and in ${TOOL_DIRS.join(', ')}): this host has no Ascend driver, or it is installed elsewhere`,
+    );
     return facts;
   }
   const smi = parseNpuSmiInfo(s.get('npu-smi') ?? '');
@@ -127,10 +129,13 @@ export function parseProbeOutput(text: string): HostFacts {
       dev.deviceIp = fromTool;
       dev.ipSource = 'hccn_tool';
     } else {
-      problems.push(`device ${dev.deviceId} has no address: no address_${dev.deviceId} in ${confPath}${hccnToolPath ? ` and \`hccn_tool -i ${dev.deviceId} -ip -g\` gave none` : ' and no hccn_tool found'}`);
+      problems.push(
+        `device ${dev.deviceId} has no address: no address_${dev.deviceId} in ${confPath}${hccnToolPath ? ` and \`hccn_tool -i ${dev.deviceId} -ip -g\` gave none` : ' and no hccn_tool found'}`,
+      );
     }
     if (dev.health !== 'OK') problems.push(`device ${dev.deviceId} health is ${dev.health}`);
-    for (const p of dev.processes) problems.push(`device ${dev.deviceId} is held by pid ${p.pid}${p.name ? ` (${p.name})` : ''}`);
+    for (const p of dev.processes)
+      problems.push(`device ${dev.deviceId} is held by pid ${p.pid}${p.name ? ` (${p.name})` : ''}`);
   }
   facts.devices = smi.devices;
   markHeld(facts, parseHeld(text));
@@ -140,7 +145,10 @@ export function parseProbeOutput(text: string): HostFacts {
 export async function probeHost(run: ShellRunner): Promise<HostFacts> {
   const r = await run(PROBE_SCRIPT);
   if (!r.stdout.includes('@@npurun:end@@')) {
-    throw new NpurunError('not-ready', `device probe did not complete (exit ${r.code}): ${r.stderr.trim().slice(0, 300) || 'no output'}`);
+    throw new NpurunError(
+      'not-ready',
+      `device probe did not complete (exit ${r.code}): ${r.stderr.trim().slice(0, 300) || 'no output'}`,
+    );
   }
   return parseProbeOutput(r.stdout);
 }

@@ -39,10 +39,12 @@ export const DIES_A3 = 16;
  * them (NPU id = die / 2, chip = die % 2, as in test/fixtures/npu-smi-info-a3.txt).
  */
 export function simulatedHostFacts(n: number, opts: SimulateOptions = {}): HostFacts {
-  if (!Number.isInteger(n) || n < 1 || n > DIES_A3) throw inputError('--simulate', `${n} is not a device count from 1 to 16`);
+  if (!Number.isInteger(n) || n < 1 || n > DIES_A3)
+    throw inputError('--simulate', `${n} is not a device count from 1 to 16`);
   const a3 = n > DEVICES_910B;
   const server = opts.serverIndex ?? 0;
-  if (!Number.isInteger(server) || server < 0 || server > 14) throw inputError('simulate', `server index ${server} is not from 0 to 14`);
+  if (!Number.isInteger(server) || server < 0 || server > 14)
+    throw inputError('simulate', `server index ${server} is not from 0 to 14`);
   const cpus = parseCpuList(readOr('/sys/devices/system/cpu/online', '0'));
   const numaNodes: NumaNode[] = [];
   for (let node = 0; node < 64; node++) {

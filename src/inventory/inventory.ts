@@ -45,7 +45,10 @@ const LOCAL = /^(localhost|127\.\d+\.\d+\.\d+)$/;
 
 /** A value quoted for a message (control characters visible), cut to a readable length. */
 function shown(value: string): string {
-  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value) + (value.length > 80 ? ` (${value.length} characters)` : '');
+  return (
+    JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value) +
+    (value.length > 80 ? ` (${value.length} characters)` : '')
+  );
 }
 
 /** A host name (RFC 1123 labels; `_` allowed, as ssh_config aliases use it) or an IPv4/IPv6 address: nothing a shell or resolver could misread. */
@@ -72,9 +75,16 @@ function devicesOf(value: string | number[] | undefined, where: string): HostSpe
 }
 
 /** `where` names the entry in messages: "file: hosts[1]" (YAML) or "file:3" (hostfile line). */
-async function toHost(entry: HostEntry, where: string, file: string, settings: SshSettingsSource, home: string): Promise<HostSpec> {
+async function toHost(
+  entry: HostEntry,
+  where: string,
+  file: string,
+  settings: SshSettingsSource,
+  home: string,
+): Promise<HostSpec> {
   const base = dirname(file);
-  if (!isHostAddress(entry.address)) throw inputError(`${where}.address`, `${shown(entry.address)} is not a host name or IP address`);
+  if (!isHostAddress(entry.address))
+    throw inputError(`${where}.address`, `${shown(entry.address)} is not a host name or IP address`);
   const local = LOCAL.test(entry.address);
   const explicit: Partial<ResolvedSsh> = {};
   if (entry.user !== undefined) explicit.user = entry.user;
@@ -132,9 +142,11 @@ export function parseHostfile(text: string, file: string): HostfileLine[] {
       const m = /^slots=(.*)$/.exec(token);
       if (!m) throw inputError(where, `unexpected ${JSON.stringify(token)} after ${address}; expected "host slots=N"`);
       if (slots !== undefined) throw inputError(where, `slots given twice; expected "host slots=N"`);
-      if (!/^\d+$/.test(m[1] as string)) throw inputError(where, `slots=${m[1]} is not a whole number; expected "host slots=N"`);
+      if (!/^\d+$/.test(m[1] as string))
+        throw inputError(where, `slots=${m[1]} is not a whole number; expected "host slots=N"`);
       slots = Number(m[1]);
-      if (slots < 1 || slots > 16) throw inputError(where, `slots=${slots} is out of range; expected 1 to 16 ranks per host`);
+      if (slots < 1 || slots > 16)
+        throw inputError(where, `slots=${slots} is out of range; expected 1 to 16 ranks per host`);
     }
     out.push(slots === undefined ? { address, line: i + 1 } : { address, slots, line: i + 1 });
   }
@@ -154,7 +166,11 @@ export async function loadInventory(file: string, opts: InventoryOptions = {}): 
   const home = opts.home ?? homedir();
   const settings = opts.settings ?? ownParserSource(opts.sshConfigText, home, opts.onWarning);
   const text = readInputText(file, 'hosts file', YAML_MAX_BYTES);
-  if (text.includes('\0')) throw inputError(file, 'not a hosts file (binary content): expected a YAML mapping with a `hosts:` list or "host slots=N" lines');
+  if (text.includes('\0'))
+    throw inputError(
+      file,
+      'not a hosts file (binary content): expected a YAML mapping with a `hosts:` list or "host slots=N" lines',
+    );
   let parsed: unknown;
   let yamlBroken = false;
   try {
@@ -168,13 +184,24 @@ export async function loadInventory(file: string, opts: InventoryOptions = {}): 
   let entries: { entry: HostEntry; where: string; label: string }[];
   if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
     const inv = loadYamlFile(file, 'hosts.schema.json', 'hosts file') as HostsFile;
-    entries = inv.hosts.map((e, i) => ({ entry: { ...inv.defaults, ...e }, where: `${file}: hosts[${i}]`, label: `hosts[${i}]` }));
+    entries = inv.hosts.map((e, i) => ({
+      entry: { ...inv.defaults, ...e },
+      where: `${file}: hosts[${i}]`,
+      label: `hosts[${i}]`,
+    }));
   } else if (Array.isArray(parsed) || (yamlBroken && looksLikeYaml(text))) {
     // Broken YAML: report its line and column; a YAML list: say what the top level must be.
     if (yamlBroken) loadYamlFile(file, 'hosts.schema.json', 'hosts file');
-    throw inputError(file, 'not a hosts file: expected a YAML mapping with a `hosts:` list (see hosts/two-servers.yaml) or "host slots=N" lines');
+    throw inputError(
+      file,
+      'not a hosts file: expected a YAML mapping with a `hosts:` list (see hosts/two-servers.yaml) or "host slots=N" lines',
+    );
   } else {
-    entries = parseHostfile(text, file).map(({ line, ...entry }) => ({ entry, where: `${file}:${line}`, label: `line ${line}` }));
+    entries = parseHostfile(text, file).map(({ line, ...entry }) => ({
+      entry,
+      where: `${file}:${line}`,
+      label: `line ${line}`,
+    }));
   }
   if (entries.length === 0) throw inputError(file, 'no hosts listed; expected at least one host');
   // Every host resolved at once: `ssh -G` bounds its own processes (transport/openssh.ts).
@@ -184,13 +211,19 @@ export async function loadInventory(file: string, opts: InventoryOptions = {}): 
     for (const key of new Set([h.address, h.name])) {
       const prev = seen.get(key);
       if (prev !== undefined) {
-        throw inputError(entries[i]?.where as string, `"${key}" is listed twice (also ${entries[prev]?.label}); expected each server once`);
+        throw inputError(
+          entries[i]?.where as string,
+          `"${key}" is listed twice (also ${entries[prev]?.label}); expected each server once`,
+        );
       }
       seen.set(key, i);
     }
   });
   if (hosts.some((h) => h.local) && hosts.length > 1) {
-    throw inputError(file, 'mixes localhost with remote hosts: the remote ranks could not reach 127.0.0.1; expected this machine listed by its network address');
+    throw inputError(
+      file,
+      'mixes localhost with remote hosts: the remote ranks could not reach 127.0.0.1; expected this machine listed by its network address',
+    );
   }
   return hosts;
 }

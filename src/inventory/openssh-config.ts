@@ -83,10 +83,15 @@ export function settingsFromSshG(alias: string, output: string, home = homedir()
   const hostname = one('hostname') ?? alias;
   const user = one('user') ?? userInfo().username;
   const port = Number(one('port') ?? '22');
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw inputError('ssh -G', `port "${one('port')}" for host ${alias} is not a port number`);
-  const identityFiles = (g.get('identityfile') ?? []).map((f) => expandIdentityFile(f, { home, alias, hostname, user, port }));
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw inputError('ssh -G', `port "${one('port')}" for host ${alias} is not a port number`);
+  const identityFiles = (g.get('identityfile') ?? []).map((f) =>
+    expandIdentityFile(f, { home, alias, hostname, user, port }),
+  );
   const known = one('userknownhostsfile');
-  const knownHostsFiles = known ? known.split(' ').filter(Boolean) : [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')];
+  const knownHostsFiles = known
+    ? known.split(' ').filter(Boolean)
+    : [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')];
   const proxyJump = one('proxyjump');
   const agent = one('identityagent');
   const settings: ResolvedSsh = {
@@ -128,7 +133,8 @@ function memo<T>(fn: (key: string) => Promise<T>): (key: string) => Promise<T> {
 
 /** Settings from `ssh -G` (user and port from the hosts file go on its command line, so Match user and %r see them). */
 export function openSshSource(query: SshConfigQuery, home = homedir()): SshSettingsSource {
-  const ask = async (host: string, explicit: { user?: string; port?: number }) => settingsFromSshG(host, await query(host, explicit), home);
+  const ask = async (host: string, explicit: { user?: string; port?: number }) =>
+    settingsFromSshG(host, await query(host, explicit), home);
   return {
     kind: 'openssh',
     async host(alias, explicit) {
@@ -145,7 +151,11 @@ export function openSshSource(query: SshConfigQuery, home = homedir()): SshSetti
 }
 
 /** Settings from npurun's own ssh_config parser (no Match; ProxyJump hops resolved one by one by the transport). */
-export function ownParserSource(configText: string | undefined, home = homedir(), onWarning?: (message: string) => void): SshSettingsSource {
+export function ownParserSource(
+  configText: string | undefined,
+  home = homedir(),
+  onWarning?: (message: string) => void,
+): SshSettingsSource {
   const config: SshConfig | undefined = configText !== undefined ? parseSshConfig(configText, home) : undefined;
   for (const w of config?.warnings ?? []) onWarning?.(`ssh_config: ${w}`);
   return {

@@ -43,22 +43,33 @@ export function splitConfigArgs(rest: string): string[] {
 }
 
 function globMatch(glob: string, name: string): boolean {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 'i').test(name);
 }
 
 function expandInclude(pattern: string, home: string): string[] {
-  const path = pattern.startsWith('~') ? join(home, pattern.slice(1)) : isAbsolute(pattern) ? pattern : join(home, '.ssh', pattern);
+  const path = pattern.startsWith('~')
+    ? join(home, pattern.slice(1))
+    : isAbsolute(pattern)
+      ? pattern
+      : join(home, '.ssh', pattern);
   const dir = dirname(path);
   const base = path.slice(dir.length + 1);
   if (!/[*?]/.test(base)) return existsSync(path) ? [path] : [];
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => globMatch(base, f)).sort().map((f) => join(dir, f));
+  return readdirSync(dir)
+    .filter((f) => globMatch(base, f))
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 export function parseSshConfig(text: string, home = homedir(), depth = 0, within: string[][] = []): SshConfig {
   const config: SshConfig = { blocks: [{ patterns: ['*'], options: [] }], warnings: [] };
-  const guarded = (patterns: string[]): SshConfigBlock => (within.length > 0 ? { patterns, options: [], within } : { patterns, options: [] });
+  const guarded = (patterns: string[]): SshConfigBlock =>
+    within.length > 0 ? { patterns, options: [], within } : { patterns, options: [] };
   let current = config.blocks[0] as SshConfigBlock;
   let skipping = false;
   for (const raw of text.split(/\r?\n/)) {
@@ -84,7 +95,10 @@ export function parseSshConfig(text: string, home = homedir(), depth = 0, within
       }
       for (const pattern of args) {
         for (const file of expandInclude(pattern, home)) {
-          const inner = parseSshConfig(readFileSync(file, 'utf8'), home, depth + 1, [...(current.within ?? []), current.patterns]);
+          const inner = parseSshConfig(readFileSync(file, 'utf8'), home, depth + 1, [
+            ...(current.within ?? []),
+            current.patterns,
+          ]);
           // An included file's top-level lines belong to the block that included it.
           current.options.push(...(inner.blocks[0] as SshConfigBlock).options);
           config.blocks.push(...inner.blocks.slice(1));
@@ -135,7 +149,10 @@ interface TokenContext {
 
 function expandTokens(s: string, ctx: TokenContext): string {
   const out = s === '~' || s.startsWith('~/') ? ctx.home + s.slice(1) : s;
-  return out.replace(/%(.)/g, (_, c: string) => ({ d: ctx.home, u: ctx.localUser, h: ctx.host, r: ctx.remoteUser, '%': '%' })[c] ?? `%${c}`);
+  return out.replace(
+    /%(.)/g,
+    (_, c: string) => ({ d: ctx.home, u: ctx.localUser, h: ctx.host, r: ctx.remoteUser, '%': '%' })[c] ?? `%${c}`,
+  );
 }
 
 function strictness(value: string | undefined): ResolvedSsh['strictHostKeyChecking'] {
@@ -151,7 +168,12 @@ function strictness(value: string | undefined): ResolvedSsh['strictHostKeyChecki
  * ssh_config, which wins over ssh's defaults (login name, port 22, ~/.ssh/id_*, ~/.ssh/known_hosts,
  * strict host-key checking, the agent).
  */
-export function resolveSshHost(alias: string, config: SshConfig | undefined, explicit: Partial<ResolvedSsh> = {}, home = homedir()): ResolvedSsh {
+export function resolveSshHost(
+  alias: string,
+  config: SshConfig | undefined,
+  explicit: Partial<ResolvedSsh> = {},
+  home = homedir(),
+): ResolvedSsh {
   const opts = config ? optionsFor(config, alias) : new Map<string, string[][]>();
   const first = (k: string): string | undefined => opts.get(k)?.[0]?.[0];
   const localUser = userInfo().username;
@@ -159,7 +181,11 @@ export function resolveSshHost(alias: string, config: SshConfig | undefined, exp
   const user = explicit.user ?? first('user') ?? localUser;
   const ctx: TokenContext = { home, localUser, host: hostname, remoteUser: user };
   const portText = first('port');
-  if (explicit.port === undefined && portText !== undefined && !(/^\d+$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)) {
+  if (
+    explicit.port === undefined &&
+    portText !== undefined &&
+    !(/^\d+$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)
+  ) {
     throw inputError('ssh_config', `Port "${portText}" for host ${alias} is not a port number; expected 1 to 65535`);
   }
   const port = explicit.port ?? (portText !== undefined ? Number(portText) : 22);
@@ -167,16 +193,19 @@ export function resolveSshHost(alias: string, config: SshConfig | undefined, exp
     explicit.identityFiles ??
     opts.get('identityfile')?.map((args) => expandTokens(args[0] as string, ctx)) ??
     ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(home, '.ssh', f));
-  const knownHostsFiles =
-    explicit.knownHostsFiles ??
-    opts.get('userknownhostsfile')?.[0]?.map((f) => expandTokens(f, ctx)) ??
-    [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')];
+  const knownHostsFiles = explicit.knownHostsFiles ??
+    opts.get('userknownhostsfile')?.[0]?.map((f) => expandTokens(f, ctx)) ?? [
+      join(home, '.ssh', 'known_hosts'),
+      join(home, '.ssh', 'known_hosts2'),
+    ];
   const strictHostKeyChecking = explicit.strictHostKeyChecking ?? strictness(first('stricthostkeychecking'));
   const proxyJump = explicit.proxyJump ?? first('proxyjump');
   const agent = first('identityagent');
   // IdentityAgent none turns the agent off; SSH_AUTH_SOCK (the word) keeps the environment's socket.
   const useAgent = explicit.useAgent ?? (agent === undefined || agent.toLowerCase() !== 'none');
-  const identityAgent = explicit.identityAgent ?? (useAgent && agent !== undefined && agent !== 'SSH_AUTH_SOCK' ? agentSocket(agent, ctx) : undefined);
+  const identityAgent =
+    explicit.identityAgent ??
+    (useAgent && agent !== undefined && agent !== 'SSH_AUTH_SOCK' ? agentSocket(agent, ctx) : undefined);
   return {
     hostname,
     user,

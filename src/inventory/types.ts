@@ -28,4 +28,3 @@ export interface HostSpec {
   /** For the `host slots=N` hostfile form: how many ranks. */
   slots?: number;
 }
-

@@ -1,6 +1,13 @@
 import type { RunPlan } from '../plan/types.js';
 import type { RunRecorder } from '../run-folder/recorder.js';
-import { describeFrames, hangCulprits, HangWatch, pythonFrames, type Frame, type HangFinding } from '../supervise/hang.js';
+import {
+  describeFrames,
+  hangCulprits,
+  HangWatch,
+  pythonFrames,
+  type Frame,
+  type HangFinding,
+} from '../supervise/hang.js';
 import type { RunControl } from '../supervise/supervisor.js';
 import type { HostTransport } from '../transport/types.js';
 
@@ -29,7 +36,12 @@ export class HangDetector {
     private readonly say: (line: string) => void,
   ) {
     const labels = plan.ranks.filter((r) => r.role === 'rank').map((r) => r.label);
-    this.watch = new HangWatch(labels, (plan.job.hangTimeoutSeconds as number) * 1000, plan.job.progressPattern, Date.now());
+    this.watch = new HangWatch(
+      labels,
+      (plan.job.hangTimeoutSeconds as number) * 1000,
+      plan.job.progressPattern,
+      Date.now(),
+    );
   }
 
   line(label: string, line: Buffer): void {
@@ -88,22 +100,46 @@ export class HangDetector {
       silent_ms: finding.silentMs,
       culprits: culprits.labels,
       why: culprits.why,
-      ranks: finding.order.map((o) => ({ label: o.label, last_progress: new Date(o.at).toISOString(), frames: frames.get(o.label) ?? [], wchan: kernel.get(o.label) ?? null })),
+      ranks: finding.order.map((o) => ({
+        label: o.label,
+        last_progress: new Date(o.at).toISOString(),
+        frames: frames.get(o.label) ?? [],
+        wchan: kernel.get(o.label) ?? null,
+      })),
     });
     ctl.blameHang(culprits.labels, culprits.why);
     ctl.stop(`hang: no rank made progress for ${seconds} s`);
   }
 
-  private describe(finding: HangFinding, frames: Map<string, Frame[]>, kernel: Map<string, string>, culprits: { labels: string[]; why: string }): string {
+  private describe(
+    finding: HangFinding,
+    frames: Map<string, Frame[]>,
+    kernel: Map<string, string>,
+    culprits: { labels: string[]; why: string },
+  ): string {
     const spec = (label: string) => this.plan.ranks.find((r) => r.label === label);
-    const who = culprits.labels.map((l) => `rank ${l} (host ${spec(l)?.host}${spec(l)?.deviceId !== null ? `, device ${spec(l)?.deviceId}` : ''})`).join(', ');
+    const who = culprits.labels
+      .map(
+        (l) => `rank ${l} (host ${spec(l)?.host}${spec(l)?.deviceId !== null ? `, device ${spec(l)?.deviceId}` : ''})`,
+      )
+      .join(', ');
     const width = Math.max(...finding.order.map((o) => o.label.length));
     const rows = finding.order.map((o) => {
       const mark = culprits.labels.includes(o.label) ? '*' : ' ';
       const f = frames.get(o.label) ?? [];
-      const where = f.length > 0 ? describeFrames(f) : kernel.has(o.label) ? `(no Python stack; kernel: ${kernel.get(o.label)})` : '(no stack)';
+      const where =
+        f.length > 0
+          ? describeFrames(f)
+          : kernel.has(o.label)
+            ? `(no Python stack; kernel: ${kernel.get(o.label)})`
+            : '(no stack)';
       return `${mark} rank ${o.label.padEnd(width)}  last progress ${new Date(o.at).toISOString().slice(11, 23)}  ${where}`;
     });
-    return [`npurun: hang: ${who} ${culprits.why}`, '--- each rank: last progress, top frames (innermost first) ---', ...rows, '---'].join('\n');
+    return [
+      `npurun: hang: ${who} ${culprits.why}`,
+      '--- each rank: last progress, top frames (innermost first) ---',
+      ...rows,
+      '---',
+    ].join('\n');
   }
 }

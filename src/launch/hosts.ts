@@ -19,14 +19,19 @@ let warnedNoClient = false;
  * client is installed, so Match, Include, tokens and multi-hop ProxyJump mean what they mean to ssh;
  * else npurun's own ssh_config parser, said once per process.
  */
-export function hostSettings(sshConfigFile: string | undefined, onWarning: (message: string) => void): SshSettingsSource {
+export function hostSettings(
+  sshConfigFile: string | undefined,
+  onWarning: (message: string) => void,
+): SshSettingsSource {
   // Read even when ssh answers: a --ssh-config that cannot be read is named as such (exit 2).
   const text = readSshConfig(sshConfigFile);
   const ssh = findSshClient();
   if (ssh) return openSshSource(sshConfigQuery(ssh, sshConfigFile));
   if (!warnedNoClient) {
     warnedNoClient = true;
-    onWarning('no ssh client on PATH: ssh_config is read by npurun\'s own parser (no Match blocks; see README "Hosts")');
+    onWarning(
+      'no ssh client on PATH: ssh_config is read by npurun\'s own parser (no Match blocks; see README "Hosts")',
+    );
   }
   return ownParserSource(text, undefined, onWarning);
 }
@@ -69,7 +74,10 @@ export interface WithHostsOptions {
 }
 
 function asHostError(host: HostSpec, err: unknown): NpurunError {
-  if (err instanceof NpurunError) return err.message.startsWith(`host ${host.name}: `) ? err : new NpurunError(err.kind, `host ${host.name}: ${err.message}`, err.hint ? { hint: err.hint } : {});
+  if (err instanceof NpurunError)
+    return err.message.startsWith(`host ${host.name}: `)
+      ? err
+      : new NpurunError(err.kind, `host ${host.name}: ${err.message}`, err.hint ? { hint: err.hint } : {});
   return new NpurunError('unreachable', `host ${host.name}: ${err instanceof Error ? err.message : String(err)}`);
 }
 
@@ -77,7 +85,11 @@ function asHostError(host: HostSpec, err: unknown): NpurunError {
  * Connects every host (at most `fanout` at once), runs `fn` on each, closes each connection as its
  * `fn` ends. Never throws for one host: its error (exit 3 kind) is in its result, in `hosts` order.
  */
-export async function withHosts<T>(hosts: HostSpec[], options: WithHostsOptions, fn: (transport: HostTransport, host: HostSpec) => Promise<T>): Promise<HostResult<T>[]> {
+export async function withHosts<T>(
+  hosts: HostSpec[],
+  options: WithHostsOptions,
+  fn: (transport: HostTransport, host: HostSpec) => Promise<T>,
+): Promise<HostResult<T>[]> {
   const results: HostResult<T>[] = hosts.map((host) => ({ host }));
   await withFanout(results, options.fanout ?? HOSTS_FANOUT, async (r) => {
     let transport: HostTransport | undefined;
@@ -112,9 +124,16 @@ export async function probeHosts(hosts: HostSpec[], options: WithHostsOptions): 
   const failed = results.filter((r) => r.error);
   if (failed.length > 0) {
     const kind = failed.every((r) => r.error?.kind === 'not-ready') ? 'not-ready' : 'unreachable';
-    throw new NpurunError(kind, `${failed.length} of ${results.length} host${results.length === 1 ? '' : 's'} could not be probed`, {
-      details: failed.map(({ host, error }) => `${host.name} (${host.address}): ${error?.message.replace(/^host [^:]+: /, '')}${error?.hint ? ` (${error.hint})` : ''}`),
-    });
+    throw new NpurunError(
+      kind,
+      `${failed.length} of ${results.length} host${results.length === 1 ? '' : 's'} could not be probed`,
+      {
+        details: failed.map(
+          ({ host, error }) =>
+            `${host.name} (${host.address}): ${error?.message.replace(/^host [^:]+: /, '')}${error?.hint ? ` (${error.hint})` : ''}`,
+        ),
+      },
+    );
   }
   return Object.fromEntries(results.map((r) => [r.host.name, r.value as HostFacts]));
 }

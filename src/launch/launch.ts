@@ -57,10 +57,15 @@ export interface LaunchResult {
 function loadGivenRankTable(file: string): RankTable {
   const result = validateRankTableFile(file);
   if (result.superPod && result.problems.length === 0) {
-    throw new NpurunError('input', `${file}: a version 1.2 (A3 SuperPoD) rank table: launch uses version 1.0 tables only so far; \`npurun ranktable validate\` and \`show\` read it`);
+    throw new NpurunError(
+      'input',
+      `${file}: a version 1.2 (A3 SuperPoD) rank table: launch uses version 1.0 tables only so far; \`npurun ranktable validate\` and \`show\` read it`,
+    );
   }
   if (!result.table || result.problems.length > 0) {
-    throw new NpurunError('input', `${file}: invalid rank table`, { details: result.problems.map((p) => `${p.path}: ${p.message}`) });
+    throw new NpurunError('input', `${file}: invalid rank table`, {
+      details: result.problems.map((p) => `${p.path}: ${p.message}`),
+    });
   }
   return result.table;
 }
@@ -99,14 +104,22 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   const out = req.out ?? process.stdout;
   const givenTable = req.job.rankTableFile ? loadGivenRankTable(req.job.rankTableFile) : undefined;
   const progress = req.json ? 'none' : process.stderr.isTTY && process.stdout.isTTY ? 'tty' : 'lines';
-  if (!req.job.command[0]) throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
+  if (!req.job.command[0])
+    throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
   const { transports, facts } = await preflight(req.hosts, preflightOptions(req, req.job.command, progress));
   const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));
   let plan: RunPlan;
   try {
     req.job.remoteDir = expandUid(req.job.remoteDir, transports);
-    const resume = req.resume ? await resumeFrom(readRunRecord(req.runsDir, req.resume.runId), { transports, connect: (h) => connectHost(h, req.ssh) }, req.job.resumeMap) : undefined;
-    if (resume) process.stderr.write(`npurun: resuming from run ${resume.runId}, epoch ${resume.epoch}, step ${resume.step}\n`);
+    const resume = req.resume
+      ? await resumeFrom(
+          readRunRecord(req.runsDir, req.resume.runId),
+          { transports, connect: (h) => connectHost(h, req.ssh) },
+          req.job.resumeMap,
+        )
+      : undefined;
+    if (resume)
+      process.stderr.write(`npurun: resuming from run ${resume.runId}, epoch ${resume.epoch}, step ${resume.step}\n`);
     plan = planRun({
       runId: newRunId(new Date(), req.job.name),
       job: req.job,
@@ -137,9 +150,13 @@ function expandUid(remoteDir: string, transports: Map<string, HostTransport>): s
   if (!remoteDir.includes('{uid}')) return remoteDir;
   const uids = new Set([...transports.values()].map((t) => t.hello.uid));
   if (uids.size > 1) {
-    throw new NpurunError('input', `--remote-dir: {uid} stands for one uid, but the hosts log in as uids ${[...uids].join(', ')}`, {
-      hint: 'give --remote-dir (or remote_dir:) without {uid}, in a directory private to you on every host',
-    });
+    throw new NpurunError(
+      'input',
+      `--remote-dir: {uid} stands for one uid, but the hosts log in as uids ${[...uids].join(', ')}`,
+      {
+        hint: 'give --remote-dir (or remote_dir:) without {uid}, in a directory private to you on every host',
+      },
+    );
   }
   return remoteDir.replace(/\{uid\}/g, String([...uids][0]));
 }
@@ -152,7 +169,11 @@ async function copyRankTable(plan: RunPlan, transports: Map<string, HostTranspor
 }
 
 /** What preflight checks on every host, the same for the first attempt and every restart. */
-function preflightOptions(req: LaunchRequest, command: string[], progress: PreflightOptions['progress']): PreflightOptions {
+function preflightOptions(
+  req: LaunchRequest,
+  command: string[],
+  progress: PreflightOptions['progress'],
+): PreflightOptions {
   return {
     ...(req.simulate !== undefined ? { simulate: req.simulate } : {}),
     program: command[0] as string,
@@ -160,7 +181,11 @@ function preflightOptions(req: LaunchRequest, command: string[], progress: Prefl
     ...(req.job.env.PATH ? { programPath: req.job.env.PATH } : {}),
     // The connection tolerates as long a silence as the agents do (a blip shorter than the heartbeat
     // timeout is survived), never less than 3 s.
-    ssh: { ...req.ssh, keepaliveIntervalMs: 1000, keepaliveCountMax: Math.max(3, Math.ceil(req.job.heartbeatTimeoutSeconds)) },
+    ssh: {
+      ...req.ssh,
+      keepaliveIntervalMs: 1000,
+      keepaliveCountMax: Math.max(3, Math.ceil(req.job.heartbeatTimeoutSeconds)),
+    },
     ...(req.fanout !== undefined ? { fanout: req.fanout } : {}),
     remoteDir: req.job.remoteDir,
     ...(req.shareDevices ? { shareDevices: true } : {}),
@@ -205,11 +230,17 @@ function waitUnlessStopped(seconds: number): Promise<boolean> {
  * checkpoint every saving rank completed (the run's own, as the watcher found them), in the same run
  * folder. run.json gets one entry per attempt; events.jsonl says which attempt each event belongs to.
  */
-async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>, req: LaunchRequest): Promise<LaunchResult> {
+async function runPlanned(
+  first: RunPlan,
+  transports: Map<string, HostTransport>,
+  req: LaunchRequest,
+): Promise<LaunchResult> {
   const say = (line: string) => process.stderr.write(line + '\n');
   let hang: HangDetector | undefined;
   const recorder = await RunRecorder.create({
-    ...(first.job.hangTimeoutSeconds !== undefined ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) } : {}),
+    ...(first.job.hangTimeoutSeconds !== undefined
+      ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) }
+      : {}),
     runsDir: req.runsDir,
     plan: first,
     argv: req.argv,
@@ -217,7 +248,9 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
     console: req.console,
     ...(req.out ? { out: req.out } : {}),
   });
-  say(`npurun: run ${first.runId}: ${first.ranks.length} process${first.ranks.length === 1 ? '' : 'es'} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`);
+  say(
+    `npurun: run ${first.runId}: ${first.ranks.length} process${first.ranks.length === 1 ? '' : 'es'} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`,
+  );
   const checkpoint = first.job.checkpoint;
   // One watcher for every attempt: it knows which checkpoints the run wrote, whichever attempt wrote them.
   const watcher = checkpoint
@@ -234,12 +267,20 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
   let stoppedBy: string | undefined;
   let resumedFrom: CompleteStep | undefined;
   for (let attempt = 1; ; attempt++) {
-    recorder.beginAttempt(attempt, resumedFrom ? { epoch: resumedFrom.epoch, step: resumedFrom.step, files: resumedFrom.files } : null);
+    recorder.beginAttempt(
+      attempt,
+      resumedFrom ? { epoch: resumedFrom.epoch, step: resumedFrom.step, files: resumedFrom.files } : null,
+    );
     try {
       await copyRankTable(plan, transports);
-      if (plan.rankTablePath) recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
+      if (plan.rankTablePath)
+        recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
     } catch (err) {
-      await recorder.finish({ status: 'failed', exitCode: EXIT.host, report: err instanceof Error ? err.message : String(err) });
+      await recorder.finish({
+        status: 'failed',
+        exitCode: EXIT.host,
+        report: err instanceof Error ? err.message : String(err),
+      });
       throw err;
     }
     if (attempt === 1) await watcher?.start();
@@ -262,8 +303,14 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
     });
     current?.stop();
     stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
-    report = [current?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') || undefined;
-    recorder.endAttempt({ cause: outcome.status === 'failed' ? (outcome.rootCause?.cause ?? 'failed') : outcome.status, rootCause: outcome.rootCause?.label ?? null, exitCode: outcome.exitCode });
+    report =
+      [current?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') ||
+      undefined;
+    recorder.endAttempt({
+      cause: outcome.status === 'failed' ? (outcome.rootCause?.cause ?? 'failed') : outcome.status,
+      rootCause: outcome.rootCause?.label ?? null,
+      exitCode: outcome.exitCode,
+    });
     if (outcome.status !== 'failed' || attempt > plan.job.maxRestarts) break;
     if (report) say(report);
     const next = await nextAttempt(plan, transports, req, watcher, attempt, say);
@@ -274,7 +321,10 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
   await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
-  const stragglers = await findStragglers(recorder.dir, plan.job.progressPattern !== undefined ? { progressPattern: plan.job.progressPattern } : {}).catch(() => []);
+  const stragglers = await findStragglers(
+    recorder.dir,
+    plan.job.progressPattern !== undefined ? { progressPattern: plan.job.progressPattern } : {},
+  ).catch(() => []);
   if (stragglers.length > 0) recorder.event('stragglers', { ranks: stragglers });
   if (report) say(report);
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
@@ -289,10 +339,14 @@ async function runPlanned(first: RunPlan, transports: Map<string, HostTransport>
   try {
     writeSummary(recorder.dir, summary);
   } catch (err) {
-    say(`npurun: cannot write the summary into ${recorder.dir} (${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (err as Error).message}); it is shown below`);
+    say(
+      `npurun: cannot write the summary into ${recorder.dir} (${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (err as Error).message}); it is shown below`,
+    );
   }
   // The per-rank series the report plots, for pandas (metrics.jsonl); the report builds it on demand too.
-  await writeMetrics(recorder.dir).catch((err: unknown) => say(`npurun: cannot write metrics.jsonl: ${err instanceof Error ? err.message : String(err)}`));
+  await writeMetrics(recorder.dir).catch((err: unknown) =>
+    say(`npurun: cannot write metrics.jsonl: ${err instanceof Error ? err.message : String(err)}`),
+  );
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
   for (const line of renderStragglers(stragglers)) say(`npurun: ${line}`);
   if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);
@@ -341,10 +395,23 @@ async function nextAttempt(
     }
   }
   const step = watcher?.latest();
-  say(step ? `npurun: attempt ${failed + 1} resumes from epoch ${step.epoch}, step ${step.step} (every saving rank completed it)` : `npurun: attempt ${failed + 1} starts from the beginning: no checkpoint every saving rank completed`);
+  say(
+    step
+      ? `npurun: attempt ${failed + 1} resumes from epoch ${step.epoch}, step ${step.step} (every saving rank completed it)`
+      : `npurun: attempt ${failed + 1} starts from the beginning: no checkpoint every saving rank completed`,
+  );
   try {
-    const next = planRun({ runId: plan.runId, job: plan.job, hosts: req.hosts, facts, ...(step ? { resume: resumeOf(plan, step) } : {}), onWarning: (m) => say(`npurun: warning: ${m}`) });
-    const same = next.ranks.map((r) => `${r.label}@${r.host}`).join(' ') === plan.ranks.map((r) => `${r.label}@${r.host}`).join(' ');
+    const next = planRun({
+      runId: plan.runId,
+      job: plan.job,
+      hosts: req.hosts,
+      facts,
+      ...(step ? { resume: resumeOf(plan, step) } : {}),
+      onWarning: (m) => say(`npurun: warning: ${m}`),
+    });
+    const same =
+      next.ranks.map((r) => `${r.label}@${r.host}`).join(' ') ===
+      plan.ranks.map((r) => `${r.label}@${r.host}`).join(' ');
     if (!same) {
       say('npurun: cannot restart: the hosts no longer give the same ranks (a device became unusable?)');
       return undefined;

@@ -57,7 +57,9 @@ class ProgressLine {
   tick(ok: boolean): void {
     if (ok) this.ok++;
     else this.failed++;
-    process.stderr.write(`\r\x1b[Kpreflight: ${this.ok}/${this.total} hosts ready${this.failed ? `, ${this.failed} failed` : ''}`);
+    process.stderr.write(
+      `\r\x1b[Kpreflight: ${this.ok}/${this.total} hosts ready${this.failed ? `, ${this.failed} failed` : ''}`,
+    );
   }
   done(): void {
     process.stderr.write('\n');
@@ -72,12 +74,18 @@ type HostCheck = { host: HostSpec; transport?: HostTransport; facts?: HostFacts;
  * extra round trip: every SSH exec starts the user's login shell, which can be slow (conda or pyenv
  * initialisation in ~/.bashrc).
  */
-export function programChecks(program: string | undefined, path: string | undefined, script: string | undefined): string {
+export function programChecks(
+  program: string | undefined,
+  path: string | undefined,
+  script: string | undefined,
+): string {
   const lines: string[] = [];
   // A relative path with a slash is resolved in the rank's own working dir, which does not exist yet.
   if (program && !(program.includes('/') && !program.startsWith('/'))) {
     const setPath = path ? `PATH=${shellQuote(path)} ` : '';
-    lines.push(`echo "@@npurun:program@@"; if ${setPath}sh -c 'command -v -- "$1"' sh ${shellQuote(program)} >/dev/null 2>&1 || [ -x ${shellQuote(program)} ]; then echo ok; fi`);
+    lines.push(
+      `echo "@@npurun:program@@"; if ${setPath}sh -c 'command -v -- "$1"' sh ${shellQuote(program)} >/dev/null 2>&1 || [ -x ${shellQuote(program)} ]; then echo ok; fi`,
+    );
   }
   if (script) lines.push(`echo "@@npurun:script@@"; [ -r ${shellQuote(script)} ] && echo ok`);
   return lines.join('\n');
@@ -108,9 +116,16 @@ async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<stri
   }
   const said = (section: string) => new RegExp(`@@npurun:${section}@@\\nok\\n`).test(output);
   if (checks.includes('@@npurun:program@@') && !said('program')) {
-    throw new NpurunError('not-ready', `program "${opts.program}" not found (not on PATH of a non-interactive shell, nor an executable file)`);
+    throw new NpurunError(
+      'not-ready',
+      `program "${opts.program}" not found (not on PATH of a non-interactive shell, nor an executable file)`,
+    );
   }
-  if (opts.script && !said('script')) throw new NpurunError('not-ready', `script ${opts.script} not found on this host (is it on storage every host shares?)`);
+  if (opts.script && !said('script'))
+    throw new NpurunError(
+      'not-ready',
+      `script ${opts.script} not found on this host (is it on storage every host shares?)`,
+    );
   const n = check.facts.devices.length;
   const chip = check.facts.devices[0]?.name ?? '';
   return `${n} NPU${n === 1 ? '' : 's'}${chip ? ` (${chip})` : ''}${check.facts.simulated ? ', simulated' : ''}`;
@@ -156,7 +171,8 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
         const summary = await runCheck(c);
         if (opts.progress === 'lines') process.stderr.write(`preflight: ${c.host.name}: ok, ${summary}\n`);
       } catch {
-        if (opts.progress !== 'none') process.stderr.write(`${counter ? '\r\x1b[K' : ''}preflight: ${c.host.name}: FAILED: ${c.error}\n`);
+        if (opts.progress !== 'none')
+          process.stderr.write(`${counter ? '\r\x1b[K' : ''}preflight: ${c.host.name}: FAILED: ${c.error}\n`);
       }
       counter?.tick(c.error === undefined);
     });
@@ -166,9 +182,13 @@ export async function preflight(hosts: HostSpec[], opts: PreflightOptions): Prom
   if (failed.length > 0) {
     await Promise.all(checks.map(async (c) => c.transport?.close()));
     // "not ready" when every failing host answered (a device busy, a program missing), else unreachable.
-    throw new NpurunError(failed.every((c) => c.answered) ? 'not-ready' : 'unreachable', `preflight failed on ${failed.length} of ${checks.length} host${checks.length === 1 ? '' : 's'}; nothing was started`, {
-      details: failed.map((c) => `${c.host.name} (${c.host.address}): ${c.error}`),
-    });
+    throw new NpurunError(
+      failed.every((c) => c.answered) ? 'not-ready' : 'unreachable',
+      `preflight failed on ${failed.length} of ${checks.length} host${checks.length === 1 ? '' : 's'}; nothing was started`,
+      {
+        details: failed.map((c) => `${c.host.name} (${c.host.address}): ${c.error}`),
+      },
+    );
   }
   const transports = new Map<string, HostTransport>();
   const facts: Record<string, HostFacts> = {};

@@ -23,7 +23,11 @@ export function splitCpus(cpus: number[], numaNodes: NumaNode[], ranks: number):
     .map((n) => (cpus.length > 0 ? n.cpus.filter((c) => online.has(c)) : n.cpus))
     .filter((n) => n.length > 0);
   const all = cpus.length > 0 ? cpus : nodes.flat();
-  if (all.length === 0) return { sets: Array.from({ length: ranks }, () => []), warning: 'the host reported no CPUs: ranks are not pinned' };
+  if (all.length === 0)
+    return {
+      sets: Array.from({ length: ranks }, () => []),
+      warning: 'the host reported no CPUs: ranks are not pinned',
+    };
   if (all.length < ranks) {
     return {
       sets: Array.from({ length: ranks }, (_, i) => [all[i % all.length] as number]),
@@ -36,7 +40,8 @@ export function splitCpus(cpus: number[], numaNodes: NumaNode[], ranks: number):
     if (capacity.reduce((a, b) => a + b, 0) >= ranks) {
       const sets: number[][] = [];
       nodes.forEach((n, i) => {
-        for (let k = 0; k < (capacity[i] as number) && sets.length < ranks; k++) sets.push(n.slice(k * size, (k + 1) * size));
+        for (let k = 0; k < (capacity[i] as number) && sets.length < ranks; k++)
+          sets.push(n.slice(k * size, (k + 1) * size));
       });
       return { sets };
     }

@@ -33,7 +33,14 @@ export interface JobFile {
   resume_arg?: string;
   resume_map?: 'error' | 'rank0' | 'same-rank';
   eval?: { dataset_size?: number };
-  checkpoint?: { interval?: number; unit?: 'epoch' | 'step'; keep_max?: number; master_only?: boolean; dir?: string; pattern?: string };
+  checkpoint?: {
+    interval?: number;
+    unit?: 'epoch' | 'step';
+    keep_max?: number;
+    master_only?: boolean;
+    dir?: string;
+    pattern?: string;
+  };
 }
 
 /** What `npurun launch` flags can set; every field optional (unset = the job file's value or the default). */
@@ -114,15 +121,24 @@ export function splitCommand(text: string, where: string): string[] {
 function parseEnvFlag(kv: string): [string, string] {
   const eq = kv.indexOf('=');
   const key = eq === -1 ? kv : kv.slice(0, eq);
-  if (eq === -1 || !ENV_NAME.test(key)) throw inputError('--env', `"${kv}" is not NAME=VALUE with NAME of letters, digits and _ (not starting with a digit)`);
+  if (eq === -1 || !ENV_NAME.test(key))
+    throw inputError(
+      '--env',
+      `"${kv}" is not NAME=VALUE with NAME of letters, digits and _ (not starting with a digit)`,
+    );
   return [key, kv.slice(eq + 1)];
 }
 
 /** torch_npu stops parsing ASCEND_RT_VISIBLE_DEVICES at the first bad character ("1, 2,3" = device 1 only). */
 export function checkVisibleDevices(value: string, where: string): void {
-  if (!/^\d+(,\d+)*$/.test(value)) throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must be ascending ids joined by commas without spaces, e.g. "0,1,2,3"`);
+  if (!/^\d+(,\d+)*$/.test(value))
+    throw inputError(
+      where,
+      `ASCEND_RT_VISIBLE_DEVICES="${value}" must be ascending ids joined by commas without spaces, e.g. "0,1,2,3"`,
+    );
   const ids = value.split(',').map(Number);
-  if (ids.some((id, i) => i > 0 && id <= (ids[i - 1] as number))) throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must list ids in ascending order`);
+  if (ids.some((id, i) => i > 0 && id <= (ids[i - 1] as number)))
+    throw inputError(where, `ASCEND_RT_VISIBLE_DEVICES="${value}" must list ids in ascending order`);
 }
 
 /** The checkpoint policy's placeholders, {ckpt.<key>}. */
@@ -133,7 +149,10 @@ function substitute(arg: string, values: Record<string, string>, where: string):
   return arg.replace(/\{((?:ckpt|vars)\.[A-Za-z0-9_]+|job_dir)\}/g, (_, key: string) => {
     const v = values[key];
     if (key.startsWith('ckpt.') && !CKPT_PLACEHOLDERS.includes(key.slice(5))) {
-      throw inputError(where, `unknown placeholder {${key}}; expected one of ${CKPT_PLACEHOLDERS.map((k) => `{ckpt.${k}}`).join(' ')}`);
+      throw inputError(
+        where,
+        `unknown placeholder {${key}}; expected one of ${CKPT_PLACEHOLDERS.map((k) => `{ckpt.${k}}`).join(' ')}`,
+      );
     }
     if (v === undefined) {
       const source = key.startsWith('vars.') ? `vars.${key.slice(5)}` : `checkpoint.${key.slice(5)}`;
@@ -155,33 +174,52 @@ function jobDevices(value: string | number | number[], where: string): number[] 
  */
 export function expandTilde(path: string, where: string, home = homedir()): string {
   if (path === '~' || path.startsWith('~/')) return join(home, path.slice(1));
-  if (path.startsWith('~')) throw inputError(where, `"${path}": ~user is not expanded; expected ~/..., an absolute path, or a relative one`);
+  if (path.startsWith('~'))
+    throw inputError(where, `"${path}": ~user is not expanded; expected ~/..., an absolute path, or a relative one`);
   return path;
 }
 
 /** The directory on every host for the rank table and pid files: absolute, or it would land wherever each host's login starts. */
 function remoteDirOf(path: string, where: string): string {
   const p = expandTilde(path, where);
-  if (!p.startsWith('/')) throw inputError(where, `"${path}" is a relative path; expected an absolute directory on the hosts, e.g. /tmp/npurun-{uid}/{run_id}`);
+  if (!p.startsWith('/'))
+    throw inputError(
+      where,
+      `"${path}" is a relative path; expected an absolute directory on the hosts, e.g. /tmp/npurun-{uid}/{run_id}`,
+    );
   return p;
 }
 
 /** The per-rank directory is under workdir: an absolute or home path there would not be. */
 function rankDirOf(path: string, where: string): string {
-  if (path.startsWith('/') || path.startsWith('~')) throw inputError(where, `"${path}" is not under workdir; expected a relative path such as train_parallel{rank} (set workdir for the base)`);
+  if (path.startsWith('/') || path.startsWith('~'))
+    throw inputError(
+      where,
+      `"${path}" is not under workdir; expected a relative path such as train_parallel{rank} (set workdir for the base)`,
+    );
   return path;
 }
 
 /** Hang detection settings, the progress pattern checked as a regular expression here at the door. */
-function optionalHang(timeout: number | undefined, pattern: string | undefined, where: string): Pick<JobSpec, 'hangTimeoutSeconds' | 'progressPattern'> {
+function optionalHang(
+  timeout: number | undefined,
+  pattern: string | undefined,
+  where: string,
+): Pick<JobSpec, 'hangTimeoutSeconds' | 'progressPattern'> {
   if (pattern !== undefined) {
     try {
       new RegExp(pattern);
     } catch (err) {
-      throw inputError(where, `"${pattern}" is not a regular expression (${(err as Error).message}); expected e.g. "epoch\\[\\d+\\]"`);
+      throw inputError(
+        where,
+        `"${pattern}" is not a regular expression (${(err as Error).message}); expected e.g. "epoch\\[\\d+\\]"`,
+      );
     }
   }
-  return { ...(timeout !== undefined ? { hangTimeoutSeconds: timeout } : {}), ...(pattern !== undefined ? { progressPattern: pattern } : {}) };
+  return {
+    ...(timeout !== undefined ? { hangTimeoutSeconds: timeout } : {}),
+    ...(pattern !== undefined ? { progressPattern: pattern } : {}),
+  };
 }
 
 export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: string): JobSpec {
@@ -197,7 +235,11 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   const fromFlag = (p: string, flag: string) => resolve(cwd, expandTilde(p, flag));
 
   const profileRaw = flags.profile ?? f.profile ?? 'mindspore';
-  if (!(PROFILES as readonly string[]).includes(profileRaw)) throw inputError(flags.profile ? '--profile' : `${where}: profile`, `"${profileRaw}" is not one of ${PROFILES.join(', ')}`);
+  if (!(PROFILES as readonly string[]).includes(profileRaw))
+    throw inputError(
+      flags.profile ? '--profile' : `${where}: profile`,
+      `"${profileRaw}" is not one of ${PROFILES.join(', ')}`,
+    );
   const profile = profileRaw as ProfileName;
 
   const env: Record<string, string> = {};
@@ -212,9 +254,14 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     envSource.set(k, `--env ${k}`);
   }
   for (const key of Object.keys(env)) {
-    if (key.startsWith('NPURUN_')) throw inputError(envSource.get(key) as string, 'NPURUN_* variables are set by npurun itself; expected another name');
+    if (key.startsWith('NPURUN_'))
+      throw inputError(
+        envSource.get(key) as string,
+        'NPURUN_* variables are set by npurun itself; expected another name',
+      );
   }
-  if (env.ASCEND_RT_VISIBLE_DEVICES !== undefined) checkVisibleDevices(env.ASCEND_RT_VISIBLE_DEVICES, envSource.get('ASCEND_RT_VISIBLE_DEVICES') as string);
+  if (env.ASCEND_RT_VISIBLE_DEVICES !== undefined)
+    checkVisibleDevices(env.ASCEND_RT_VISIBLE_DEVICES, envSource.get('ASCEND_RT_VISIBLE_DEVICES') as string);
 
   let checkpoint: CheckpointPolicy | undefined;
   if (f.checkpoint) {
@@ -243,10 +290,12 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   let command: string[];
   if (flags.command.length > 0) command = flags.command;
   else if (Array.isArray(f.command)) command = f.command.map((a) => substitute(a, values, `${where}: command`));
-  else if (typeof f.command === 'string') command = splitCommand(f.command, `${where}: command`).map((a) => substitute(a, values, `${where}: command`));
+  else if (typeof f.command === 'string')
+    command = splitCommand(f.command, `${where}: command`).map((a) => substitute(a, values, `${where}: command`));
   else throw inputError('npurun launch', 'no command to run: give it after `--` or as `command:` in the job file');
   // A command string of blanks and line continuations splits into no words at all.
-  if (command.length === 0 || command[0] === '') throw inputError(`${where}: command`, 'names no program; expected the program to run and its arguments');
+  if (command.length === 0 || command[0] === '')
+    throw inputError(`${where}: command`, 'names no program; expected the program to run and its arguments');
   // args_template hands the checkpoint policy and vars to the script's own flags, whichever command runs.
   for (const arg of f.args_template ?? []) command = [...command, substitute(arg, values, `${where}: args_template`)];
 
@@ -257,26 +306,46 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
     command,
     env,
     workdir: flags.workdir ? fromFlag(flags.workdir, '--workdir') : f.workdir ? rel(f.workdir, 'workdir') : cwd,
-    rankDir: flags.rankDir !== undefined ? rankDirOf(flags.rankDir, '--rank-dir') : f.rank_dir !== undefined ? rankDirOf(f.rank_dir, `${where}: rank_dir`) : 'train_parallel{rank}',
+    rankDir:
+      flags.rankDir !== undefined
+        ? rankDirOf(flags.rankDir, '--rank-dir')
+        : f.rank_dir !== undefined
+          ? rankDirOf(f.rank_dir, `${where}: rank_dir`)
+          : 'train_parallel{rank}',
     bindCores: flags.bindCores ?? f.bind_cores ?? false,
     graceSeconds: flags.graceSeconds ?? f.grace ?? 10,
     masterPort: flags.masterPort ?? f.master_port ?? (profile === 'msrun' ? 8118 : 29500),
     remoteDir:
-      flags.remoteDir !== undefined ? remoteDirOf(flags.remoteDir, '--remote-dir') : f.remote_dir !== undefined ? remoteDirOf(f.remote_dir, `${where}: remote_dir`) : '/tmp/npurun-{uid}/{run_id}',
+      flags.remoteDir !== undefined
+        ? remoteDirOf(flags.remoteDir, '--remote-dir')
+        : f.remote_dir !== undefined
+          ? remoteDirOf(f.remote_dir, `${where}: remote_dir`)
+          : '/tmp/npurun-{uid}/{run_id}',
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutSeconds ?? f.heartbeat_timeout ?? 3,
     maxRestarts: flags.maxRestarts ?? f.restarts ?? 0,
     hostWaitSeconds: flags.hostWaitSeconds ?? f.host_wait ?? 120,
-    ...optionalHang(flags.hangTimeoutSeconds ?? f.hang_timeout, flags.progressPattern ?? f.progress_pattern, flags.progressPattern !== undefined ? '--progress-pattern' : `${where}: progress_pattern`),
+    ...optionalHang(
+      flags.hangTimeoutSeconds ?? f.hang_timeout,
+      flags.progressPattern ?? f.progress_pattern,
+      flags.progressPattern !== undefined ? '--progress-pattern' : `${where}: progress_pattern`,
+    ),
   };
   const name = flags.name ?? f.name;
   if (name !== undefined) {
-    if (!/^[A-Za-z0-9_.-]{1,40}$/.test(name)) throw inputError('--name', `"${name}" must be 1-40 letters, digits, '.', '_' or '-'`);
+    if (!/^[A-Za-z0-9_.-]{1,40}$/.test(name))
+      throw inputError('--name', `"${name}" must be 1-40 letters, digits, '.', '_' or '-'`);
     job.name = name;
   }
-  if (devicesText !== undefined) job.devices = jobDevices(devicesText, flags.devices !== undefined ? '--devices' : `${where}: devices`);
+  if (devicesText !== undefined)
+    job.devices = jobDevices(devicesText, flags.devices !== undefined ? '--devices' : `${where}: devices`);
   const nproc = flags.nprocPerNode ?? f.nproc_per_node;
   if (nproc !== undefined) job.nprocPerNode = nproc;
-  const table = flags.rankTable !== undefined ? fromFlag(flags.rankTable, '--rank-table') : f.rank_table !== undefined ? rel(f.rank_table, 'rank_table') : undefined;
+  const table =
+    flags.rankTable !== undefined
+      ? fromFlag(flags.rankTable, '--rank-table')
+      : f.rank_table !== undefined
+        ? rel(f.rank_table, 'rank_table')
+        : undefined;
   if (table) job.rankTableFile = table;
   if (checkpoint) job.checkpoint = checkpoint;
   if (f.simulate !== undefined) job.simulate = f.simulate;

@@ -46,27 +46,49 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
   const count = job.nprocPerNode ?? host.slots;
   if (facts.devices.length === 0) {
     // CPU-only hosts (e.g. torch with gloo): allowed when the number of ranks is given.
-    if (job.profile === 'torch' && count !== undefined && requested === undefined) return { host, facts, devices: Array<number | null>(count).fill(null) };
-    throw new NpurunError('not-ready', `host ${host.name}: no NPUs found (${facts.problems.join('; ') || 'npu-smi listed none'})`, {
-      hint: job.profile === 'torch' ? 'for a CPU-only run give --nproc-per-node' : host.local ? 'no Ascend NPUs here? --simulate 8 stands in 8 simulated NPUs' : 'check the driver with `npurun devices` on that host',
-    });
+    if (job.profile === 'torch' && count !== undefined && requested === undefined)
+      return { host, facts, devices: Array<number | null>(count).fill(null) };
+    throw new NpurunError(
+      'not-ready',
+      `host ${host.name}: no NPUs found (${facts.problems.join('; ') || 'npu-smi listed none'})`,
+      {
+        hint:
+          job.profile === 'torch'
+            ? 'for a CPU-only run give --nproc-per-node'
+            : host.local
+              ? 'no Ascend NPUs here? --simulate 8 stands in 8 simulated NPUs'
+              : 'check the driver with `npurun devices` on that host',
+      },
+    );
   }
   let ids: number[];
   if (requested) {
     for (const id of requested) {
       const d = facts.devices.find((x) => x.deviceId === id);
-      if (!d) throw new NpurunError('not-ready', `host ${host.name}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ')})`);
+      if (!d)
+        throw new NpurunError(
+          'not-ready',
+          `host ${host.name}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ')})`,
+        );
       const why = deviceUsable(d, needIp);
       if (why) throw new NpurunError('not-ready', `host ${host.name}: device ${id} ${why}`);
     }
     ids = requested;
   } else {
     // Ascending, like the other device lists: local rank i is then the i-th id of ASCEND_RT_VISIBLE_DEVICES.
-    ids = facts.devices.filter((d) => !deviceUsable(d, needIp)).map((d) => d.deviceId).sort((a, b) => a - b);
-    if (ids.length === 0) throw new NpurunError('not-ready', `host ${host.name}: no usable device (${facts.problems.join('; ')})`);
+    ids = facts.devices
+      .filter((d) => !deviceUsable(d, needIp))
+      .map((d) => d.deviceId)
+      .sort((a, b) => a - b);
+    if (ids.length === 0)
+      throw new NpurunError('not-ready', `host ${host.name}: no usable device (${facts.problems.join('; ')})`);
   }
   if (count !== undefined) {
-    if (count > ids.length) throw new NpurunError('not-ready', `host ${host.name}: ${count} ranks asked, but only ${ids.length} usable device${ids.length === 1 ? '' : 's'} (${ids.join(', ')})`);
+    if (count > ids.length)
+      throw new NpurunError(
+        'not-ready',
+        `host ${host.name}: ${count} ranks asked, but only ${ids.length} usable device${ids.length === 1 ? '' : 's'} (${ids.join(', ')})`,
+      );
     ids = ids.slice(0, count);
   }
   return { host, facts, devices: ids };
@@ -74,7 +96,8 @@ function chooseDevices(job: JobSpec, host: HostSpec, facts: HostFacts, needIp: b
 
 function factsFor(hosts: HostSpec[], facts: Record<string, HostFacts>): Record<string, HostFacts> {
   for (const h of hosts) {
-    if (!facts[h.name]) throw new NpurunError('unreachable', `host ${h.name}: preflight found nothing about it (no facts)`);
+    if (!facts[h.name])
+      throw new NpurunError('unreachable', `host ${h.name}: preflight found nothing about it (no facts)`);
   }
   return facts;
 }
@@ -84,35 +107,60 @@ function factsFor(hosts: HostSpec[], facts: Record<string, HostFacts>): Record<s
  * server per host, by address) and anything else asked for (--devices, inventory devices, slots,
  * --nproc-per-node), and its devices must be present, healthy and free.
  */
-function devicesFromTable(table: RankTable, job: JobSpec, hosts: HostSpec[], facts: Record<string, HostFacts>): HostDevices[] {
+function devicesFromTable(
+  table: RankTable,
+  job: JobSpec,
+  hosts: HostSpec[],
+  facts: Record<string, HostFacts>,
+): HostDevices[] {
   const where = job.rankTableFile ?? 'rank table';
   table.server_list.forEach((s, i) => {
     if (!hosts.some((h) => h.address === s.server_id)) {
-      throw inputError(`${where}: server_list[${i}].server_id`, `"${s.server_id}" is not in the inventory (${hosts.map((h) => h.address).join(', ')}); expected exactly the inventory's servers`);
+      throw inputError(
+        `${where}: server_list[${i}].server_id`,
+        `"${s.server_id}" is not in the inventory (${hosts.map((h) => h.address).join(', ')}); expected exactly the inventory's servers`,
+      );
     }
   });
   return hosts.map((host) => {
     const index = table.server_list.findIndex((s) => s.server_id === host.address);
     const entry = table.server_list[index];
-    if (!entry) throw inputError(`${where}: server_list`, `has no server_id ${host.address} for host ${host.name}; expected one entry per inventory host`);
+    if (!entry)
+      throw inputError(
+        `${where}: server_list`,
+        `has no server_id ${host.address} for host ${host.name}; expected one entry per inventory host`,
+      );
     const at = `${where}: server_list[${index}]`;
     const ids = entry.device.map((d) => Number(d.device_id));
     const asked = job.devices ?? (host.devices === 'auto' ? undefined : host.devices);
     if (asked && [...ids].sort((a, b) => a - b).join(',') !== asked.join(',')) {
-      throw inputError(at, `lists devices ${ids.join(',')} for host ${host.name}, but ${job.devices ? '--devices' : 'the inventory'} asks for ${asked.join(',')}; expected the same devices`);
+      throw inputError(
+        at,
+        `lists devices ${ids.join(',')} for host ${host.name}, but ${job.devices ? '--devices' : 'the inventory'} asks for ${asked.join(',')}; expected the same devices`,
+      );
     }
     const count = job.nprocPerNode ?? host.slots;
     if (count !== undefined && count !== ids.length) {
-      throw inputError(at, `has ${ids.length} devices for host ${host.name}, but ${job.nprocPerNode !== undefined ? '--nproc-per-node' : 'slots'} asks for ${count}; expected the same number`);
+      throw inputError(
+        at,
+        `has ${ids.length} devices for host ${host.name}, but ${job.nprocPerNode !== undefined ? '--nproc-per-node' : 'slots'} asks for ${count}; expected the same number`,
+      );
     }
     const f = facts[host.name] as HostFacts;
     entry.device.forEach((d, k) => {
       const found = f.devices.find((x) => x.deviceId === Number(d.device_id));
-      if (!found) throw new NpurunError('not-ready', `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list (${f.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
+      if (!found)
+        throw new NpurunError(
+          'not-ready',
+          `host ${host.name}: rank table names device ${d.device_id}, which npu-smi does not list (${f.devices.map((x) => x.deviceId).join(', ') || 'none'})`,
+        );
       const why = deviceUsable(found, false);
       if (why) throw new NpurunError('not-ready', `host ${host.name}: device ${d.device_id} ${why}`);
       if (found.deviceIp && found.deviceIp !== d.device_ip) {
-        throw inputError(`${at}.device[${k}].device_ip`, `is ${d.device_ip}, but host ${host.name} reports ${found.deviceIp} for device ${d.device_id}; expected the device's address (hccn.conf)`);
+        throw inputError(
+          `${at}.device[${k}].device_ip`,
+          `is ${d.device_ip}, but host ${host.name} reports ${found.deviceIp} for device ${d.device_id}; expected the device's address (hccn.conf)`,
+        );
       }
     });
     return { host, facts: f, devices: ids };
@@ -120,7 +168,11 @@ function devicesFromTable(table: RankTable, job: JobSpec, hosts: HostSpec[], fac
 }
 
 function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Record<string, string> {
-  const env: Record<string, string> = { NPURUN_RUN_ID: plan.runId, NPURUN_WORLD_SIZE: String(plan.worldSize), NPURUN_PROFILE: job.profile };
+  const env: Record<string, string> = {
+    NPURUN_RUN_ID: plan.runId,
+    NPURUN_WORLD_SIZE: String(plan.worldSize),
+    NPURUN_PROFILE: job.profile,
+  };
   const c = job.checkpoint;
   if (c) {
     if (c.interval !== undefined) env.NPURUN_CKPT_INTERVAL = String(c.interval);
@@ -141,17 +193,30 @@ function commonEnv(job: JobSpec, plan: { runId: string; worldSize: number }): Re
 /** Refusals that need only the job: NPURUN_* set by the user, a rank table for a profile without one. */
 function checkJob(job: JobSpec, input: PlanInput, needIp: boolean): void {
   const userNpurun = Object.keys(job.env).find((k) => NPURUN_VARIABLE.test(k));
-  if (userNpurun) throw inputError(`${job.source}: env.${userNpurun}`, 'NPURUN_* variables are set by npurun itself; expected another name');
-  if (input.rankTable && !needIp) throw inputError(job.rankTableFile ?? '--rank-table', `profile ${job.profile} uses no rank table; expected --profile mindspore or tensorflow, or no rank table`);
+  if (userNpurun)
+    throw inputError(
+      `${job.source}: env.${userNpurun}`,
+      'NPURUN_* variables are set by npurun itself; expected another name',
+    );
+  if (input.rankTable && !needIp)
+    throw inputError(
+      job.rankTableFile ?? '--rank-table',
+      `profile ${job.profile} uses no rank table; expected --profile mindspore or tensorflow, or no rank table`,
+    );
 }
 
 /** Each host's devices (from the given rank table, or chosen from its facts); every host the same count. */
 function chooseAll(input: PlanInput, facts: Record<string, HostFacts>, needIp: boolean): HostDevices[] {
   const { job, hosts } = input;
-  const chosen = input.rankTable ? devicesFromTable(input.rankTable, job, hosts, facts) : hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
+  const chosen = input.rankTable
+    ? devicesFromTable(input.rankTable, job, hosts, facts)
+    : hosts.map((host) => chooseDevices(job, host, facts[host.name] as HostFacts, needIp));
   const counts = new Set(chosen.map((c) => c.devices.length));
   if (counts.size > 1) {
-    throw inputError('devices', `hosts would run different numbers of ranks (${chosen.map((c) => `${c.host.name}: ${c.devices.length}`).join(', ')}); every server of a job must use the same number (set --devices or --nproc-per-node)`);
+    throw inputError(
+      'devices',
+      `hosts would run different numbers of ranks (${chosen.map((c) => `${c.host.name}: ${c.devices.length}`).join(', ')}); every server of a job must use the same number (set --devices or --nproc-per-node)`,
+    );
   }
   return chosen;
 }
@@ -160,14 +225,21 @@ function chooseAll(input: PlanInput, facts: Record<string, HostFacts>, needIp: b
 function rankTableFor(chosen: HostDevices[], input: PlanInput, needIp: boolean): RankTable | undefined {
   if (input.rankTable || !needIp) return input.rankTable;
   for (const c of chosen) {
-    if (!isIPv4(c.host.address)) throw inputError(`host ${c.host.name}`, `address "${c.host.address}" is not an IPv4 address; the rank table's server_id must be the server's IP: put it in the hosts file`);
+    if (!isIPv4(c.host.address))
+      throw inputError(
+        `host ${c.host.name}`,
+        `address "${c.host.address}" is not an IPv4 address; the rank table's server_id must be the server's IP: put it in the hosts file`,
+      );
     const bad = groupingProblem((c.devices as number[]).slice().sort((a, b) => a - b));
     if (bad) throw inputError(`host ${c.host.name}`, bad);
   }
   return generateRankTable(
     chosen.map((c) => ({
       serverId: c.host.address,
-      devices: (c.devices as number[]).map((id) => ({ deviceId: id, deviceIp: c.facts.devices.find((d) => d.deviceId === id)?.deviceIp as string })),
+      devices: (c.devices as number[]).map((id) => ({
+        deviceId: id,
+        deviceIp: c.facts.devices.find((d) => d.deviceId === id)?.deviceIp as string,
+      })),
     })),
   );
 }
@@ -193,7 +265,11 @@ function hostNetwork(c: HostDevices, job: JobSpec): { ifAddress: string; iface: 
 }
 
 /** CPU sets per local rank (empty = unbound), and the ASCEND_RT_VISIBLE_DEVICES the host's ranks get. */
-function hostPlacement(c: HostDevices, job: JobSpec, onWarning: PlanInput['onWarning']): { cpuSets: number[][]; visibleDevices: string | undefined } {
+function hostPlacement(
+  c: HostDevices,
+  job: JobSpec,
+  onWarning: PlanInput['onWarning'],
+): { cpuSets: number[][]; visibleDevices: string | undefined } {
   let cpuSets: number[][] = c.devices.map(() => []);
   if (job.bindCores) {
     const split = splitCpus(c.facts.cpus, c.facts.numaNodes, c.devices.length);
@@ -202,9 +278,16 @@ function hostPlacement(c: HostDevices, job: JobSpec, onWarning: PlanInput['onWar
   }
   const visibleDevices = c.devices.every((d) => d !== null) ? c.devices.join(',') : undefined;
   const userVisible = job.env.ASCEND_RT_VISIBLE_DEVICES;
-  if ((job.profile === 'torch' || job.profile === 'msrun') && userVisible !== undefined && visibleDevices !== undefined && userVisible !== visibleDevices) {
+  if (
+    (job.profile === 'torch' || job.profile === 'msrun') &&
+    userVisible !== undefined &&
+    visibleDevices !== undefined &&
+    userVisible !== visibleDevices
+  ) {
     // The user's value wins, but then ranks run on devices preflight did not check for health and holders.
-    onWarning?.(`host ${c.host.name}: ASCEND_RT_VISIBLE_DEVICES=${userVisible} (--env or the job file) replaces the devices npurun chose and checked (${visibleDevices})`);
+    onWarning?.(
+      `host ${c.host.name}: ASCEND_RT_VISIBLE_DEVICES=${userVisible} (--env or the job file) replaces the devices npurun chose and checked (${visibleDevices})`,
+    );
   }
   return { cpuSets, visibleDevices };
 }
@@ -254,17 +337,47 @@ export function planRun(input: PlanInput): RunPlan {
         NPURUN_DEVICE_ID: deviceId === null ? '' : String(deviceId),
         ...(iface ? { GLOO_SOCKET_IFNAME: iface, HCCL_SOCKET_IFNAME: iface, HCCL_IF_IP: ifAddress } : {}),
         ...(job.checkpoint && role === 'rank' ? checkpointEnv(job.checkpoint, rank, where) : {}),
-        ...profileEnv(job, { rank, local, nodeRank, deviceId, perHost, worldSize, role, rankTablePath, masterAddr, masterPort, runId, visibleDevices }),
+        ...profileEnv(job, {
+          rank,
+          local,
+          nodeRank,
+          deviceId,
+          perHost,
+          worldSize,
+          role,
+          rankTablePath,
+          masterAddr,
+          masterPort,
+          runId,
+          visibleDevices,
+        }),
       };
       let argv = job.command;
       if (input.resume && role === 'rank') {
         const path = input.resume.byLabel[label] ?? input.resume.fallback;
-        Object.assign(env, { NPURUN_RESUME_CKPT: path, NPURUN_RESUME_EPOCH: String(input.resume.epoch), NPURUN_RESUME_STEP: String(input.resume.step) });
+        Object.assign(env, {
+          NPURUN_RESUME_CKPT: path,
+          NPURUN_RESUME_EPOCH: String(input.resume.epoch),
+          NPURUN_RESUME_STEP: String(input.resume.step),
+        });
         if (job.resumeArg) argv = [...argv, job.resumeArg.replace(/\{path\}/g, path)];
       }
       // The user's environment comes last and wins (NPURUN_* were refused above).
       Object.assign(env, job.env);
-      ranks.push({ rank, label, localRank: local, nodeRank, role, host: c.host.name, address: c.host.address, deviceId, cpus: role === 'scheduler' ? [] : (cpuSets[local] ?? []), cwd, argv, env });
+      ranks.push({
+        rank,
+        label,
+        localRank: local,
+        nodeRank,
+        role,
+        host: c.host.name,
+        address: c.host.address,
+        deviceId,
+        cpus: role === 'scheduler' ? [] : (cpuSets[local] ?? []),
+        cwd,
+        argv,
+        env,
+      });
     }
   });
   const plan: RunPlan = { runId, job, hosts, facts, ranks, worldSize, masterAddr, masterPort };
@@ -274,7 +387,11 @@ export function planRun(input: PlanInput): RunPlan {
 }
 
 /** What a saving rank is told of the checkpoint policy (the rest of NPURUN_CKPT_* is common). */
-function checkpointEnv(policy: NonNullable<JobSpec['checkpoint']>, rank: number, where: Record<string, string | number>): Record<string, string> {
+function checkpointEnv(
+  policy: NonNullable<JobSpec['checkpoint']>,
+  rank: number,
+  where: Record<string, string | number>,
+): Record<string, string> {
   const saves = !policy.masterOnly || rank === 0;
   return { NPURUN_CKPT_SAVE: saves ? '1' : '0', NPURUN_CKPT_DIR: fill(policy.dir, { rank, ...where }) };
 }
@@ -362,7 +479,9 @@ export function quoteForDisplay(arg: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
   if (/[\x00-\x1f\x7f]/.test(arg)) {
     const named: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
-    const body = arg.replace(/[\\']/g, '\\$&').replace(/[\x00-\x1f\x7f]/g, (c) => named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    const body = arg
+      .replace(/[\\']/g, '\\$&')
+      .replace(/[\x00-\x1f\x7f]/g, (c) => named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
     return `$'${body}'`;
   }
   return `'${arg.replace(/'/g, `'\\''`)}'`;
@@ -375,10 +494,16 @@ export function describePlan(plan: RunPlan): string {
   ];
   if (plan.rankTablePath) out.push(`rank table: ${plan.rankTablePath} (copied to every host)`);
   for (const h of plan.hosts) {
-    const reach = h.local ? 'local' : h.ssh ? `ssh ${h.ssh.user}@${h.ssh.hostname}:${h.ssh.port}${h.ssh.proxyJump ? ` via ${h.ssh.proxyJump}` : ''}` : 'remote';
+    const reach = h.local
+      ? 'local'
+      : h.ssh
+        ? `ssh ${h.ssh.user}@${h.ssh.hostname}:${h.ssh.port}${h.ssh.proxyJump ? ` via ${h.ssh.proxyJump}` : ''}`
+        : 'remote';
     out.push('', `host ${h.name} (${reach}), address ${h.address}`);
     for (const r of plan.ranks.filter((x) => x.host === h.name)) {
-      out.push(`  rank ${r.label}: device ${r.deviceId ?? '-'}, cpus ${r.cpus.length ? compactCpus(r.cpus) : 'any'}, cwd ${r.cwd}`);
+      out.push(
+        `  rank ${r.label}: device ${r.deviceId ?? '-'}, cpus ${r.cpus.length ? compactCpus(r.cpus) : 'any'}, cwd ${r.cwd}`,
+      );
       out.push(`    command: ${r.argv.map(quoteForDisplay).join(' ')}`);
       for (const k of Object.keys(r.env).sort()) out.push(`    ${k}=${quoteForDisplay(r.env[k] as string)}`);
     }

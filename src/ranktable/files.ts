@@ -27,8 +27,12 @@ export function writeRankTable(table: RankTable, out: string | undefined, name =
 /** A version 1.0 table read for merging; its warnings go to `onWarning` as "FILE: warning: path: message". */
 function readForMerge(file: string, onWarning: (line: string) => void): RankTable {
   const r = validateRankTableFile(file);
-  if (r.superPod) throw inputError(file, 'a version 1.2 (Atlas A3 SuperPoD) rank table; merge works on version 1.0 tables');
-  if (!r.table) throw new NpurunError('input', `${file}: invalid rank table`, { details: r.problems.map((p) => `${file}: ${p.path}: ${p.message}`) });
+  if (r.superPod)
+    throw inputError(file, 'a version 1.2 (Atlas A3 SuperPoD) rank table; merge works on version 1.0 tables');
+  if (!r.table)
+    throw new NpurunError('input', `${file}: invalid rank table`, {
+      details: r.problems.map((p) => `${file}: ${p.path}: ${p.message}`),
+    });
   for (const w of r.warnings) onWarning(warningLine(file, w));
   return r.table;
 }
@@ -39,10 +43,12 @@ export function warningLine(file: string, w: Problem): string {
 
 /** merge_hccl.py: servers in argument order, ranks renumbered server by server; a merged table that clashes is refused. */
 export function mergeRankTableFiles(files: string[], onWarning: (line: string) => void): RankTable {
-  if (files.length < 2) throw inputError('npurun ranktable merge', `expected at least two rank-table files, got ${files.length}`);
+  if (files.length < 2)
+    throw inputError('npurun ranktable merge', `expected at least two rank-table files, got ${files.length}`);
   const merged = mergeRankTables(files.map((f) => readForMerge(f, onWarning)));
   // Servers that clash (same host twice, same device IPs, different device counts) show up only once merged.
   const problems = validateRankTable(merged).problems.map((p) => `merged ${p.path}: ${p.message}`);
-  if (problems.length > 0) throw new NpurunError('input', 'the merged rank table would be invalid', { details: problems });
+  if (problems.length > 0)
+    throw new NpurunError('input', 'the merged rank table would be invalid', { details: problems });
   return merged;
 }

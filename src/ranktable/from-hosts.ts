@@ -19,7 +19,12 @@ export interface GenerateChoice {
 
 /** The choice from generate's flags as typed: --devices, --visible-devices, --server-ip, --device-ip-file. */
 export function generateChoice(
-  flags: { devices?: string | undefined; visibleDevices?: string | undefined; serverIp?: string | undefined; deviceIpFile?: string | undefined },
+  flags: {
+    devices?: string | undefined;
+    visibleDevices?: string | undefined;
+    serverIp?: string | undefined;
+    deviceIpFile?: string | undefined;
+  },
   onWarning: (message: string) => void,
 ): GenerateChoice {
   const visible = parseVisibleDevices(flags.visibleDevices);
@@ -35,10 +40,16 @@ export function generateChoice(
 const ipSourceOf = (c: GenerateChoice) => c.deviceIpFile ?? '/etc/hccn.conf, and hccn_tool gave none';
 
 /** The table of this server, and the file name hccl_tools gives it (by the logical ids, whatever they map to). */
-export async function rankTableOfThisHost(probed: HostFacts, c: GenerateChoice): Promise<{ table: RankTable; name: string }> {
-  if (c.serverIp !== undefined && !isIPv4(c.serverIp)) throw inputError('--server-ip', `"${c.serverIp}" is not an IPv4 address`);
+export async function rankTableOfThisHost(
+  probed: HostFacts,
+  c: GenerateChoice,
+): Promise<{ table: RankTable; name: string }> {
+  if (c.serverIp !== undefined && !isIPv4(c.serverIp))
+    throw inputError('--server-ip', `"${c.serverIp}" is not an IPv4 address`);
   if (probed.devices.length === 0) {
-    throw notReadyError(`no NPUs on this host: ${probed.problems.join('; ') || 'npu-smi listed none'}`, { hint: 'no Ascend hardware here? try --simulate 8' });
+    throw notReadyError(`no NPUs on this host: ${probed.problems.join('; ') || 'npu-smi listed none'}`, {
+      hint: 'no Ascend hardware here? try --simulate 8',
+    });
   }
   const facts = c.deviceIpFile ? withDeviceIpFile(probed, c.deviceIpFile) : probed;
   const { logical, physical } = selectDevices(facts, c.logical, c.visible);
@@ -49,9 +60,19 @@ export async function rankTableOfThisHost(probed: HostFacts, c: GenerateChoice):
 
 /** Refuses what cannot be combined with --hosts, and hosts whose address cannot be a server_id; before any connection. */
 export function checkHostsChoice(c: GenerateChoice, hosts: HostSpec[], hostsFile: string): void {
-  if (c.serverIp !== undefined) throw inputError('--server-ip', "not with --hosts: each server_id is that host's address in the inventory");
-  if (c.deviceIpFile !== undefined) throw inputError('--device-ip-file', "not with --hosts: each host's addresses come from its own /etc/hccn.conf or hccn_tool");
-  for (const h of hosts) if (!isIPv4(h.address)) throw inputError(hostsFile, `host ${h.name}: address "${h.address}" is not an IPv4 address; server_id must be the server's IP`);
+  if (c.serverIp !== undefined)
+    throw inputError('--server-ip', "not with --hosts: each server_id is that host's address in the inventory");
+  if (c.deviceIpFile !== undefined)
+    throw inputError(
+      '--device-ip-file',
+      "not with --hosts: each host's addresses come from its own /etc/hccn.conf or hccn_tool",
+    );
+  for (const h of hosts)
+    if (!isIPv4(h.address))
+      throw inputError(
+        hostsFile,
+        `host ${h.name}: address "${h.address}" is not an IPv4 address; server_id must be the server's IP`,
+      );
 }
 
 /** One table of every server, ranks numbered server by server. */
@@ -59,7 +80,14 @@ export function rankTableOfHosts(hosts: HostSpec[], facts: Record<string, HostFa
   return generateRankTable(
     hosts.map((h) => {
       const f = facts[h.name] as HostFacts;
-      return serverFromFacts(h.address, f, selectDevices(f, c.logical, c.visible).physical, `host ${h.name}`, ipSourceOf(c), c.onWarning);
+      return serverFromFacts(
+        h.address,
+        f,
+        selectDevices(f, c.logical, c.visible).physical,
+        `host ${h.name}`,
+        ipSourceOf(c),
+        c.onWarning,
+      );
     }),
   );
 }

@@ -22,7 +22,10 @@ export function generateRankTable(servers: RankTableServerInput[]): RankTable {
 export function mergeRankTables(tables: RankTable[]): RankTable {
   return generateRankTable(
     tables.flatMap((t) =>
-      t.server_list.map((s) => ({ serverId: s.server_id, devices: s.device.map((d) => ({ deviceId: Number(d.device_id), deviceIp: d.device_ip })) })),
+      t.server_list.map((s) => ({
+        serverId: s.server_id,
+        devices: s.device.map((d) => ({ deviceId: Number(d.device_id), deviceIp: d.device_ip })),
+      })),
     ),
   );
 }

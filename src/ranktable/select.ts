@@ -10,7 +10,8 @@ import { groupingProblem, serverKindOf } from './validate.js';
 export function parseVisibleDevices(text: string | undefined): number[] | undefined {
   if (text === undefined) return undefined;
   const ids = text.split(',').map((v) => {
-    if (!/^\s*\d+\s*$/.test(v) || Number(v) > 15) throw inputError('--visible-devices', `"${text}" is not a comma-separated list of device ids 0-15`);
+    if (!/^\s*\d+\s*$/.test(v) || Number(v) > 15)
+      throw inputError('--visible-devices', `"${text}" is not a comma-separated list of device ids 0-15`);
     return Number(v);
   });
   if (new Set(ids).size !== ids.length) throw inputError('--visible-devices', `"${text}" lists a device twice`);
@@ -24,16 +25,31 @@ export interface Selection {
 }
 
 /** Logical ids (default: every visible or detected device) mapped to physical ids; refuses groupings HCCL refuses. */
-export function selectDevices(facts: HostFacts, logicalFlag: number[] | undefined, visible: number[] | undefined): Selection {
+export function selectDevices(
+  facts: HostFacts,
+  logicalFlag: number[] | undefined,
+  visible: number[] | undefined,
+): Selection {
   const logical = logicalFlag ?? (visible ? visible.map((_, i) => i) : facts.devices.map((d) => d.deviceId));
   const physical = logical.map((l) => {
     if (!visible) return l;
     const p = visible[l];
-    if (p === undefined) throw inputError('--devices', `logical device ${l} is beyond --visible-devices (${visible.length} visible: logical ids 0-${visible.length - 1})`);
+    if (p === undefined)
+      throw inputError(
+        '--devices',
+        `logical device ${l} is beyond --visible-devices (${visible.length} visible: logical ids 0-${visible.length - 1})`,
+      );
     return p;
   });
-  const bad = groupingProblem([...physical].sort((a, b) => a - b), serverKindOf(facts.devices));
-  if (bad) throw inputError(visible ? '--visible-devices' : '--devices', visible ? `${bad} (physical ids ${physical.join(',')})` : bad);
+  const bad = groupingProblem(
+    [...physical].sort((a, b) => a - b),
+    serverKindOf(facts.devices),
+  );
+  if (bad)
+    throw inputError(
+      visible ? '--visible-devices' : '--devices',
+      visible ? `${bad} (physical ids ${physical.join(',')})` : bad,
+    );
   return { logical, physical };
 }
 
@@ -51,7 +67,8 @@ export function withDeviceIpFile(facts: HostFacts, file: string): HostFacts {
     devices: facts.devices.map((d) => {
       const { deviceIp: _ip, ipSource: _source, ...rest } = d;
       const address = conf.get(d.deviceId)?.address;
-      if (address !== undefined && !isIPv4(address)) throw inputError(file, `address_${d.deviceId}: expected an IPv4 address, got "${address}"`);
+      if (address !== undefined && !isIPv4(address))
+        throw inputError(file, `address_${d.deviceId}: expected an IPv4 address, got "${address}"`);
       return address ? { ...rest, deviceIp: address, ipSource: 'given' as const } : rest;
     }),
   };
@@ -68,10 +85,18 @@ export function serverFromFacts(
 ): RankTableServerInput {
   const devices = physical.map((id) => {
     const d = facts.devices.find((x) => x.deviceId === id);
-    if (!d) throw inputError('--devices', `${where}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ') || 'none'})`);
-    if (!d.deviceIp) throw notReadyError(`${where}: device ${id} has no device IP (no address_${id} in ${ipSource})`, { hint: 'give the addresses with --device-ip-file FILE (address_N=IP lines)' });
+    if (!d)
+      throw inputError(
+        '--devices',
+        `${where}: device ${id} not found (npu-smi lists ${facts.devices.map((x) => x.deviceId).join(', ') || 'none'})`,
+      );
+    if (!d.deviceIp)
+      throw notReadyError(`${where}: device ${id} has no device IP (no address_${id} in ${ipSource})`, {
+        hint: 'give the addresses with --device-ip-file FILE (address_N=IP lines)',
+      });
     const unusable = deviceUsable(d, false);
-    if (unusable) onWarning(`${where}: device ${id} ${unusable}; written into the rank table anyway (as hccl_tools does)`);
+    if (unusable)
+      onWarning(`${where}: device ${id} ${unusable}; written into the rank table anyway (as hccl_tools does)`);
     return { deviceId: id, deviceIp: d.deviceIp };
   });
   return { serverId, devices };

@@ -28,13 +28,16 @@ export function groupingProblem(ids: number[], kind?: ServerKind): string | unde
   if (ids.some((id) => id > 15)) return `device ids ${ids.join(',')} go beyond 15; a server has at most 16 devices`;
   const beyond = ids.filter((id) => id > 7);
   if (beyond.length > 0) {
-    return kind === '910' ? `device ids ${beyond.join(',')} are beyond 7: a 910A/910B server has 8 NPUs (ids 0-7); only A3 servers have 16 dies` : undefined;
+    return kind === '910'
+      ? `device ids ${beyond.join(',')} are beyond 7: a 910A/910B server has 8 NPUs (ids 0-7); only A3 servers have 16 dies`
+      : undefined;
   }
   if (kind === 'a3') return undefined;
   if (![1, 2, 4, 8].includes(n)) return `${n} devices on one server; HCCL on 910 servers takes 1, 2, 4 or 8`;
   if (n === 8) return undefined;
   const inOneGroup = ids.every((id) => id < 4) || ids.every((id) => id >= 4);
-  if (!inOneGroup) return `devices ${ids.join(',')} cross the 910 device groups 0-3 and 4-7; use devices within one group, or all 8`;
+  if (!inOneGroup)
+    return `devices ${ids.join(',')} cross the 910 device groups 0-3 and 4-7; use devices within one group, or all 8`;
   return undefined;
 }
 
@@ -71,12 +74,24 @@ export function convertPre10(json: Record<string, unknown>): RankTable | undefin
   const servers = new Map<string, RankTable['server_list'][number]>();
   for (const inst of instances) {
     const dev = Array.isArray(inst.devices) && inst.devices.length === 1 ? inst.devices[0] : undefined;
-    if (typeof inst.server_id !== 'string' || typeof inst.rank_id !== 'string' || !dev || typeof dev.device_id !== 'string' || typeof dev.device_ip !== 'string') return undefined;
+    if (
+      typeof inst.server_id !== 'string' ||
+      typeof inst.rank_id !== 'string' ||
+      !dev ||
+      typeof dev.device_id !== 'string' ||
+      typeof dev.device_ip !== 'string'
+    )
+      return undefined;
     const server = servers.get(inst.server_id) ?? { server_id: inst.server_id, device: [], host_nic_ip: 'reserve' };
     server.device.push({ device_id: dev.device_id, device_ip: dev.device_ip, rank_id: inst.rank_id });
     servers.set(inst.server_id, server);
   }
-  return { version: '1.0', server_count: String(servers.size), server_list: [...servers.values()], status: 'completed' };
+  return {
+    version: '1.0',
+    server_count: String(servers.size),
+    server_list: [...servers.values()],
+    status: 'completed',
+  };
 }
 
 /** What both versions share, as the semantic checks see it. */
@@ -89,34 +104,59 @@ interface ServerView {
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Checks common to 1.0 and 1.2: servers, device ids and IPs, device counts, rank numbering. */
-function checkServers(servers: ServerView[], serverCount: string | undefined, v10: boolean, problems: Problem[], warnings: Problem[]): void {
+function checkServers(
+  servers: ServerView[],
+  serverCount: string | undefined,
+  v10: boolean,
+  problems: Problem[],
+  warnings: Problem[],
+): void {
   if (serverCount !== undefined && Number(serverCount) !== servers.length) {
-    problems.push({ path: 'server_count', message: `says ${serverCount} but server_list has ${plural(servers.length, 'server')}` });
+    problems.push({
+      path: 'server_count',
+      message: `says ${serverCount} but server_list has ${plural(servers.length, 'server')}`,
+    });
   }
   const ranks: { rank: number; path: string; server: number }[] = [];
   const ips = new Map<string, string>();
   const serverIds = new Map<string, string>();
   servers.forEach((s, si) => {
     const sp = `server_list[${si}]`;
-    if (v10 && !isIPv4(s.server_id)) problems.push({ path: `${sp}.server_id`, message: `expected the server's IPv4 address (what MindSpore matches against the host it runs on), got "${s.server_id}"` });
+    if (v10 && !isIPv4(s.server_id))
+      problems.push({
+        path: `${sp}.server_id`,
+        message: `expected the server's IPv4 address (what MindSpore matches against the host it runs on), got "${s.server_id}"`,
+      });
     const seenServer = serverIds.get(s.server_id);
     if (seenServer) problems.push({ path: `${sp}.server_id`, message: `"${s.server_id}" is also ${seenServer}` });
     serverIds.set(s.server_id, `${sp}.server_id`);
-    if (s.host_ip !== undefined && !isIPv4(s.host_ip)) problems.push({ path: `${sp}.host_ip`, message: `expected an IPv4 address, got "${s.host_ip}"` });
+    if (s.host_ip !== undefined && !isIPv4(s.host_ip))
+      problems.push({ path: `${sp}.host_ip`, message: `expected an IPv4 address, got "${s.host_ip}"` });
     const ids = new Map<string, string>();
     s.device.forEach((d, di) => {
       const dp = `${sp}.device[${di}]`;
-      if (ids.has(d.device_id)) problems.push({ path: `${dp}.device_id`, message: `device ${d.device_id} appears twice on this server (also ${ids.get(d.device_id)})` });
+      if (ids.has(d.device_id))
+        problems.push({
+          path: `${dp}.device_id`,
+          message: `device ${d.device_id} appears twice on this server (also ${ids.get(d.device_id)})`,
+        });
       ids.set(d.device_id, `${dp}.device_id`);
       if (d.device_ip !== undefined) {
-        if (!isIPv4(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `expected an IPv4 address, got "${d.device_ip}"` });
-        else if (ips.has(d.device_ip)) problems.push({ path: `${dp}.device_ip`, message: `${d.device_ip} is also ${ips.get(d.device_ip)}` });
+        if (!isIPv4(d.device_ip))
+          problems.push({ path: `${dp}.device_ip`, message: `expected an IPv4 address, got "${d.device_ip}"` });
+        else if (ips.has(d.device_ip))
+          problems.push({ path: `${dp}.device_ip`, message: `${d.device_ip} is also ${ips.get(d.device_ip)}` });
         else ips.set(d.device_ip, `${dp}.device_ip`);
       }
       const raw = d.rank_id;
-      if (typeof raw === 'number') warnings.push({ path: `${dp}.rank_id`, message: `a number (as merge_hccl.py writes it); HCCL's format wants the string "${raw}"` });
+      if (typeof raw === 'number')
+        warnings.push({
+          path: `${dp}.rank_id`,
+          message: `a number (as merge_hccl.py writes it); HCCL's format wants the string "${raw}"`,
+        });
       const rank = typeof raw === 'number' ? raw : /^\d+$/.test(String(raw)) ? Number(raw) : NaN;
-      if (Number.isNaN(rank)) problems.push({ path: `${dp}.rank_id`, message: `expected a rank number like "0", got "${String(raw)}"` });
+      if (Number.isNaN(rank))
+        problems.push({ path: `${dp}.rank_id`, message: `expected a rank number like "0", got "${String(raw)}"` });
       else ranks.push({ rank, path: `${dp}.rank_id`, server: si });
     });
     const sorted = [...ids.keys()].map(Number).sort((a, b) => a - b);
@@ -127,7 +167,10 @@ function checkServers(servers: ServerView[], serverCount: string | undefined, v1
   });
   const counts = servers.map((s) => s.device.length);
   if (new Set(counts).size > 1) {
-    problems.push({ path: 'server_list', message: `servers have different device counts (${counts.join(', ')}); every server of a job must use the same number` });
+    problems.push({
+      path: 'server_list',
+      message: `servers have different device counts (${counts.join(', ')}); every server of a job must use the same number`,
+    });
   }
   checkRanks(ranks, problems);
 }
@@ -137,20 +180,29 @@ function checkRanks(ranks: { rank: number; path: string; server: number }[], pro
   const before = problems.length;
   const seen = new Map<number, string>();
   for (const r of ranks) {
-    if (seen.has(r.rank)) problems.push({ path: r.path, message: `rank ${r.rank} repeated (also ${seen.get(r.rank)})` });
+    if (seen.has(r.rank))
+      problems.push({ path: r.path, message: `rank ${r.rank} repeated (also ${seen.get(r.rank)})` });
     else seen.set(r.rank, r.path);
   }
   const n = ranks.length;
   const missing = [...Array(n).keys()].filter((i) => !seen.has(i));
-  if (missing.length > 0) problems.push({ path: 'server_list', message: `rank ids must be 0..${n - 1} without gaps; missing ${missing.join(', ')}` });
-  for (const r of ranks) if (r.rank >= n) problems.push({ path: r.path, message: `rank ${r.rank} is out of range 0..${n - 1}` });
+  if (missing.length > 0)
+    problems.push({
+      path: 'server_list',
+      message: `rank ids must be 0..${n - 1} without gaps; missing ${missing.join(', ')}`,
+    });
+  for (const r of ranks)
+    if (r.rank >= n) problems.push({ path: r.path, message: `rank ${r.rank} is out of range 0..${n - 1}` });
   if (problems.length > before) return;
   const byServer = new Map<number, number[]>();
   for (const r of ranks) byServer.set(r.server, [...(byServer.get(r.server) ?? []), r.rank]);
   for (const [server, list] of byServer) {
     const sorted = [...list].sort((a, b) => a - b);
     if ((sorted.at(-1) as number) - (sorted[0] as number) !== sorted.length - 1) {
-      problems.push({ path: `server_list[${server}].device`, message: `ranks ${sorted.join(',')} are not consecutive; HCCL does not support ranks interleaved across servers (e.g. 0-3 on one server, 4-7 on the next)` });
+      problems.push({
+        path: `server_list[${server}].device`,
+        message: `ranks ${sorted.join(',')} are not consecutive; HCCL does not support ranks interleaved across servers (e.g. 0-3 on one server, 4-7 on the next)`,
+      });
     }
   }
 }
@@ -164,32 +216,46 @@ function checkSuperPods(t: SuperPodRankTable, problems: Problem[], warnings: Pro
   const podIds = new Set<string>();
   pods.forEach((pod, pi) => {
     const pp = `super_pod_list[${pi}]`;
-    if (podIds.has(pod.super_pod_id)) problems.push({ path: `${pp}.super_pod_id`, message: `"${pod.super_pod_id}" appears twice` });
+    if (podIds.has(pod.super_pod_id))
+      problems.push({ path: `${pp}.super_pod_id`, message: `"${pod.super_pod_id}" appears twice` });
     podIds.add(pod.super_pod_id);
     const positions: number[] = [];
     const superIds = new Map<string, string>();
     pod.server_list.forEach((ref, ri) => {
       const rp = `${pp}.server_list[${ri}].server_id`;
       const at = index.get(ref.server_id);
-      if (at === undefined) return void problems.push({ path: rp, message: `"${ref.server_id}" is not a server_id of server_list` });
+      if (at === undefined)
+        return void problems.push({ path: rp, message: `"${ref.server_id}" is not a server_id of server_list` });
       const other = podOf.get(ref.server_id);
-      if (other !== undefined) return void problems.push({ path: rp, message: `server "${ref.server_id}" is already in SuperPoD "${other}"` });
+      if (other !== undefined)
+        return void problems.push({ path: rp, message: `server "${ref.server_id}" is already in SuperPoD "${other}"` });
       podOf.set(ref.server_id, pod.super_pod_id);
       positions.push(at);
       (t.server_list[at] as SuperPodRankTable['server_list'][number]).device.forEach((d, di) => {
         if (d.super_device_id === undefined) return;
         const dp = `server_list[${at}].device[${di}].super_device_id`;
-        if (superIds.has(d.super_device_id)) problems.push({ path: dp, message: `${d.super_device_id} is also ${superIds.get(d.super_device_id)}, in the same SuperPoD "${pod.super_pod_id}"` });
+        if (superIds.has(d.super_device_id))
+          problems.push({
+            path: dp,
+            message: `${d.super_device_id} is also ${superIds.get(d.super_device_id)}, in the same SuperPoD "${pod.super_pod_id}"`,
+          });
         else superIds.set(d.super_device_id, dp);
       });
     });
     const sorted = [...positions].sort((a, b) => a - b);
     if (sorted.length > 0 && (sorted.at(-1) as number) - (sorted[0] as number) !== sorted.length - 1) {
-      problems.push({ path: `${pp}.server_list`, message: `the servers of SuperPoD "${pod.super_pod_id}" must be listed together in server_list (they are at positions ${sorted.join(', ')})` });
+      problems.push({
+        path: `${pp}.server_list`,
+        message: `the servers of SuperPoD "${pod.super_pod_id}" must be listed together in server_list (they are at positions ${sorted.join(', ')})`,
+      });
     }
   });
   t.server_list.forEach((s, si) => {
-    if (!podOf.has(s.server_id)) warnings.push({ path: `server_list[${si}].server_id`, message: `"${s.server_id}" is in no SuperPoD of super_pod_list` });
+    if (!podOf.has(s.server_id))
+      warnings.push({
+        path: `server_list[${si}].server_id`,
+        message: `"${s.server_id}" is in no SuperPoD of super_pod_list`,
+      });
   });
 }
 
@@ -208,27 +274,57 @@ export function validateRankTable(json: unknown): ValidationResult {
   if (obj.version === undefined && ('group_list' in obj || 'board_id' in obj)) {
     const converted = convertPre10(obj);
     if (!converted) {
-      return { problems: [{ path: 'group_list', message: 'pre-1.0 rank table (board_id, group_list) whose instance_list is not one device per rank with string server_id/rank_id/device_id/device_ip; regenerate it with `npurun ranktable generate`' }], warnings };
+      return {
+        problems: [
+          {
+            path: 'group_list',
+            message:
+              'pre-1.0 rank table (board_id, group_list) whose instance_list is not one device per rank with string server_id/rank_id/device_id/device_ip; regenerate it with `npurun ranktable generate`',
+          },
+        ],
+        warnings,
+      };
     }
     const inner = validateRankTable(converted);
-    return { ...inner, warnings: [{ path: '(top level)', message: 'pre-1.0 rank-table format (group_list/instance_list), read as version 1.0' }, ...inner.warnings] };
+    return {
+      ...inner,
+      warnings: [
+        { path: '(top level)', message: 'pre-1.0 rank-table format (group_list/instance_list), read as version 1.0' },
+        ...inner.warnings,
+      ],
+    };
   }
   // The schema picks 1.0 or 1.2 with if/then/else; ajv adds a "must match then/else" line that says nothing more.
-  const schema = schemaProblems('rank-table.schema.json', json).filter((p) => !/^must match "(then|else)" schema/.test(p.message));
+  const schema = schemaProblems('rank-table.schema.json', json).filter(
+    (p) => !/^must match "(then|else)" schema/.test(p.message),
+  );
   if (schema.length > 0) return { problems: schema, warnings };
   if (obj.version === '1.2') {
     const t = json as SuperPodRankTable;
     checkServers(t.server_list, t.server_count, false, problems, warnings);
     checkSuperPods(t, problems, warnings);
     if (problems.length > 0) return { problems, warnings };
-    const superPod: SuperPodRankTable = { ...t, server_list: t.server_list.map((s) => ({ ...s, device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })) })) };
+    const superPod: SuperPodRankTable = {
+      ...t,
+      server_list: t.server_list.map((s) => ({
+        ...s,
+        device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })),
+      })),
+    };
     return { superPod, problems, warnings };
   }
   const t = json as RankTable;
   checkServers(t.server_list, t.server_count, true, problems, warnings);
   if (problems.length > 0) return { problems, warnings };
   // Normalise merge_hccl's numeric ranks to strings.
-  const table: RankTable = { ...t, server_list: t.server_list.map((s) => ({ ...s, host_nic_ip: s.host_nic_ip ?? 'reserve', device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })) })) };
+  const table: RankTable = {
+    ...t,
+    server_list: t.server_list.map((s) => ({
+      ...s,
+      host_nic_ip: s.host_nic_ip ?? 'reserve',
+      device: s.device.map((d) => ({ ...d, rank_id: String(d.rank_id) })),
+    })),
+  };
   return { table, problems, warnings };
 }
 
@@ -252,7 +348,12 @@ export function validateRankTableFile(file: string): ValidationResult {
       const line = before.split('\n').length;
       where = ` at line ${line}, column ${Number(pos[1]) - before.lastIndexOf('\n')}`;
     }
-    return { problems: [{ path: '(file)', message: `not valid JSON${where}: ${msg.replace(/ in JSON at position \d+.*$/, '')}` }], warnings: [] };
+    return {
+      problems: [
+        { path: '(file)', message: `not valid JSON${where}: ${msg.replace(/ in JSON at position \d+.*$/, '')}` },
+      ],
+      warnings: [],
+    };
   }
   return validateRankTable(json);
 }

@@ -74,7 +74,8 @@ function outliersOf(labels: string[], loss: (number | null)[][], fps: (number | 
     const mad = median(finiteLast.map((v) => Math.abs(v - m))) ?? 0;
     const limit = Math.max(3 * 1.4826 * mad, 0.1 * Math.abs(m));
     lastLoss.forEach((v, i) => {
-      if (v !== null && Math.abs(v - m) > limit) out.push({ label: labels[i] as string, chart: 'loss', why: `last loss ${fmt(v)}, median ${fmt(m)}` });
+      if (v !== null && Math.abs(v - m) > limit)
+        out.push({ label: labels[i] as string, chart: 'loss', why: `last loss ${fmt(v)}, median ${fmt(m)}` });
     });
   }
   const recentFps = fps.map((s) => {
@@ -85,7 +86,12 @@ function outliersOf(labels: string[], loss: (number | null)[][], fps: (number | 
   const mf = median(finiteFps);
   if (mf !== undefined && mf > 0 && finiteFps.length >= 2) {
     recentFps.forEach((v, i) => {
-      if (v !== null && v * SLOW_FACTOR < mf) out.push({ label: labels[i] as string, chart: 'fps', why: `${(v / mf).toFixed(2)}x the median fps (${fmt(v)} vs ${fmt(mf)})` });
+      if (v !== null && v * SLOW_FACTOR < mf)
+        out.push({
+          label: labels[i] as string,
+          chart: 'fps',
+          why: `${(v / mf).toFixed(2)}x the median fps (${fmt(v)} vs ${fmt(mf)})`,
+        });
     });
   }
   return out;
@@ -146,8 +152,10 @@ export function chartData(labels: string[], rows: MetricRow[], startedMs: number
     points[r] = (points[r] as number) + 1;
     (loss[r] as (number | null)[])[c] = finiteOrNull(ev.loss);
     (fps[r] as (number | null)[])[c] = finiteOrNull(ev.fps);
-    if (!Number.isFinite(ev.loss)) nonFinite.push({ label: row.rank, step: ev.iter, field: 'loss', value: String(ev.loss) });
-    if (ev.fps !== undefined && !Number.isFinite(ev.fps)) nonFinite.push({ label: row.rank, step: ev.iter, field: 'fps', value: String(ev.fps) });
+    if (!Number.isFinite(ev.loss))
+      nonFinite.push({ label: row.rank, step: ev.iter, field: 'loss', value: String(ev.loss) });
+    if (ev.fps !== undefined && !Number.isFinite(ev.fps))
+      nonFinite.push({ label: row.rank, step: ev.iter, field: 'fps', value: String(ev.fps) });
   }
   const stride = Math.max(1, Math.ceil(allSteps.length / MAX_STEPS_DRAWN));
   const keep = allSteps.map((_, i) => i).filter((i) => i % stride === 0 || i === allSteps.length - 1);

@@ -110,7 +110,11 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     } else if (path === '/data.json') {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(follower.json);
     } else if (path === '/events') {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+      });
       res.write(`data: ${follower.json}\n\n`);
       clients.add(res);
       req.on('close', () => clients.delete(res));
@@ -140,7 +144,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       resolve();
     });
   });
-  if (!LOOPBACK.has(host)) (opts.warn ?? ((m) => process.stderr.write(`npurun: warning: ${m}\n`)))(`dashboard listens on ${host}: anyone who can reach it can read every rank's output`);
+  if (!LOOPBACK.has(host))
+    (opts.warn ?? ((m) => process.stderr.write(`npurun: warning: ${m}\n`)))(
+      `dashboard listens on ${host}: anyone who can reach it can read every rank's output`,
+    );
   timer = setTimeout(() => void poll(), pollMs);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : (opts.port ?? 0);
@@ -170,7 +177,12 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
  * `runsDir` (its run.json names this pid), then serves its dashboard and calls `onUrl`. `close()`
  * stops waiting or serving.
  */
-export function dashboardOfThisLauncher(opts: { runsDir: string; port?: number; host?: string; onUrl: (url: string, runDir: string) => void }): { close(): Promise<void> } {
+export function dashboardOfThisLauncher(opts: {
+  runsDir: string;
+  port?: number;
+  host?: string;
+  onUrl: (url: string, runDir: string) => void;
+}): { close(): Promise<void> } {
   let dashboard: Dashboard | undefined;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -182,7 +194,11 @@ export function dashboardOfThisLauncher(opts: { runsDir: string; port?: number; 
       return;
     }
     try {
-      dashboard = await startDashboard({ runDir, ...(opts.port !== undefined ? { port: opts.port } : {}), ...(opts.host ? { host: opts.host } : {}) });
+      dashboard = await startDashboard({
+        runDir,
+        ...(opts.port !== undefined ? { port: opts.port } : {}),
+        ...(opts.host ? { host: opts.host } : {}),
+      });
     } catch (err) {
       process.stderr.write(`npurun: warning: no dashboard: ${(err as Error).message}\n`);
       return;
@@ -209,7 +225,10 @@ async function findOwnRunDir(runsDir: string): Promise<string | undefined> {
   }
   for (const name of names.sort().reverse()) {
     try {
-      const record = JSON.parse(await readFile(join(runsDir, name, RUN_RECORD_FILE), 'utf8')) as { launcher_pid?: number; launcher_host?: string };
+      const record = JSON.parse(await readFile(join(runsDir, name, RUN_RECORD_FILE), 'utf8')) as {
+        launcher_pid?: number;
+        launcher_host?: string;
+      };
       if (record.launcher_pid === process.pid && record.launcher_host === hostname()) return join(runsDir, name);
     } catch {
       // Not a run folder, or its run.json is being written: the next look sees it.

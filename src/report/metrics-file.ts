@@ -50,11 +50,25 @@ export function metricsFileRow(row: MetricRow): MetricsFileRow | undefined {
   const ev = row.event;
   switch (ev.kind) {
     case 'train':
-      return { ...base, kind: 'train', epoch: ev.epoch, step: ev.iter, loss: jsonNumber(ev.loss), ...(ev.fps !== undefined ? { fps: jsonNumber(ev.fps) } : {}) };
+      return {
+        ...base,
+        kind: 'train',
+        epoch: ev.epoch,
+        step: ev.iter,
+        loss: jsonNumber(ev.loss),
+        ...(ev.fps !== undefined ? { fps: jsonNumber(ev.fps) } : {}),
+      };
     case 'eval-counts':
       return { ...base, kind: 'eval', top1: ev.top1, top5: ev.top5, total: ev.total };
     case 'allreduce':
-      return { ...base, kind: 'allreduce', metric: ev.metric, correct: ev.correct, total: ev.total, accuracy: jsonNumber(ev.accuracy) };
+      return {
+        ...base,
+        kind: 'allreduce',
+        metric: ev.metric,
+        correct: ev.correct,
+        total: ev.total,
+        accuracy: jsonNumber(ev.accuracy),
+      };
     case 'throughput':
       return { ...base, kind: 'throughput', imgs_per_sec: jsonNumber(ev.imgsPerSec) };
     case 'metric':
@@ -69,12 +83,31 @@ function fileRows(rows: MetricRow[]): MetricsFileRow[] {
 }
 
 export function metricsJsonl(rows: MetricRow[]): string {
-  return fileRows(rows).map((r) => JSON.stringify(r) + '\n').join('');
+  return fileRows(rows)
+    .map((r) => JSON.stringify(r) + '\n')
+    .join('');
 }
 
 export const CSV_COLUMNS = [
-  'time', 'rank', 'host', 'device', 'kind', 'epoch', 'step', 'loss', 'fps', 'top1', 'top5', 'total',
-  'metric', 'correct', 'accuracy', 'imgs_per_sec', 'name', 'value', 'reduce',
+  'time',
+  'rank',
+  'host',
+  'device',
+  'kind',
+  'epoch',
+  'step',
+  'loss',
+  'fps',
+  'top1',
+  'top5',
+  'total',
+  'metric',
+  'correct',
+  'accuracy',
+  'imgs_per_sec',
+  'name',
+  'value',
+  'reduce',
 ] as const satisfies readonly (keyof MetricsFileRow)[];
 
 function csvCell(v: MetricsFileRow[keyof MetricsFileRow]): string {

@@ -2,7 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inputError } from '../errors.js';
 import { classifyFailure } from '../supervise/classify.js';
-import { displayStatus, EVENTS_FILE, launcherState, RUN_RECORD_FILE, runRecordProblem, type RankExitRecord, type RunRecord } from '../run-folder/record.js';
+import {
+  displayStatus,
+  EVENTS_FILE,
+  launcherState,
+  RUN_RECORD_FILE,
+  runRecordProblem,
+  type RankExitRecord,
+  type RunRecord,
+} from '../run-folder/record.js';
 import { emptyRankMetrics, foldMetric, type RankMetrics } from '../summary/metrics.js';
 import { findStragglers, type Straggler } from '../summary/stragglers.js';
 import { summarize, type RunSummary } from '../summary/summary.js';
@@ -90,7 +98,8 @@ function flaggedLabels(events: RunEvent[], word: 'hang' | 'straggler'): Set<stri
   for (const e of events) {
     if (!e.event.includes(word)) continue;
     if (typeof e.label === 'string') out.add(e.label);
-    for (const list of [e.labels, e.culprits]) if (Array.isArray(list)) for (const l of list) if (typeof l === 'string') out.add(l);
+    for (const list of [e.labels, e.culprits])
+      if (Array.isArray(list)) for (const l of list) if (typeof l === 'string') out.add(l);
   }
   return out;
 }
@@ -101,7 +110,10 @@ export async function readRunRecordFile(runDir: string): Promise<RunRecord> {
   try {
     record = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
-    throw inputError(path, `cannot read the run record (${(err as Error).message}); expected run.json as npurun launch writes it`);
+    throw inputError(
+      path,
+      `cannot read the run record (${(err as Error).message}); expected run.json as npurun launch writes it`,
+    );
   }
   const problem = runRecordProblem(record);
   if (problem) throw inputError(path, problem);
@@ -137,18 +149,35 @@ export function runIsLive(record: RunRecord): boolean {
  * Builds the page's data from what the run folder holds now (`series` read up to now). Stragglers:
  * those events name, and those `npurun summary` finds from step times (when given).
  */
-export function buildReportData(record: RunRecord, events: RunEvent[], series: RunSeriesReader, now = new Date(), stragglers: Straggler[] = []): ReportData {
+export function buildReportData(
+  record: RunRecord,
+  events: RunEvent[],
+  series: RunSeriesReader,
+  now = new Date(),
+  stragglers: Straggler[] = [],
+): ReportData {
   const live = runIsLive(record);
   const hang = flaggedLabels(events, 'hang');
   const straggler = flaggedLabels(events, 'straggler');
   for (const s of stragglers) straggler.add(s.label);
   const ranks: ReportRank[] = record.ranks.map((r) => {
     let state = rankState(r.exit, live);
-    if (hang.has(r.label) && (state === 'running' || state === 'stopped' || state === 'unknown' || state === 'root-cause')) state = 'hang';
+    if (
+      hang.has(r.label) &&
+      (state === 'running' || state === 'stopped' || state === 'unknown' || state === 'root-cause')
+    )
+      state = 'hang';
     // Only a rank still going or done well is called slow: stopped or failed says more.
     else if (straggler.has(r.label) && (state === 'running' || state === 'ok')) state = 'straggler';
     return {
-      label: r.label, rank: r.rank, host: r.host, localRank: r.local_rank, device: r.device_id, role: r.role, state, root: r.exit?.root_cause === true,
+      label: r.label,
+      rank: r.rank,
+      host: r.host,
+      localRank: r.local_rank,
+      device: r.device_id,
+      role: r.role,
+      state,
+      root: r.exit?.root_cause === true,
       ...(r.exit ? { end: describeEnd(r.exit) } : {}),
       lines: series.lineCounts.get(r.label) ?? 0,
       lastLines: series.lastLines.get(r.label) ?? [],
@@ -162,7 +191,10 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
     if (acc) foldMetric(acc, row.event, row.line);
   }
   const datasetSize = (record.job as { evalDatasetSize?: number } | undefined)?.evalDatasetSize;
-  const { ranks: summaryRanks, ...summary } = summarize([...metrics.values()], datasetSize !== undefined ? { datasetSize } : {});
+  const { ranks: summaryRanks, ...summary } = summarize(
+    [...metrics.values()],
+    datasetSize !== undefined ? { datasetSize } : {},
+  );
   const perRank = summaryRanks.flatMap((m) => (m.evalCounts ? [{ label: m.label, ...m.evalCounts }] : []));
   // The allreduce verdict alone: a NaN loss is a problem of the run, not of the cross-check.
   const reported = summaryRanks.some((m) => m.allreduce.top1 || m.allreduce.top5);
@@ -186,7 +218,11 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
       live,
     },
     ranks,
-    charts: chartData(workers.map((r) => r.label), series.rows, started),
+    charts: chartData(
+      workers.map((r) => r.label),
+      series.rows,
+      started,
+    ),
     eval: { perRank, summary, verdict },
     timeline: timeline(events, record),
     checkpoints: checkpointSteps(events, record),
@@ -196,9 +232,14 @@ export function buildReportData(record: RunRecord, events: RunEvent[], series: R
   const root = record.ranks.find((r) => r.exit?.root_cause) ?? record.ranks.find((r) => r.label === record.root_cause);
   if (root) {
     const lastLines = series.lastLines.get(root.label) ?? [];
-    const classification = classifyFailure(lastLines.map((l) => l.replace(/^\[stderr\] /, '')), root.exit?.signal ?? undefined);
+    const classification = classifyFailure(
+      lastLines.map((l) => l.replace(/^\[stderr\] /, '')),
+      root.exit?.signal ?? undefined,
+    );
     data.rootCause = {
-      label: root.label, host: root.host, device: root.device_id,
+      label: root.label,
+      host: root.host,
+      device: root.device_id,
       end: root.exit ? describeEnd(root.exit) : 'unknown',
       ...(classification ? { classification } : {}),
       lastLines,

@@ -63,6 +63,7 @@ export class RunSeriesReader {
     tail.push(merged.stream === 'stderr' ? `[stderr] ${merged.line}` : merged.line);
     if (tail.length > LAST_LINES) tail.shift();
     const event = readMetricLine(merged.line);
-    if (event) this.rows.push({ time: merged.time, rank: label, host: merged.host, device: merged.device, line: lineNo, event });
+    if (event)
+      this.rows.push({ time: merged.time, rank: label, host: merged.host, device: merged.device, line: lineNo, event });
   }
 }

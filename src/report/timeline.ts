@@ -56,14 +56,25 @@ export function checkpointSteps(events: RunEvent[], record: RunRecord): Checkpoi
   const steps = new Map<number, { time: string; labels: Set<string>; epoch: number | null }>();
   for (const e of events) {
     if (e.event !== 'ckpt-saved' || typeof e.step !== 'number') continue;
-    const entry = steps.get(e.step) ?? { time: e.time, labels: new Set<string>(), epoch: typeof e.epoch === 'number' ? e.epoch : null };
+    const entry = steps.get(e.step) ?? {
+      time: e.time,
+      labels: new Set<string>(),
+      epoch: typeof e.epoch === 'number' ? e.epoch : null,
+    };
     entry.time = e.time;
     entry.labels.add(str(e.label));
     steps.set(e.step, entry);
   }
   return [...steps.entries()]
     .sort((a, b) => a[0] - b[0])
-    .map(([step, c]) => ({ step, epoch: c.epoch, ranks: c.labels.size, saving, complete: c.labels.size >= saving, time: c.time }));
+    .map(([step, c]) => ({
+      step,
+      epoch: c.epoch,
+      ranks: c.labels.size,
+      saving,
+      complete: c.labels.size >= saving,
+      time: c.time,
+    }));
 }
 
 function genericText(e: RunEvent): string {
@@ -87,7 +98,13 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
   let generic: { entry: TimelineEntry; first: RunEvent; labels: string[] } | undefined;
 
   const flushStarted = () => {
-    if (startedRun) add(startedRun.last, 'rank-started', `${startedRun.count} rank${startedRun.count === 1 ? '' : 's'} started`, 'info');
+    if (startedRun)
+      add(
+        startedRun.last,
+        'rank-started',
+        `${startedRun.count} rank${startedRun.count === 1 ? '' : 's'} started`,
+        'info',
+      );
     startedRun = undefined;
   };
   for (const e of events) {
@@ -95,7 +112,12 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
     switch (e.event) {
       case 'launch': {
         const hosts = Array.isArray(e.hosts) ? e.hosts.length : 0;
-        add(e, 'launch', `launch: ${str(e.world_size)} ranks on ${hosts} host${hosts === 1 ? '' : 's'} (preflight passed)`, 'info');
+        add(
+          e,
+          'launch',
+          `launch: ${str(e.world_size)} ranks on ${hosts} host${hosts === 1 ? '' : 's'} (preflight passed)`,
+          'info',
+        );
         break;
       }
       case 'rank-started':
@@ -103,25 +125,47 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
         break;
       case 'rank-exited':
         if (e.code === 0 && e.cause === 'exited') cleanExits = { last: e, count: (cleanExits?.count ?? 0) + 1 };
-        else if (e.cause === 'stopped' && !e.root_cause) stopped = { last: e, count: (stopped?.count ?? 0) + 1, how: str(e.signal ?? e.code) };
-        else if (!e.root_cause && (failed?.count ?? 0) >= MAX_FAILURES_LISTED) failed = { last: e, count: (failed?.count ?? 0) + 1 };
+        else if (e.cause === 'stopped' && !e.root_cause)
+          stopped = { last: e, count: (stopped?.count ?? 0) + 1, how: str(e.signal ?? e.code) };
+        else if (!e.root_cause && (failed?.count ?? 0) >= MAX_FAILURES_LISTED)
+          failed = { last: e, count: (failed?.count ?? 0) + 1 };
         else {
           const how = e.signal ? `killed by ${str(e.signal)}` : `exited with code ${str(e.code)}`;
-          add(e, 'rank-exited', `rank ${str(e.label)} (${str(e.host)}) ${how}${e.root_cause ? ': root cause' : ''}`, 'error');
+          add(
+            e,
+            'rank-exited',
+            `rank ${str(e.label)} (${str(e.host)}) ${how}${e.root_cause ? ': root cause' : ''}`,
+            'error',
+          );
           if (!e.root_cause) failed = { last: e, count: (failed?.count ?? 0) + 1 };
         }
         break;
       case 'ckpt-saved':
         break;
       case 'ckpt-latest':
-        add(e, 'ckpt-latest', `newest checkpoint every saving rank completed: epoch ${str(e.epoch)}, step ${str(e.step)}`, 'ok');
+        add(
+          e,
+          'ckpt-latest',
+          `newest checkpoint every saving rank completed: epoch ${str(e.epoch)}, step ${str(e.step)}`,
+          'ok',
+        );
         break;
       case 'finish':
-        add(e, 'finish', `run ${str(e.status)}, exit code ${str(e.exit_code)}${e.root_cause ? `, root cause rank ${str(e.root_cause)}` : ''}`, e.status === 'succeeded' ? 'ok' : 'error');
+        add(
+          e,
+          'finish',
+          `run ${str(e.status)}, exit code ${str(e.exit_code)}${e.root_cause ? `, root cause rank ${str(e.root_cause)}` : ''}`,
+          e.status === 'succeeded' ? 'ok' : 'error',
+        );
         break;
       case 'hang': {
         const culprits = Array.isArray(e.culprits) ? e.culprits.map(str) : [];
-        add(e, 'hang', `hang: no rank made progress for ${(Number(e.silent_ms) / 1000).toFixed(0)} s${culprits.length ? `; rank ${culprits.join(', ')} ${typeof e.why === 'string' ? `(${e.why})` : ''}` : ''}`.trim(), 'error');
+        add(
+          e,
+          'hang',
+          `hang: no rank made progress for ${(Number(e.silent_ms) / 1000).toFixed(0)} s${culprits.length ? `; rank ${culprits.join(', ')} ${typeof e.why === 'string' ? `(${e.why})` : ''}` : ''}`.trim(),
+          'error',
+        );
         break;
       }
       case 'stopping':
@@ -133,23 +177,54 @@ export function timeline(events: RunEvent[], record: RunRecord): TimelineEntry[]
           if (generic && last === generic.entry && generic.first.event === e.event && typeof e.label === 'string') {
             generic.labels.push(e.label);
             const shown = generic.labels.slice(0, 8).join(', ') + (generic.labels.length > 8 ? ', …' : '');
-            last.text = `${e.event} on ${generic.labels.length} ranks (${shown}); the first: ${genericText(generic.first)}`.slice(0, 400);
+            last.text =
+              `${e.event} on ${generic.labels.length} ranks (${shown}); the first: ${genericText(generic.first)}`.slice(
+                0,
+                400,
+              );
             last.time = e.time;
             last.offsetMs = Date.parse(e.time) - started;
             break;
           }
           const bad = /error|fail|lost|hang|straggler|escalate|restart|partial/.test(e.event);
           add(e, e.event, genericText(e), bad ? 'warn' : 'info');
-          generic = typeof e.label === 'string' ? { entry: out[out.length - 1] as TimelineEntry, first: e, labels: [e.label] } : undefined;
+          generic =
+            typeof e.label === 'string'
+              ? { entry: out[out.length - 1] as TimelineEntry, first: e, labels: [e.label] }
+              : undefined;
         }
     }
   }
   flushStarted();
-  if (stopped) add(stopped.last, 'rank-exited', `${stopped.count} rank${stopped.count === 1 ? '' : 's'} stopped by npurun (${stopped.how})`, 'warn');
-  if (failed && failed.count > MAX_FAILURES_LISTED) add(failed.last, 'rank-exited', `${failed.count - MAX_FAILURES_LISTED} more ranks failed (each in the rank list below)`, 'error');
-  if (cleanExits) add(cleanExits.last, 'rank-exited', `${cleanExits.count} rank${cleanExits.count === 1 ? '' : 's'} exited with code 0`, 'ok');
+  if (stopped)
+    add(
+      stopped.last,
+      'rank-exited',
+      `${stopped.count} rank${stopped.count === 1 ? '' : 's'} stopped by npurun (${stopped.how})`,
+      'warn',
+    );
+  if (failed && failed.count > MAX_FAILURES_LISTED)
+    add(
+      failed.last,
+      'rank-exited',
+      `${failed.count - MAX_FAILURES_LISTED} more ranks failed (each in the rank list below)`,
+      'error',
+    );
+  if (cleanExits)
+    add(
+      cleanExits.last,
+      'rank-exited',
+      `${cleanExits.count} rank${cleanExits.count === 1 ? '' : 's'} exited with code 0`,
+      'ok',
+    );
   for (const c of checkpointSteps(events, record)) {
-    out.push({ time: c.time, offsetMs: Date.parse(c.time) - started, kind: 'ckpt-saved', text: `checkpoint step ${c.step} (epoch ${c.epoch ?? '?'}): ${c.ranks}/${c.saving} saving ranks complete`, level: c.complete ? 'ok' : 'warn' });
+    out.push({
+      time: c.time,
+      offsetMs: Date.parse(c.time) - started,
+      kind: 'ckpt-saved',
+      text: `checkpoint step ${c.step} (epoch ${c.epoch ?? '?'}): ${c.ranks}/${c.saving} saving ranks complete`,
+      level: c.complete ? 'ok' : 'warn',
+    });
   }
   return out.sort((a, b) => a.time.localeCompare(b.time));
 }

@@ -52,7 +52,7 @@ export class Collapser {
 export function rankSet(ranks: (number | string)[]): string {
   const nums = ranks.filter((r): r is number => typeof r === 'number').sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < nums.length; ) {
+  for (let i = 0; i < nums.length;) {
     let j = i;
     while (j + 1 < nums.length && (nums[j + 1] as number) === (nums[j] as number) + 1) j++;
     parts.push(j === i ? String(nums[i]) : `${nums[i]}-${nums[j]}`);

@@ -100,7 +100,11 @@ async function readRecord(runDir: string): Promise<RunRecord | undefined> {
  * Hands every matching line of the run's merged.log to `emit`, in file order. With follow, keeps
  * going until run.json says the run finished, or its launcher is gone and the file stopped growing.
  */
-export async function readRunLog(runDir: string, opts: ReadLogOptions, emit: (lines: MergedLine[]) => Promise<void>): Promise<ReadLogEnd> {
+export async function readRunLog(
+  runDir: string,
+  opts: ReadLogOptions,
+  emit: (lines: MergedLine[]) => Promise<void>,
+): Promise<ReadLogEnd> {
   const tail = new FileTail(join(runDir, MERGED_LOG_FILE));
   const pick = (texts: string[]): MergedLine[] =>
     texts.map((t) => parseMergedLine(t)).filter((l): l is MergedLine => l !== undefined && lineMatches(l, opts.filter));

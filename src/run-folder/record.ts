@@ -134,7 +134,9 @@ export function processStartTicks(pid: number): number | null {
  * Is the npurun that wrote this record still running? "unknown" when it ran on another machine.
  * A pid counts only while its start time matches the recorded one (pids get reused).
  */
-export function launcherState(record: Pick<RunRecord, 'launcher_host' | 'launcher_pid' | 'launcher_start_ticks'>): 'alive' | 'gone' | 'unknown' {
+export function launcherState(
+  record: Pick<RunRecord, 'launcher_host' | 'launcher_pid' | 'launcher_start_ticks'>,
+): 'alive' | 'gone' | 'unknown' {
   if (record.launcher_host !== hostname()) return 'unknown';
   try {
     process.kill(record.launcher_pid, 0);
@@ -185,10 +187,18 @@ export interface UnreadableRun {
 export function runRecordProblem(record: unknown): string | undefined {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'not a JSON object';
   const version = (record as { schema_version?: unknown }).schema_version;
-  if (typeof version === 'number' && version > RUN_SCHEMA_VERSION) return `schema_version ${version} is newer than this npurun reads (${RUN_SCHEMA_VERSION}): written by a newer npurun`;
-  if (version !== RUN_SCHEMA_VERSION) return `schema_version ${JSON.stringify(version) ?? 'missing'}; expected ${RUN_SCHEMA_VERSION} (a run.json written by npurun launch)`;
+  if (typeof version === 'number' && version > RUN_SCHEMA_VERSION)
+    return `schema_version ${version} is newer than this npurun reads (${RUN_SCHEMA_VERSION}): written by a newer npurun`;
+  if (version !== RUN_SCHEMA_VERSION)
+    return `schema_version ${JSON.stringify(version) ?? 'missing'}; expected ${RUN_SCHEMA_VERSION} (a run.json written by npurun launch)`;
   const problems = schemaProblems('run.schema.json', record);
-  if (problems.length > 0) return problems.slice(0, 3).map((p) => `${p.path}: ${p.message}`).join('; ') + (problems.length > 3 ? ` (and ${problems.length - 3} more)` : '');
+  if (problems.length > 0)
+    return (
+      problems
+        .slice(0, 3)
+        .map((p) => `${p.path}: ${p.message}`)
+        .join('; ') + (problems.length > 3 ? ` (and ${problems.length - 3} more)` : '')
+    );
   return undefined;
 }
 
@@ -202,7 +212,11 @@ function loadRun(runsDir: string, name: string): RunInfo | UnreadableRun | undef
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    return { runId: name, dir, reason: `${file}: cannot be read (${code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message})` };
+    return {
+      runId: name,
+      dir,
+      reason: `${file}: cannot be read (${code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message})`,
+    };
   }
   let record: unknown;
   try {
@@ -227,8 +241,12 @@ export function listRunFolders(runsDir: string): { runs: RunInfo[]; unreadable: 
     .filter((d) => d.isDirectory())
     .map((d) => loadRun(runsDir, d.name))
     .filter((r): r is RunInfo | UnreadableRun => r !== undefined);
-  const runs = all.filter(isReadable).sort((a, b) => a.record.started_at.localeCompare(b.record.started_at) || a.runId.localeCompare(b.runId));
-  const unreadable = all.filter((r): r is UnreadableRun => !isReadable(r)).sort((a, b) => a.runId.localeCompare(b.runId));
+  const runs = all
+    .filter(isReadable)
+    .sort((a, b) => a.record.started_at.localeCompare(b.record.started_at) || a.runId.localeCompare(b.runId));
+  const unreadable = all
+    .filter((r): r is UnreadableRun => !isReadable(r))
+    .sort((a, b) => a.runId.localeCompare(b.runId));
   return { runs, unreadable };
 }
 
@@ -249,15 +267,29 @@ export function readRunRecord(runsDir: string, runId?: string): RunInfo {
   }
   const { runs, unreadable } = listRunFolders(runsDir);
   if (runs.length === 0) {
-    const why = unreadable.length > 0 ? ` (${unreadable.length} run folder${unreadable.length === 1 ? '' : 's'} cannot be read: ${unreadable[0]?.reason})` : '';
-    throw inputError(runsDir, `no ${why ? 'readable ' : ''}runs here${why}; expected run folders written by \`npurun launch\` (see --runs-dir)`);
+    const why =
+      unreadable.length > 0
+        ? ` (${unreadable.length} run folder${unreadable.length === 1 ? '' : 's'} cannot be read: ${unreadable[0]?.reason})`
+        : '';
+    throw inputError(
+      runsDir,
+      `no ${why ? 'readable ' : ''}runs here${why}; expected run folders written by \`npurun launch\` (see --runs-dir)`,
+    );
   }
   if (runId === undefined) return runs[runs.length - 1] as RunInfo;
   const matches = runs.filter((r) => r.runId.startsWith(runId));
   if (matches.length === 1) return matches[0] as RunInfo;
   const broken = unreadable.filter((r) => r.runId.startsWith(runId));
-  if (matches.length === 0 && broken.length > 0) throw inputError(runId, `run folder cannot be read: ${broken[0]?.reason}`);
-  const known = runs.slice(-5).map((r) => r.runId).join(', ');
-  if (matches.length > 1) throw inputError(runId, `matches ${matches.length} runs in ${runsDir}; expected one run id (${matches.map((r) => r.runId).join(', ')})`);
+  if (matches.length === 0 && broken.length > 0)
+    throw inputError(runId, `run folder cannot be read: ${broken[0]?.reason}`);
+  const known = runs
+    .slice(-5)
+    .map((r) => r.runId)
+    .join(', ');
+  if (matches.length > 1)
+    throw inputError(
+      runId,
+      `matches ${matches.length} runs in ${runsDir}; expected one run id (${matches.map((r) => r.runId).join(', ')})`,
+    );
   throw inputError(runId, `no such run in ${runsDir}; expected a run id from \`npurun runs\` (newest: ${known})`);
 }

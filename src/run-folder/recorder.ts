@@ -30,15 +30,23 @@ import { LineSplitter } from './line-splitter.js';
 import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName } from './log-format.js';
 import { redactArgv, redactEnv, redactFields } from './redact.js';
 import {
-  EVENTS_FILE, MERGED_LOG_FILE, processStartTicks, rankLogPath, writeRankTableCopy, writeRunRecord,
-  type AttemptRecord, type RankRecord, type RunRecord,
+  EVENTS_FILE,
+  MERGED_LOG_FILE,
+  processStartTicks,
+  rankLogPath,
+  writeRankTableCopy,
+  writeRunRecord,
+  type AttemptRecord,
+  type RankRecord,
+  type RunRecord,
 } from './record.js';
 
 /** What the console shows live: rank 0, every rank, none, or these labels. Everything is saved regardless. */
 export type ConsoleChoice = 'rank0' | 'all' | 'none' | 'collapse' | string[];
 
 /** How a rank ended, as the supervisor judged it (its RankOutcome); written to run.json in snake_case. */
-export type RankExit = Pick<RankOutcome, 'code' | 'signal' | 'cause' | 'message'> & Partial<Pick<RankOutcome, 'rootCause' | 'endedAt'>>;
+export type RankExit = Pick<RankOutcome, 'code' | 'signal' | 'cause' | 'message'> &
+  Partial<Pick<RankOutcome, 'rootCause' | 'endedAt'>>;
 
 /** How the run ended (from the supervisor's RunOutcome), as run.json records it. */
 export interface RunResult {
@@ -195,16 +203,45 @@ function recordedHost(h: HostSpec): HostSpec {
   const host: HostSpec = { name: h.name, address: h.address, local: h.local, devices: h.devices };
   if (h.slots !== undefined) host.slots = h.slots;
   if (h.ssh) {
-    const { hostname: sshHost, port, user, identityFiles, knownHostsFiles, strictHostKeyChecking, proxyJump, useAgent } = h.ssh;
-    host.ssh = { hostname: sshHost, port, user, identityFiles, knownHostsFiles, strictHostKeyChecking, useAgent, ...(proxyJump !== undefined ? { proxyJump } : {}) };
+    const {
+      hostname: sshHost,
+      port,
+      user,
+      identityFiles,
+      knownHostsFiles,
+      strictHostKeyChecking,
+      proxyJump,
+      useAgent,
+    } = h.ssh;
+    host.ssh = {
+      hostname: sshHost,
+      port,
+      user,
+      identityFiles,
+      knownHostsFiles,
+      strictHostKeyChecking,
+      useAgent,
+      ...(proxyJump !== undefined ? { proxyJump } : {}),
+    };
   }
   return host;
 }
 
 function recordedRank(r: RankSpec): RankRecord {
   return {
-    label: r.label, rank: r.rank, local_rank: r.localRank, node_rank: r.nodeRank, role: r.role, host: r.host, address: r.address,
-    device_id: r.deviceId, cpus: r.cpus, cwd: r.cwd, argv: redactArgv(r.argv), env: redactEnv(r.env), exit: null,
+    label: r.label,
+    rank: r.rank,
+    local_rank: r.localRank,
+    node_rank: r.nodeRank,
+    role: r.role,
+    host: r.host,
+    address: r.address,
+    device_id: r.deviceId,
+    cpus: r.cpus,
+    cwd: r.cwd,
+    argv: redactArgv(r.argv),
+    env: redactEnv(r.env),
+    exit: null,
   };
 }
 
@@ -275,7 +312,10 @@ export class RunRecorder {
     if (opts.plan.rankTable) writeRankTableCopy(dir, opts.plan.rankTable);
 
     this.eventsFile = pino.destination({ dest: join(dir, EVENTS_FILE), sync: true });
-    this.events = pino({ base: { run_id: opts.plan.runId }, timestamp: pino.stdTimeFunctions.isoTime }, this.eventsFile);
+    this.events = pino(
+      { base: { run_id: opts.plan.runId }, timestamp: pino.stdTimeFunctions.isoTime },
+      this.eventsFile,
+    );
 
     const out = opts.out ?? process.stdout;
     const shown = consoleRanks(opts.console, opts.plan.ranks);
@@ -291,7 +331,10 @@ export class RunRecorder {
       this.slots.set(spec.label, {
         spec,
         file: file(rankLogPath(dir, spec.label), `rank ${spec.label}'s output`),
-        mergedPrefix: { stdout: Buffer.from(mergedPrefix(spec, 'stdout')), stderr: Buffer.from(mergedPrefix(spec, 'stderr')) },
+        mergedPrefix: {
+          stdout: Buffer.from(mergedPrefix(spec, 'stdout')),
+          stderr: Buffer.from(mergedPrefix(spec, 'stderr')),
+        },
         consolePrefix: consolePrefix === undefined ? undefined : Buffer.from(consolePrefix),
         lastLines: [],
         channels: [],
@@ -313,7 +356,10 @@ export class RunRecorder {
       mkdirSync(dir);
       mkdirSync(join(dir, 'logs'));
     } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'already exists (run ids must be unique)' : (err as Error).message;
+      const reason =
+        (err as NodeJS.ErrnoException).code === 'EEXIST'
+          ? 'already exists (run ids must be unique)'
+          : (err as Error).message;
       throw new NpurunError('runtime', `cannot create run folder ${dir}: ${reason}`, { cause: err });
     }
     return new RunRecorder(dir, opts);
@@ -333,7 +379,18 @@ export class RunRecorder {
   beginAttempt(n: number, resumedFrom: AttemptRecord['resumed_from']): void {
     this.attempt = n;
     if (n > 1) for (const r of this.record.ranks) r.exit = null;
-    this.record.attempts = [...(this.record.attempts ?? []), { attempt: n, started_at: new Date().toISOString(), ended_at: null, cause: null, root_cause: null, exit_code: null, resumed_from: resumedFrom }];
+    this.record.attempts = [
+      ...(this.record.attempts ?? []),
+      {
+        attempt: n,
+        started_at: new Date().toISOString(),
+        ended_at: null,
+        cause: null,
+        root_cause: null,
+        exit_code: null,
+        resumed_from: resumedFrom,
+      },
+    ];
     this.event('attempt-start', { resumed_from: resumedFrom });
     this.saveRecord();
   }
@@ -342,7 +399,12 @@ export class RunRecorder {
   endAttempt(end: { cause: string; rootCause: string | null; exitCode: number }): void {
     const a = this.record.attempts?.at(-1);
     if (!a) return;
-    Object.assign(a, { ended_at: new Date().toISOString(), cause: end.cause, root_cause: end.rootCause, exit_code: end.exitCode });
+    Object.assign(a, {
+      ended_at: new Date().toISOString(),
+      cause: end.cause,
+      root_cause: end.rootCause,
+      exit_code: end.exitCode,
+    });
     this.event('attempt-end', { cause: end.cause, root_cause: end.rootCause, exit_code: end.exitCode });
     this.saveRecord();
   }
@@ -353,7 +415,9 @@ export class RunRecorder {
     try {
       this.events.info({ ...(redactFields(fields) as Record<string, unknown>), event: kind, attempt: this.attempt });
     } catch (err) {
-      this.problem(`cannot write ${join(this.dir, EVENTS_FILE)} (${describeFsError(err)}): events are no longer saved; the run goes on`);
+      this.problem(
+        `cannot write ${join(this.dir, EVENTS_FILE)} (${describeFsError(err)}): events are no longer saved; the run goes on`,
+      );
     }
   }
 
@@ -372,7 +436,9 @@ export class RunRecorder {
     try {
       writeRunRecord(this.dir, this.record);
     } catch (err) {
-      this.problem(`cannot write ${join(this.dir, 'run.json')} (${describeFsError(err)}): the run record is not up to date; the run goes on`);
+      this.problem(
+        `cannot write ${join(this.dir, 'run.json')} (${describeFsError(err)}): the run record is not up to date; the run goes on`,
+      );
     }
   }
 
@@ -463,12 +529,18 @@ export class RunRecorder {
       rankParts.push(rankPrefix, line, NEWLINE);
       mergedParts.push(merged, line, NEWLINE);
       if (this.collapser) {
-        for (const folded of this.collapser.push(slot.spec.rank >= 0 ? slot.spec.rank : slot.spec.label, line.toString('utf8'), Date.now())) consoleParts.push(Buffer.from(folded + '\n'));
+        for (const folded of this.collapser.push(
+          slot.spec.rank >= 0 ? slot.spec.rank : slot.spec.label,
+          line.toString('utf8'),
+          Date.now(),
+        ))
+          consoleParts.push(Buffer.from(folded + '\n'));
       } else if (slot.consolePrefix !== undefined) consoleParts.push(slot.consolePrefix, line, NEWLINE);
     }
     // Kept for the failure report: the last lines, each cut to a few KiB, so memory stays bounded
     // whatever a rank prints.
-    for (const line of lines.slice(-LAST_LINES_KEPT)) slot.lastLines.push(line.subarray(0, LAST_LINE_BYTES).toString('utf8'));
+    for (const line of lines.slice(-LAST_LINES_KEPT))
+      slot.lastLines.push(line.subarray(0, LAST_LINE_BYTES).toString('utf8'));
     if (slot.lastLines.length > 2 * LAST_LINES_KEPT) slot.lastLines.splice(0, slot.lastLines.length - LAST_LINES_KEPT);
     const waits = [
       slot.file.write(Buffer.concat(rankParts)),

@@ -24,15 +24,21 @@ export function redactArgv(argv: string[]): string[] {
 export function redactFields(value: unknown, key = ''): unknown {
   if (typeof value === 'string') return key !== '' && SECRET_NAME.test(key) ? REDACTED : value;
   if (Array.isArray(value)) {
-    return value.every((v) => typeof v === 'string') ? redactArgv(value as string[]) : value.map((v) => redactFields(v));
+    return value.every((v) => typeof v === 'string')
+      ? redactArgv(value as string[])
+      : value.map((v) => redactFields(v));
   }
   if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
     if (value instanceof Error) return { name: value.name, message: value.message };
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, k === 'env' && isStringMap(v) ? redactEnv(v) : redactFields(v, k)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, k === 'env' && isStringMap(v) ? redactEnv(v) : redactFields(v, k)]),
+    );
   }
   return value;
 }
 
 function isStringMap(v: unknown): v is Record<string, string> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+  return (
+    v !== null && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string')
+  );
 }

@@ -23,10 +23,16 @@ export interface BadMetric {
 
 /** A number as scripts print it, including nan, inf, -inf, NaN, Infinity. */
 const NUM = String.raw`[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)`;
-const TRAIN = new RegExp(String.raw`epoch\[(\d+)\],\s*iter\[(\d+)\],\s*loss:\s*(${NUM})(?:,\s*mean_fps:\s*(${NUM}))?`, 'i');
+const TRAIN = new RegExp(
+  String.raw`epoch\[(\d+)\],\s*iter\[(\d+)\],\s*loss:\s*(${NUM})(?:,\s*mean_fps:\s*(${NUM}))?`,
+  'i',
+);
 const BEFORE = /before results\s*=\s*\[\s*\[\s*(\d+)\s*\]\s*,\s*\[\s*(\d+)\s*\]\s*,\s*\[\s*(\d+)\s*\]\s*\]/;
 // The README's form (no acc=) and the model zoo's (",acc=79.57%(TOP1)", ", acc=79.57%").
-const AFTER = new RegExp(String.raw`after allreduce eval:\s*top_?([15])_correct\s*=\s*(\d+)\s*,\s*tot\s*=\s*(\d+)(?:\s*,\s*acc\s*=\s*(${NUM})\s*%)?`, 'i');
+const AFTER = new RegExp(
+  String.raw`after allreduce eval:\s*top_?([15])_correct\s*=\s*(\d+)\s*,\s*tot\s*=\s*(\d+)(?:\s*,\s*acc\s*=\s*(${NUM})\s*%)?`,
+  'i',
+);
 const PERF = new RegExp(String.raw`Inference Performance:\s*(${NUM})\s*img/sec`, 'i');
 
 /** Parses a number token as printed (Python's nan/inf spellings included). */
@@ -49,7 +55,12 @@ export function readMetricLine(line: string): MetricEvent | BadMetric | undefine
   if (line.includes('"npurun"')) return parseStructured(line);
   let m = TRAIN.exec(line);
   if (m) {
-    const ev: MetricEvent = { kind: 'train', epoch: Number(m[1]), iter: Number(m[2]), loss: parseNumber(m[3] as string) };
+    const ev: MetricEvent = {
+      kind: 'train',
+      epoch: Number(m[1]),
+      iter: Number(m[2]),
+      loss: parseNumber(m[3] as string),
+    };
     if (m[4] !== undefined) ev.fps = parseNumber(m[4]);
     return ev;
   }
@@ -77,7 +88,9 @@ function parseJsonObject(text: string): unknown {
     return JSON.parse(text);
   } catch {
     const marked = text.replace(BARE_NON_FINITE, (_, before: string, token: string) => `${before}"${MARK}${token}"`);
-    return JSON.parse(marked, (_key, v: unknown) => (typeof v === 'string' && v.startsWith(MARK) ? NON_FINITE[v.slice(MARK.length)] : v));
+    return JSON.parse(marked, (_key, v: unknown) =>
+      typeof v === 'string' && v.startsWith(MARK) ? NON_FINITE[v.slice(MARK.length)] : v,
+    );
   }
 }
 
@@ -94,9 +107,13 @@ function parseStructured(line: string): MetricEvent | BadMetric | undefined {
   const o = obj as Record<string, unknown>;
   if (o.npurun !== 'metric') return undefined;
   if (typeof o.name !== 'string' || o.name === '') return { kind: 'bad-metric', message: 'no "name" string' };
-  if (typeof o.value !== 'number') return { kind: 'bad-metric', message: `metric ${o.name}: value ${JSON.stringify(o.value)} is not a number` };
+  if (typeof o.value !== 'number')
+    return { kind: 'bad-metric', message: `metric ${o.name}: value ${JSON.stringify(o.value)} is not a number` };
   if (typeof o.reduce !== 'string' || !(REDUCES as readonly string[]).includes(o.reduce)) {
-    return { kind: 'bad-metric', message: `metric ${o.name}: reduce ${o.reduce === undefined ? 'missing' : JSON.stringify(o.reduce)}; expected one of ${REDUCES.join(', ')}` };
+    return {
+      kind: 'bad-metric',
+      message: `metric ${o.name}: reduce ${o.reduce === undefined ? 'missing' : JSON.stringify(o.reduce)}; expected one of ${REDUCES.join(', ')}`,
+    };
   }
   return { kind: 'metric', name: o.name, value: o.value, reduce: o.reduce as Reduce };
 }
@@ -114,7 +131,10 @@ export interface RankMetrics {
   lastTrain?: { epoch: number; iter: number; loss: number; fps?: number };
   trainLines: number;
   evalCounts?: { top1: number; top5: number; total: number };
-  allreduce: { top1?: { correct: number; total: number; accuracy: number }; top5?: { correct: number; total: number; accuracy: number } };
+  allreduce: {
+    top1?: { correct: number; total: number; accuracy: number };
+    top5?: { correct: number; total: number; accuracy: number };
+  };
   imgsPerSec?: number;
   /** Structured metrics: the last value of each name, with its reduction and the line it came from. */
   metrics: Record<string, { value: number; reduce: Reduce; line: number }>;
@@ -138,7 +158,12 @@ function noteNonFinite(acc: RankMetrics, what: string, value: number, line: numb
 export function foldMetric(acc: RankMetrics, ev: MetricEvent | BadMetric, line = 0): RankMetrics {
   switch (ev.kind) {
     case 'train':
-      acc.lastTrain = { epoch: ev.epoch, iter: ev.iter, loss: ev.loss, ...(ev.fps !== undefined ? { fps: ev.fps } : {}) };
+      acc.lastTrain = {
+        epoch: ev.epoch,
+        iter: ev.iter,
+        loss: ev.loss,
+        ...(ev.fps !== undefined ? { fps: ev.fps } : {}),
+      };
       acc.trainLines++;
       noteNonFinite(acc, `loss at epoch ${ev.epoch}, iter ${ev.iter}`, ev.loss, line);
       if (ev.fps !== undefined) noteNonFinite(acc, `fps at epoch ${ev.epoch}, iter ${ev.iter}`, ev.fps, line);
@@ -158,7 +183,8 @@ export function foldMetric(acc: RankMetrics, ev: MetricEvent | BadMetric, line =
       noteNonFinite(acc, `metric ${ev.name}`, ev.value, line);
       break;
     case 'bad-metric':
-      if (acc.warnings.length < MAX_WARNINGS) acc.warnings.push(`rank ${acc.label}, line ${line}: ${ev.message}; line ignored`);
+      if (acc.warnings.length < MAX_WARNINGS)
+        acc.warnings.push(`rank ${acc.label}, line ${line}: ${ev.message}; line ignored`);
       break;
   }
   return acc;

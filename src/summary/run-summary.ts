@@ -12,7 +12,10 @@ export const SUMMARY_FILE = 'summary.json';
  * Reads a run's merged log once and reduces what every rank reported (ranks in rank order). Line
  * numbers in warnings are the line's number in the rank's own log (logs/rank-<label>.log).
  */
-export async function summarizeRunFolder(runDir: string, record: { ranks: { label: string; role: string }[]; job?: { evalDatasetSize?: number } }): Promise<RunSummary> {
+export async function summarizeRunFolder(
+  runDir: string,
+  record: { ranks: { label: string; role: string }[]; job?: { evalDatasetSize?: number } },
+): Promise<RunSummary> {
   const lineNo = new Map<string, number>();
   const byLabel = new Map<string, RankMetrics>();
   const workers = record.ranks.filter((r) => r.role !== 'scheduler');
@@ -37,7 +40,14 @@ export async function summarizeRunFolder(runDir: string, record: { ranks: { labe
 
 /** JSON has no NaN or infinities: they are written as the strings "NaN", "Infinity", "-Infinity". */
 export function summaryJson(summary: RunSummary): string {
-  return JSON.stringify(summary, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity') : v), 2) + '\n';
+  return (
+    JSON.stringify(
+      summary,
+      (_key, v: unknown) =>
+        typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity') : v,
+      2,
+    ) + '\n'
+  );
 }
 
 export function writeSummary(runDir: string, summary: RunSummary): void {

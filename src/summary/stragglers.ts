@@ -51,7 +51,8 @@ export function judgeStragglers(times: Map<string, RankTimes>, opts: StragglerOp
   const minSteps = opts.minSteps ?? 5;
   const medians = new Map<string, { ms: number; steps: number }>();
   for (const [label, t] of times) {
-    const steps = t.said.length >= minSteps ? t.said : t.progress.slice(1).map((at, i) => at - (t.progress[i] as number));
+    const steps =
+      t.said.length >= minSteps ? t.said : t.progress.slice(1).map((at, i) => at - (t.progress[i] as number));
     const last = steps.slice(-window);
     if (last.length >= minSteps) medians.set(label, { ms: median(last), steps: last.length });
   }
@@ -62,13 +63,24 @@ export function judgeStragglers(times: Map<string, RankTimes>, opts: StragglerOp
     .filter(([, m]) => m.ms >= factor * runMedian)
     .map(([label, m]) => {
       const t = times.get(label) as RankTimes;
-      return { label, host: t.host, device: t.device, medianMs: m.ms, runMedianMs: runMedian, ratio: m.ms / runMedian, steps: m.steps };
+      return {
+        label,
+        host: t.host,
+        device: t.device,
+        medianMs: m.ms,
+        runMedianMs: runMedian,
+        ratio: m.ms / runMedian,
+        steps: m.steps,
+      };
     })
     .sort((a, b) => b.ratio - a.ratio);
 }
 
 /** Reads a run's merged.log and names its stragglers. */
-export async function findStragglers(runDir: string, opts: StragglerOptions & { progressPattern?: string } = {}): Promise<Straggler[]> {
+export async function findStragglers(
+  runDir: string,
+  opts: StragglerOptions & { progressPattern?: string } = {},
+): Promise<Straggler[]> {
   const progress = new RegExp(opts.progressPattern ?? DEFAULT_PROGRESS_PATTERN, opts.progressPattern ? '' : 'i');
   const times = new Map<string, RankTimes>();
   await readRunLog(runDir, { filter: {} }, async (lines) => {

@@ -7,7 +7,8 @@
 // Error texts as CANN/HCCL print them: EI0002 "The wait execution of the Notify register times out",
 // EI0006 "wait socket establish timeout" (HCCL_CONNECT_TIMEOUT), "Task run failed ... [Timeout]".
 const HCCL_CODE = /\b(EI000[0-9]|EI00[1-9][0-9])\b/;
-const HCCL_TIMEOUT = /Notify register times out|socket establish timeout|notify wait timeout|\bHCCL\b.*time ?out|time ?out.*\bHCCL\b/i;
+const HCCL_TIMEOUT =
+  /Notify register times out|socket establish timeout|notify wait timeout|\bHCCL\b.*time ?out|time ?out.*\bHCCL\b/i;
 const DEVICE_OOM = /\bout of memory\b|memory isn't enough|Out of Memory!!!|\bOOM\b/i;
 const HOST_OOM = /\bMemoryError\b|^\s*Killed\s*$|oom-kill|Out of memory: Killed process/;
 const PYTHON_EXCEPTION = /^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(: .*)?$/;

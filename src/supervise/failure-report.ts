@@ -4,7 +4,12 @@ import { classifyFailure } from './classify.js';
 import { describeEnd, type RunOutcome } from './outcome.js';
 
 /** The failure report: the root-cause rank, where it ran, how it ended, and its last lines. */
-export function failureReport(outcome: RunOutcome, recorder: { lastLines(label: string, n: number): string[] }, plan: RunPlan, stoppedBy?: string): string | undefined {
+export function failureReport(
+  outcome: RunOutcome,
+  recorder: { lastLines(label: string, n: number): string[] },
+  plan: RunPlan,
+  stoppedBy?: string,
+): string | undefined {
   if (outcome.status === 'interrupted') {
     const stopped = outcome.ranks.filter((r) => r.cause === 'stopped').length;
     return `npurun: stopped by ${stoppedBy ?? outcome.interruptedBy}; stopped ${stopped} rank${stopped === 1 ? '' : 's'} on ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}`;
@@ -24,4 +29,3 @@ export function failureReport(outcome: RunOutcome, recorder: { lastLines(label: 
   if (note) out.push(`npurun: ${note}`);
   return out.join('\n');
 }
-

@@ -22,7 +22,12 @@ export class HangWatch {
   private readonly pattern: RegExp;
   private progressed = false;
 
-  constructor(labels: string[], private readonly timeoutMs: number, pattern: string | undefined, now: number) {
+  constructor(
+    labels: string[],
+    private readonly timeoutMs: number,
+    pattern: string | undefined,
+    now: number,
+  ) {
     this.pattern = new RegExp(pattern ?? DEFAULT_PROGRESS_PATTERN, pattern ? '' : 'i');
     for (const l of labels) this.last.set(l, now);
   }
@@ -45,7 +50,10 @@ export class HangWatch {
     if (this.last.size === 0) return undefined;
     const newest = Math.max(...this.last.values());
     if (now - newest < this.timeoutMs * (this.progressed ? 1 : STARTUP_FACTOR)) return undefined;
-    return { silentMs: now - newest, order: [...this.last].map(([label, at]) => ({ label, at })).sort((a, b) => a.at - b.at) };
+    return {
+      silentMs: now - newest,
+      order: [...this.last].map(([label, at]) => ({ label, at })).sort((a, b) => a.at - b.at),
+    };
   }
 }
 
@@ -104,7 +112,10 @@ export function hangCulprits(finding: HangFinding, frames: Map<string, Frame[]>)
   const first = finding.order[0];
   if (!first) return { labels: [], why: 'no rank was running' };
   const labels = finding.order.filter((o) => o.at - first.at < 1000).map((o) => o.label);
-  return { labels, why: labels.length === finding.order.length ? 'every rank stopped at once' : 'stopped making progress first' };
+  return {
+    labels,
+    why: labels.length === finding.order.length ? 'every rank stopped at once' : 'stopped making progress first',
+  };
 }
 
 /** `all_reduce (distributed_c10d.py:1536) < step (train.py:40)`: a rank's top frames on one line. */

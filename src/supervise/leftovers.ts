@@ -23,14 +23,38 @@ async function runLeftovers(t: HostTransport, args: Record<string, unknown>): Pr
   const { command, input } = pythonOnHost('leftovers.py', args);
   const r = await t.exec(command, input);
   if (r.code !== 0) throw new Error(`${t.host.name}: cannot read pid files: ${r.stderr.trim() || `exit ${r.code}`}`);
-  const raw = JSON.parse(r.stdout) as { run_id: string; label: string; pid: number; alive: boolean; members: { pid: number; cmdline: string }[]; killed?: boolean }[];
-  return raw.map((x) => ({ runId: x.run_id, label: x.label, pid: x.pid, alive: x.alive, members: x.members, ...(x.killed !== undefined ? { killed: x.killed } : {}) }));
+  const raw = JSON.parse(r.stdout) as {
+    run_id: string;
+    label: string;
+    pid: number;
+    alive: boolean;
+    members: { pid: number; cmdline: string }[];
+    killed?: boolean;
+  }[];
+  return raw.map((x) => ({
+    runId: x.run_id,
+    label: x.label,
+    pid: x.pid,
+    alive: x.alive,
+    members: x.members,
+    ...(x.killed !== undefined ? { killed: x.killed } : {}),
+  }));
 }
 
 export function listLeftovers(t: HostTransport, remoteDirTemplate: string, runId?: string): Promise<LeftoverRank[]> {
   return runLeftovers(t, { pattern: pidFileGlob(remoteDirTemplate, runId), run_id: runId ?? null });
 }
 
-export function killLeftovers(t: HostTransport, remoteDirTemplate: string, runId: string, graceSeconds: number): Promise<LeftoverRank[]> {
-  return runLeftovers(t, { pattern: pidFileGlob(remoteDirTemplate, runId), run_id: runId, kill: true, grace: graceSeconds });
+export function killLeftovers(
+  t: HostTransport,
+  remoteDirTemplate: string,
+  runId: string,
+  graceSeconds: number,
+): Promise<LeftoverRank[]> {
+  return runLeftovers(t, {
+    pattern: pidFileGlob(remoteDirTemplate, runId),
+    run_id: runId,
+    kill: true,
+    grace: graceSeconds,
+  });
 }

@@ -64,10 +64,18 @@ export function blameHang(outcome: RankOutcome, why: string): void {
 }
 
 /** Judges one rank's end. Pure: the same end at the same moment always gives the same outcome. */
-export function rankOutcome(spec: Pick<RankSpec, 'label' | 'rank' | 'host' | 'deviceId'>, end: RankEnd | undefined, moment: RunMoment, message?: string, now = new Date()): RankOutcome {
+export function rankOutcome(
+  spec: Pick<RankSpec, 'label' | 'rank' | 'host' | 'deviceId'>,
+  end: RankEnd | undefined,
+  moment: RunMoment,
+  message?: string,
+  now = new Date(),
+): RankOutcome {
   const cause = causeOf(end, moment);
-  const failed = cause === 'failed-to-start' || cause === 'lost' || cause === 'signal' || (cause === 'exited' && end?.code !== 0);
-  const why = message ?? (end?.stoppedBy && cause === 'lost' ? `stopped by its host's agent: ${end.stoppedBy}` : undefined);
+  const failed =
+    cause === 'failed-to-start' || cause === 'lost' || cause === 'signal' || (cause === 'exited' && end?.code !== 0);
+  const why =
+    message ?? (end?.stoppedBy && cause === 'lost' ? `stopped by its host's agent: ${end.stoppedBy}` : undefined);
   return {
     label: spec.label,
     rank: spec.rank,
@@ -93,10 +101,19 @@ export function exitCodeOf(outcome: Pick<RankOutcome, 'cause' | 'code' | 'signal
 }
 
 /** The run's end from its ranks' outcomes: interrupted beats failed beats succeeded. */
-export function runOutcome(outcomes: RankOutcome[], rootCause: RankOutcome | undefined, interruptedBy: string | undefined): RunOutcome {
+export function runOutcome(
+  outcomes: RankOutcome[],
+  rootCause: RankOutcome | undefined,
+  interruptedBy: string | undefined,
+): RunOutcome {
   const ranks = [...outcomes].sort((a, b) => a.rank - b.rank);
   if (interruptedBy) {
-    return { status: 'interrupted', exitCode: signalExitCode(constants.signals[interruptedBy as keyof typeof constants.signals] ?? 2), interruptedBy, ranks };
+    return {
+      status: 'interrupted',
+      exitCode: signalExitCode(constants.signals[interruptedBy as keyof typeof constants.signals] ?? 2),
+      interruptedBy,
+      ranks,
+    };
   }
   if (rootCause) return { status: 'failed', exitCode: exitCodeOf(rootCause), rootCause, ranks };
   const failed = ranks.find((r) => r.failed);

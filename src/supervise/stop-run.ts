@@ -19,7 +19,10 @@ export async function stopLauncher(info: RunInfo, waitSeconds: number): Promise<
   } catch {
     // no passwd entry: keep "unknown"
   }
-  writeFileSync(join(info.dir, STOP_REQUEST_FILE), JSON.stringify({ by: `npurun kill (user ${user}, pid ${process.pid})`, at: new Date().toISOString() }) + '\n');
+  writeFileSync(
+    join(info.dir, STOP_REQUEST_FILE),
+    JSON.stringify({ by: `npurun kill (user ${user}, pid ${process.pid})`, at: new Date().toISOString() }) + '\n',
+  );
   try {
     process.kill(record.launcher_pid, 'SIGTERM');
   } catch {

@@ -5,7 +5,14 @@ import type { RankSpec, RunPlan } from '../plan/types.js';
 import type { AgentRun, HostTransport, RankEnd, RankProcess } from '../transport/types.js';
 import { blameHang, describeEnd, rankOutcome, runOutcome, type RankOutcome, type RunOutcome } from './outcome.js';
 
-export { describeEnd, exitCodeOf, HANG_EXIT_CODE, type RankCause, type RankOutcome, type RunOutcome } from './outcome.js';
+export {
+  describeEnd,
+  exitCodeOf,
+  HANG_EXIT_CODE,
+  type RankCause,
+  type RankOutcome,
+  type RunOutcome,
+} from './outcome.js';
 
 /** Where each rank's output goes (the run recorder); pipe() into these Writables carries backpressure. */
 export interface RankOutputSink {
@@ -68,7 +75,12 @@ class RunState {
   readonly blamed = new Map<string, string>();
 
   record(spec: RankSpec, end: RankEnd | undefined, message?: string): RankOutcome {
-    const outcome = rankOutcome(spec, end, { stopping: this.stopReason !== undefined, interrupted: this.interruptedBy !== undefined }, message);
+    const outcome = rankOutcome(
+      spec,
+      end,
+      { stopping: this.stopReason !== undefined, interrupted: this.interruptedBy !== undefined },
+      message,
+    );
     if (outcome.rootCause) {
       if (this.rootCause) outcome.rootCause = false;
       else this.rootCause = outcome;
@@ -166,7 +178,11 @@ async function followRank(spec: RankSpec, proc: RankProcess, sink: RankOutputSin
  * them. Fail-fast: the first rank to end badly is the root cause and every other rank, on every host,
  * is stopped. Ranks that end after the root cause are victims, never reported as the cause.
  */
-export async function supervise(plan: RunPlan, transports: Map<string, HostTransport>, opts: SuperviseOptions): Promise<RunOutcome> {
+export async function supervise(
+  plan: RunPlan,
+  transports: Map<string, HostTransport>,
+  opts: SuperviseOptions,
+): Promise<RunOutcome> {
   const emit = opts.onEvent ?? (() => {});
   const state = new RunState(emit);
   const stopper = new Stopper(transports, state, opts.graceSeconds, emit);
@@ -195,7 +211,8 @@ export async function supervise(plan: RunPlan, transports: Map<string, HostTrans
     const transport = transports.get(host);
     if (!transport) throw new Error(`no transport for host ${host}`);
     if (state.stopReason !== undefined) {
-      for (const spec of specs) ended(spec, { code: null, signal: null, lost: false }, 'not started: the run was already stopping');
+      for (const spec of specs)
+        ended(spec, { code: null, signal: null, lost: false }, 'not started: the run was already stopping');
       return;
     }
     const run: AgentRun = {
@@ -207,7 +224,10 @@ export async function supervise(plan: RunPlan, transports: Map<string, HostTrans
     };
     let procs: RankProcess[];
     try {
-      procs = await transport.startRanks(run, specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.deviceId })));
+      procs = await transport.startRanks(
+        run,
+        specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.deviceId })),
+      );
     } catch (err) {
       for (const spec of specs) ended(spec, undefined, err instanceof Error ? err.message : String(err));
       return;
@@ -216,7 +236,13 @@ export async function supervise(plan: RunPlan, transports: Map<string, HostTrans
     await Promise.all(
       specs.map(async (spec, i) => {
         const proc = procs[i] as RankProcess;
-        if (proc.startError === undefined) emit({ kind: 'rank-started', label: spec.label, host: spec.host, ...(proc.pid !== undefined ? { pid: proc.pid } : {}) });
+        if (proc.startError === undefined)
+          emit({
+            kind: 'rank-started',
+            label: spec.label,
+            host: spec.host,
+            ...(proc.pid !== undefined ? { pid: proc.pid } : {}),
+          });
         const end = await followRank(spec, proc, opts.sink);
         ended(spec, proc.startError === undefined ? end : undefined, proc.startError);
       }),

@@ -7,7 +7,16 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
 import { NpurunError } from '../errors.js';
-import type { AgentHello, AgentRun, CommandResult, DirEntry, RankDump, RankEnd, RankLaunch, RankProcess } from './types.js';
+import type {
+  AgentHello,
+  AgentRun,
+  CommandResult,
+  DirEntry,
+  RankDump,
+  RankEnd,
+  RankLaunch,
+  RankProcess,
+} from './types.js';
 
 export type { AgentHello } from './types.js';
 
@@ -44,7 +53,6 @@ export function pythonOnHost(name: 'leftovers.py', args: unknown): { command: st
 export function agentCommand(python = 'python3'): string {
   return `exec ${python} -I -c 'import sys;b=sys.stdin.buffer;exec(b.read(int(b.readline())))'`;
 }
-
 
 interface Pending {
   resolve: (value: Record<string, unknown>) => void;
@@ -133,7 +141,16 @@ export class AgentClient {
     this.input.write(`${source.length}\n`);
     this.input.write(source);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new NpurunError('not-ready', `host ${this.opts.name}: the npurun agent did not start within ${timeoutMs / 1000} s`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new NpurunError(
+              'not-ready',
+              `host ${this.opts.name}: the npurun agent did not start within ${timeoutMs / 1000} s`,
+            ),
+          ),
+        timeoutMs,
+      );
       timer.unref();
       this.hello = (h) => {
         clearTimeout(timer);
@@ -165,7 +182,8 @@ export class AgentClient {
     const diag = this.diagnostics;
     this.closedReason = diag ? `${reason}: ${diag}` : reason;
     this.stopHeartbeat();
-    for (const p of this.pending.values()) p.reject(new NpurunError('unreachable', `host ${this.opts.name}: ${this.closedReason}`));
+    for (const p of this.pending.values())
+      p.reject(new NpurunError('unreachable', `host ${this.opts.name}: ${this.closedReason}`));
     this.pending.clear();
     for (const r of this.ranks) r.end({ code: null, signal: null, lost: true });
     for (const l of this.closedListeners) l(this.closedReason);
@@ -181,7 +199,8 @@ export class AgentClient {
   }
 
   request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-    if (this.closedReason !== undefined) return Promise.reject(new NpurunError('unreachable', `host ${this.opts.name}: ${this.closedReason}`));
+    if (this.closedReason !== undefined)
+      return Promise.reject(new NpurunError('unreachable', `host ${this.opts.name}: ${this.closedReason}`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -250,19 +269,30 @@ export class AgentClient {
   /** Runs `sh -c command` on the host (not a login shell: the agent already has the login environment). */
   async exec(command: string, input = ''): Promise<CommandResult> {
     const r = await this.request('sh', { command, input });
-    return { stdout: r.stdout as string, stderr: r.stderr as string, code: (r.code as number | null) ?? null, signal: (r.signal as string | null) ?? null };
+    return {
+      stdout: r.stdout as string,
+      stderr: r.stderr as string,
+      code: (r.code as number | null) ?? null,
+      signal: (r.signal as string | null) ?? null,
+    };
   }
 
   async putFile(path: string, data: Buffer, mode = 0o644): Promise<void> {
     const r = await this.request('put', { path, data: data.toString('base64'), mode });
     const want = createHash('sha256').update(data).digest('hex');
-    if (r.sha256 !== want) throw new NpurunError('runtime', `host ${this.opts.name}: ${path} has SHA-256 ${String(r.sha256)} after copying, expected ${want}`);
+    if (r.sha256 !== want)
+      throw new NpurunError(
+        'runtime',
+        `host ${this.opts.name}: ${path} has SHA-256 ${String(r.sha256)} after copying, expected ${want}`,
+      );
   }
 
   async listDir(dir: string): Promise<DirEntry[] | null> {
     const r = await this.request('list', { dir });
     const entries = r.entries as { name: string; size: number; mtime_ms: number; ino: number }[] | null;
-    return entries === null ? null : entries.map((e) => ({ name: e.name, size: e.size, mtimeMs: e.mtime_ms, ino: e.ino }));
+    return entries === null
+      ? null
+      : entries.map((e) => ({ name: e.name, size: e.size, mtimeMs: e.mtime_ms, ino: e.ino }));
   }
 
   async removeFile(path: string): Promise<void> {
@@ -276,8 +306,22 @@ export class AgentClient {
     this.ranks = specs.map((_, i) => new RankStreams((n) => this.ack(base + i, n)));
     this.startHeartbeat();
     const r = await this.request('start', {
-      run: { run_id: run.runId, host: run.host, run_dir: run.runDir, heartbeat_timeout: run.heartbeatTimeout, orphan_grace: run.orphanGrace, window: run.window ?? 256 * 1024 },
-      ranks: specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.device })),
+      run: {
+        run_id: run.runId,
+        host: run.host,
+        run_dir: run.runDir,
+        heartbeat_timeout: run.heartbeatTimeout,
+        orphan_grace: run.orphanGrace,
+        window: run.window ?? 256 * 1024,
+      },
+      ranks: specs.map((s) => ({
+        label: s.label,
+        argv: s.argv,
+        env: s.env,
+        cwd: s.cwd,
+        cpus: s.cpus,
+        device: s.device,
+      })),
     });
     const started = r.started as { rank: number; pid?: number; error?: string }[];
     return this.ranks.map((streams, i) => {
@@ -325,7 +369,10 @@ export class AgentClient {
   async bye(timeoutMs = 10_000): Promise<void> {
     this.stopHeartbeat();
     if (this.closedReason === undefined) {
-      await Promise.race([this.request('bye').catch(() => undefined), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+      await Promise.race([
+        this.request('bye').catch(() => undefined),
+        new Promise((r) => setTimeout(r, timeoutMs).unref()),
+      ]);
     }
     if (!this.input.destroyed && !this.input.writableEnded) this.input.end();
   }

@@ -62,4 +62,3 @@ export class AgentTransport implements HostTransport {
     await this.agent.bye();
   }
 }
-

@@ -45,7 +45,10 @@ export function knownHostsName(host: string, port: number): string {
 }
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 'i');
 }
 
@@ -94,5 +97,7 @@ export function verifyHostKey(entries: KnownHostEntry[], host: string, port: num
 
 /** For StrictHostKeyChecking=accept-new: record a first-seen key, as ssh does. */
 export function appendKnownHost(file: string, host: string, port: number, blob: Buffer): void {
-  appendFileSync(file, `${knownHostsName(host, port)} ${keyTypeOfBlob(blob)} ${blob.toString('base64')}\n`, { mode: 0o600 });
+  appendFileSync(file, `${knownHostsName(host, port)} ${keyTypeOfBlob(blob)} ${blob.toString('base64')}\n`, {
+    mode: 0o600,
+  });
 }

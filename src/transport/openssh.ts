@@ -62,7 +62,12 @@ export function sshConfigQuery(ssh: string, configFile: string | undefined, limi
     args.push('--', host);
     const r = await execa(ssh, args, { reject: false, stdin: 'ignore', timeout: 30_000 });
     if (r.exitCode !== 0 || r.failed) {
-      const why = r.stderr.trim().split('\n').filter((l) => !/^Pseudo-terminal/.test(l)).join('; ') || r.shortMessage;
+      const why =
+        r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => !/^Pseudo-terminal/.test(l))
+          .join('; ') || r.shortMessage;
       throw inputError(configFile ?? '~/.ssh/config', `ssh -G ${host} refused the SSH configuration: ${why}`);
     }
     return r.stdout;

@@ -23,7 +23,12 @@ export interface SshOptions {
   resolveJump?: (jump: string) => Promise<SshSettings>;
 }
 
-const DEFAULTS = { readyTimeoutMs: 15_000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3, agentStartTimeoutMs: 120_000 };
+const DEFAULTS = {
+  readyTimeoutMs: 15_000,
+  keepaliveIntervalMs: 1000,
+  keepaliveCountMax: 3,
+  agentStartTimeoutMs: 120_000,
+};
 
 export { shellQuote } from '../shell.js';
 
@@ -65,9 +70,13 @@ function connectOne(ssh: SshSettings, opts: Required<Omit<SshOptions, 'resolveJu
   const { methods, tried } = authMethods(ssh);
   if (methods.length === 0) {
     return Promise.reject(
-      new NpurunError('unreachable', `${target}: no usable SSH identity (looked at ${ssh.identityFiles.join(', ') || 'nothing'}; no ssh-agent)`, {
-        hint: 'set identity_file in the hosts file or IdentityFile in ~/.ssh/config, or start ssh-agent',
-      }),
+      new NpurunError(
+        'unreachable',
+        `${target}: no usable SSH identity (looked at ${ssh.identityFiles.join(', ') || 'nothing'}; no ssh-agent)`,
+        {
+          hint: 'set identity_file in the hosts file or IdentityFile in ~/.ssh/config, or start ssh-agent',
+        },
+      ),
     );
   }
   return new Promise((resolve, reject) => {
@@ -114,7 +123,8 @@ function connectOne(ssh: SshSettings, opts: Required<Omit<SshOptions, 'resolveJu
       else if (err.code === 'ECONNREFUSED') why = `connection refused (is sshd running on port ${ssh.port}?)`;
       else if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') why = 'no route to host';
       else if (/Timed out/i.test(err.message)) why = `no answer within ${Math.round(opts.readyTimeoutMs / 1000)} s`;
-      else if (err.level === 'client-authentication') why = `authentication failed for user ${ssh.user} (tried ${tried.join(', ')})`;
+      else if (err.level === 'client-authentication')
+        why = `authentication failed for user ${ssh.user} (tried ${tried.join(', ')})`;
       const hint = hostKeyProblem
         ? `check the key with the host's administrator, then fix known_hosts (ssh-keygen -R ${ssh.hostname}; ssh-keyscan -p ${ssh.port} ${ssh.hostname})`
         : undefined;
@@ -127,18 +137,34 @@ function connectOne(ssh: SshSettings, opts: Required<Omit<SshOptions, 'resolveJu
 async function openClient(ssh: SshSettings, options: SshOptions, depth = 0): Promise<OpenClient> {
   const opts = { ...DEFAULTS, ...options };
   if (!ssh.proxyJump || ssh.proxyJump === 'none') return { client: await connectOne(ssh, opts), hops: [] };
-  if (!options.resolveJump) throw new NpurunError('input', `${ssh.hostname}: ProxyJump ${ssh.proxyJump} given but no way to resolve it`);
-  if (depth >= 8) throw new NpurunError('input', `${describeTarget(ssh)}: ProxyJump chain longer than 8 hops (does a jump host's ProxyJump lead back to itself?)`);
+  if (!options.resolveJump)
+    throw new NpurunError('input', `${ssh.hostname}: ProxyJump ${ssh.proxyJump} given but no way to resolve it`);
+  if (depth >= 8)
+    throw new NpurunError(
+      'input',
+      `${describeTarget(ssh)}: ProxyJump chain longer than 8 hops (does a jump host's ProxyJump lead back to itself?)`,
+    );
   // "a,b" means through a, then b: connect to the last hop through the ones before it. As in ssh, the
   // first hop of a chain follows its own ssh_config ProxyJump; a later hop is reached through the chain.
   const jumps = ssh.proxyJump.split(',');
   const lastJump = jumps.pop() as string;
   const jumpSettings = await options.resolveJump(lastJump);
-  const through = await openClient(jumps.length ? { ...jumpSettings, proxyJump: jumps.join(',') } : jumpSettings, options, depth + 1);
+  const through = await openClient(
+    jumps.length ? { ...jumpSettings, proxyJump: jumps.join(',') } : jumpSettings,
+    options,
+    depth + 1,
+  );
   try {
     const stream = await new Promise<Duplex>((resolve, reject) =>
       through.client.forwardOut('127.0.0.1', 0, ssh.hostname, ssh.port, (err, ch) =>
-        err ? reject(new NpurunError('unreachable', `${describeTarget(ssh)}: jump host ${lastJump} cannot reach it: ${err.message}`)) : resolve(ch),
+        err
+          ? reject(
+              new NpurunError(
+                'unreachable',
+                `${describeTarget(ssh)}: jump host ${lastJump} cannot reach it: ${err.message}`,
+              ),
+            )
+          : resolve(ch),
       ),
     );
     const client = await connectOne(ssh, opts, stream);
@@ -151,7 +177,12 @@ async function openClient(ssh: SshSettings, options: SshOptions, depth = 0): Pro
 
 /** A remote host over ssh2: one connection, one channel running the npurun agent (one login shell per host). */
 export class SshTransport extends AgentTransport {
-  private constructor(host: HostSpec, agent: AgentClient, hello: AgentHello, private readonly open: OpenClient) {
+  private constructor(
+    host: HostSpec,
+    agent: AgentClient,
+    hello: AgentHello,
+    private readonly open: OpenClient,
+  ) {
     super(host, agent, hello);
     const lost = (why: string) => this.lost(why);
     open.client.on('error', (err: Error) => lost(`connection to ${host.name} failed: ${err.message}`));
@@ -165,7 +196,9 @@ export class SshTransport extends AgentTransport {
       open = await openClient(host.ssh, options);
       const client = open.client;
       const channel = await new Promise<ClientChannel>((resolve, reject) =>
-        client.exec(agentCommand(), (err, ch) => (err ? reject(new NpurunError('unreachable', `cannot start the npurun agent: ${err.message}`)) : resolve(ch))),
+        client.exec(agentCommand(), (err, ch) =>
+          err ? reject(new NpurunError('unreachable', `cannot start the npurun agent: ${err.message}`)) : resolve(ch),
+        ),
       );
       const agent = new AgentClient(channel, channel, { name: host.name }, channel.stderr);
       const hello = await agent.start(options.agentStartTimeoutMs);
@@ -173,7 +206,9 @@ export class SshTransport extends AgentTransport {
     } catch (err) {
       if (open) closeClient(open);
       if (err instanceof NpurunError) {
-        const message = err.message.startsWith(`host ${host.name}: `) ? err.message : `host ${host.name}: ${err.message}`;
+        const message = err.message.startsWith(`host ${host.name}: `)
+          ? err.message
+          : `host ${host.name}: ${err.message}`;
         throw new NpurunError(err.kind, message, err.hint ? { hint: err.hint } : {});
       }
       throw err;

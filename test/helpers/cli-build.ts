@@ -33,6 +33,11 @@ export async function ensureBuilt(): Promise<void> {
   if (builtAt() >= newestMtime(join(ROOT, 'src'))) return;
   // Whole seconds: some file systems keep coarse modification times.
   const started = Math.floor(Date.now() / 1000) * 1000;
-  const tsc = await execa('node', [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { reject: false, cwd: ROOT });
-  if (builtAt() < started) throw new Error(`tsc -p tsconfig.build.json did not write ${ENTRY}:\n${tsc.stdout}\n${tsc.stderr}`);
+  const tsc = await execa(
+    'node',
+    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')],
+    { reject: false, cwd: ROOT },
+  );
+  if (builtAt() < started)
+    throw new Error(`tsc -p tsconfig.build.json did not write ${ENTRY}:\n${tsc.stdout}\n${tsc.stderr}`);
 }

@@ -9,7 +9,8 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RECORDER = fileURLToPath(new URL('../../dist/run-folder/recorder.js', import.meta.url));
 
 export function requireBuild(): void {
-  if (!existsSync(RECORDER)) throw new Error('dist/ is missing: run `npx tsc -p tsconfig.build.json` before the CLI tests');
+  if (!existsSync(RECORDER))
+    throw new Error('dist/ is missing: run `npx tsc -p tsconfig.build.json` before the CLI tests');
 }
 
 export interface CliResult {
@@ -20,12 +21,21 @@ export interface CliResult {
 
 /** `node bin/npurun ...args`, to completion. */
 export function npurun(args: string[], cwd = ROOT, env: NodeJS.ProcessEnv = {}): CliResult {
-  const r = spawnSync(process.execPath, [`${ROOT}/bin/npurun`, ...args], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
+  const r = spawnSync(process.execPath, [`${ROOT}/bin/npurun`, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 20_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** `node bin/npurun ...args` left running, output collected. */
-export function npurunLive(args: string[]): { child: ChildProcessWithoutNullStreams; stdout: () => string; exited: Promise<number | null> } {
+export function npurunLive(args: string[]): {
+  child: ChildProcessWithoutNullStreams;
+  stdout: () => string;
+  exited: Promise<number | null>;
+} {
   const child = spawn(process.execPath, [`${ROOT}/bin/npurun`, ...args], { cwd: ROOT });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
