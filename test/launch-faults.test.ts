@@ -60,6 +60,23 @@ describe('faults around a local run (real launcher, real ranks)', () => {
     expect(readFileSync(join(runDirOf(runsDir), 'logs', 'rank-0.log'), 'utf8')).toBe('bye\n');
   });
 
+  it('an --env value or argument that is not UTF-8 (it could not arrive byte for byte) is refused, exit 2, nothing started', () => {
+    const runsDir = join(base, 'not-utf8');
+    for (const bad of [`--env "X=$(printf 'a\\304\\343b')" -- true`, `-- echo "$(printf '\\377')"`]) {
+      const r = spawnSync(
+        'sh',
+        [
+          '-c',
+          `exec "${process.execPath}" "${NPURUN_BIN}" launch --simulate 1 --profile torch --run-dir "${runsDir}" ${bad}`,
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/is not valid UTF-8 on npurun's command line, so it cannot be passed on byte for byte/);
+    }
+    expect(existsSync(runsDir) ? readdirSync(runsDir) : []).toEqual([]);
+  });
+
   it('rank logs keep the bytes the rank wrote: GBK text and random binary, byte for byte', () => {
     const runsDir = join(base, 'bytes');
     const gbk = Buffer.from([0xc4, 0xe3, 0xba, 0xc3, 0x0a]); // "你好\n" in GBK: not UTF-8

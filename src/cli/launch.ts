@@ -183,10 +183,25 @@ export function parseConsole(value: string | undefined): ConsoleChoice {
   return labels;
 }
 
+/**
+ * Node decodes the command line as UTF-8 and puts U+FFFD where bytes are not: such a value (a GBK path,
+ * binary) cannot reach the rank byte for byte, so it is refused instead of passed on altered.
+ */
+function exactValues(values: string[], where: string): string[] {
+  const bad = values.find((v) => v.includes('\uFFFD'));
+  if (bad !== undefined) {
+    throw inputError(
+      where,
+      `${JSON.stringify(bad.slice(0, 80))} is not valid UTF-8 on npurun's command line, so it cannot be passed on byte for byte; expected UTF-8 (put other bytes in a file the rank reads)`,
+    );
+  }
+  return values;
+}
+
 function jobFlags(args: ParsedArgs): JobFlags {
   const flags: JobFlags = {
-    command: args.rest,
-    env: listFlag(args, 'env'),
+    command: exactValues(args.rest, 'the command after --'),
+    env: exactValues(listFlag(args, 'env'), '--env'),
     bindCores: boolFlag(args, 'bind-cores') || undefined,
   };
   for (const [key, flag] of JOB_STRINGS) {
