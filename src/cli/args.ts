@@ -38,8 +38,6 @@ export const SHARED = {
   },
 } as const satisfies Flags;
 
-/** For commands whose flags are not declared yet: the run-folder flag in both spellings. */
-export const RUNS_DIR_OPTIONS = { 'runs-dir': { type: 'string' }, 'run-dir': { type: 'string' } } as const;
 
 /** --runs-dir (also --run-dir, launch's old spelling): where run folders are, default ./runs. */
 export function runsDirFlag(args: ParsedArgs): string {

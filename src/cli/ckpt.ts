@@ -2,33 +2,37 @@ import { scanRun } from '../checkpoints/scan.js';
 import { EXIT, inputError } from '../errors.js';
 import { connectHost } from '../launch/hosts.js';
 import { readRunRecord } from '../run-folder/record.js';
-import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
+import { boolFlag, runCommand, runsDirFlag, SHARED, stringFlag, type CommandSpec, type ParsedArgs } from './args.js';
+import { helpText } from './help.js';
 import { inventoryOf } from './hosts.js';
 
-const HELP = `Usage: npurun ckpt list [RUN] [--runs-dir DIR] [--json]
-       npurun ckpt latest [RUN] [--runs-dir DIR] [--json]
-
-Only the files RUN wrote count (recorded in its run folder's checkpoints.jsonl); other files in the
+const SPEC: CommandSpec = {
+  name: 'ckpt',
+  usage: 'npurun ckpt list|latest [RUN] [--runs-dir DIR] [--json]',
+  about: `Only the files RUN wrote count (recorded in its run folder's checkpoints.jsonl); other files in the
 same folders (an earlier run's, a pretrained model) are counted as foreign and never offered.
-list:   every checkpoint RUN wrote, per saving rank and step, read from the hosts (SFTP for remote
-        ones), each marked complete, PARTIAL or being written.
+list:   every checkpoint RUN wrote, per saving rank and step, read from the hosts through their agents,
+        each marked complete, PARTIAL or being written.
 latest: the newest step that every saving rank completed: a step where one rank's file is missing,
         still being written, or short (a save cut off by a crash) does not count. Exit 1 if none.
-        \`npurun launch --resume RUN\` starts from it.`;
+        \`npurun launch --resume RUN\` starts from it.`,
+  flags: {
+    'runs-dir': SHARED['runs-dir'],
+    'ssh-config': SHARED['ssh-config'],
+    json: { ...SHARED.json, help: 'what was found, as JSON' },
+  },
+  positionals: true,
+};
 
-const OPTIONS = {
-  ...RUNS_DIR_OPTIONS,
-  'ssh-config': { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+export function run(argv: string[]): Promise<number> {
+  return runCommand(SPEC, argv, (args) => checkpoints(args));
+}
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('ckpt', argv, OPTIONS);
+async function checkpoints(args: ParsedArgs): Promise<number> {
   const [sub, runId, ...extra] = args.positionals;
-  if (boolFlag(args, 'help') || sub === undefined) {
-    process.stdout.write(HELP + '\n');
-    return sub === undefined && !boolFlag(args, 'help') ? EXIT.input : EXIT.ok;
+  if (sub === undefined) {
+    process.stdout.write(helpText(SPEC) + '\n');
+    return EXIT.input;
   }
   if (sub !== 'list' && sub !== 'latest')
     throw inputError('npurun ckpt', `unknown subcommand "${sub}"; expected list or latest`);

@@ -5,32 +5,55 @@ import { listLeftovers, killLeftovers } from '../supervise/leftovers.js';
 import { readRunRecord, type RunInfo } from '../run-folder/record.js';
 import { stopLauncher } from '../supervise/stop-run.js';
 import { EXIT, inputError, NpurunError } from '../errors.js';
-import { boolFlag, numberFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag, stringFlag } from './args.js';
+import {
+  boolFlag,
+  numberFlag,
+  runCommand,
+  runsDirFlag,
+  SHARED,
+  stringFlag,
+  type CommandSpec,
+  type Flags,
+  type ParsedArgs,
+} from './args.js';
 import { inventoryOf } from './hosts.js';
 
-const PS_HELP = `Usage: npurun ps [RUN] [--hosts FILE] [--runs-dir DIR] [--remote-dir DIR] [--json]
+const FLAGS: Flags = {
+  hosts: { ...SHARED.hosts, help: "these hosts (default: the run's own hosts from its run folder, else this machine)" },
+  'ssh-config': SHARED['ssh-config'],
+  'runs-dir': SHARED['runs-dir'],
+  'remote-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: "where the run's pid files are on each host (default: the run's own)",
+  },
+  json: { ...SHARED.json, help: 'what was found (and stopped), per host, as JSON' },
+};
 
-Lists processes that npurun runs left on hosts, found through the pid files their guards recorded
-(never by process name). With RUN, the hosts of that run (from its run folder); with --hosts, those
-hosts; otherwise this machine.`;
+const PS: CommandSpec = {
+  name: 'ps',
+  usage: 'npurun ps [RUN] [--hosts FILE] [--runs-dir DIR] [--remote-dir DIR] [--json]',
+  about: `Lists processes that npurun runs left on hosts, found through the pid files their agents recorded and
+the tag their ranks carry (never by process name; only pid files you own are trusted). With RUN, the
+hosts of that run (from its run folder); with --hosts, those hosts; otherwise this machine.`,
+  flags: FLAGS,
+  positionals: true,
+};
 
-const KILL_HELP = `Usage: npurun kill RUN [--hosts FILE] [--runs-dir DIR] [--grace SECONDS] [--json]
-
-Stops RUN. While its launcher lives on this machine, the launcher is asked to stop the run (as
+const KILL: CommandSpec = {
+  name: 'kill',
+  usage: 'npurun kill RUN [--hosts FILE] [--runs-dir DIR] [--grace SECONDS] [--json]',
+  about: `Stops RUN. While its launcher lives on this machine, the launcher is asked to stop the run (as
 Ctrl-C would, and run.json records \`stopped_by: npurun kill\`); then every host of the run is
 checked and whatever is left is stopped: SIGTERM to each rank's process group and every process
-that escaped it, SIGKILL after the grace period (default 5 s). Processes are found by recorded pid,
-start time and tag only, so other jobs on the same hosts are never touched.`;
-
-const OPTIONS = {
-  hosts: { type: 'string' },
-  ...RUNS_DIR_OPTIONS,
-  'remote-dir': { type: 'string' },
-  'ssh-config': { type: 'string' },
-  grace: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+that escaped it, SIGKILL after the grace period. Processes are found by recorded pid, start time and
+tag only, so other jobs on the same hosts are never touched.`,
+  flags: {
+    ...FLAGS,
+    grace: { type: 'number', value: 'SECONDS', min: 0, max: 600, help: 'SIGTERM -> SIGKILL grace (default 5)' },
+  },
+  positionals: true,
+};
 
 interface Target {
   hosts: HostSpec[];
@@ -62,12 +85,7 @@ async function targetOf(
   return { hosts, ssh, remoteDir: remoteDirFlag ?? '/tmp/npurun-{uid}/{run_id}' };
 }
 
-async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<number> {
-  const args = parseCommandArgs(command, argv, OPTIONS);
-  if (boolFlag(args, 'help')) {
-    process.stdout.write((command === 'ps' ? PS_HELP : KILL_HELP) + '\n');
-    return EXIT.ok;
-  }
+async function psOrKill(command: 'ps' | 'kill', args: ParsedArgs): Promise<number> {
   if (args.positionals.length > 1)
     throw inputError(`npurun ${command}`, `one run id expected, got ${args.positionals.length}`);
   const target = await targetOf(
@@ -128,9 +146,9 @@ async function runCommand(command: 'ps' | 'kill', argv: string[]): Promise<numbe
 }
 
 export function run(argv: string[]): Promise<number> {
-  return runCommand('ps', argv);
+  return runCommand(PS, argv, (args) => psOrKill('ps', args));
 }
 
 export function runKill(argv: string[]): Promise<number> {
-  return runCommand('kill', argv);
+  return runCommand(KILL, argv, (args) => psOrKill('kill', args));
 }

@@ -1,23 +1,17 @@
 import { displayStatus, listRunFolders, type RunInfo, type UnreadableRun } from '../run-folder/record.js';
-import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag } from './args.js';
+import { boolFlag, runCommand, runsDirFlag, SHARED, type CommandSpec, type ParsedArgs } from './args.js';
 import { EXIT } from '../errors.js';
 
-export const RUNS_HELP = `Usage: npurun runs [--runs-dir DIR] [--json]
-
-Lists the runs in the run folder (default ./runs), oldest first, newest last: id, start time, hosts,
+const SPEC: CommandSpec = {
+  name: 'runs',
+  usage: 'npurun runs [--runs-dir DIR] [--json]',
+  about: `Lists the runs in the run folder (default ./runs), oldest first, newest last: id, start time, hosts,
 ranks, status, exit code and root-cause rank. A run whose npurun was killed stays "running" in its
 run.json; it shows as "unknown (launcher gone)" here ("running?" when it was launched on another machine).
 A folder whose run.json cannot be read (not JSON, a newer schema_version, fields missing) is listed
-last as "unreadable", with the reason on stderr; the other runs are listed as usual.
-
-  --runs-dir DIR   where run folders are (also --run-dir, as for launch)
-  --json           one JSON array with every run`;
-
-const OPTIONS = {
-  ...RUNS_DIR_OPTIONS,
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+last as "unreadable", with the reason on stderr; the other runs are listed as usual.`,
+  flags: { 'runs-dir': SHARED['runs-dir'], json: { ...SHARED.json, help: 'one JSON array with every run' } },
+};
 
 export interface RunListEntry {
   runId: string;
@@ -76,12 +70,11 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('runs', argv, OPTIONS, false);
-  if (boolFlag(args, 'help')) {
-    process.stdout.write(RUNS_HELP + '\n');
-    return EXIT.ok;
-  }
+export function run(argv: string[]): Promise<number> {
+  return runCommand(SPEC, argv, (args) => listRuns(args));
+}
+
+function listRuns(args: ParsedArgs): number {
   const runsDir = runsDirFlag(args);
   const folders = listRunFolders(runsDir);
   const entries = [...folders.runs.map(runListEntry), ...folders.unreadable.map(unreadableEntry)];

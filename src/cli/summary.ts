@@ -3,11 +3,12 @@ import { hasContent, summarizeRunFolder, summaryJson, writeSummary } from '../su
 import { findStragglers, renderStragglers } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
 import { EXIT, inputError } from '../errors.js';
-import { boolFlag, parseCommandArgs, RUNS_DIR_OPTIONS, runsDirFlag } from './args.js';
+import { boolFlag, runCommand, runsDirFlag, SHARED, type CommandSpec, type ParsedArgs } from './args.js';
 
-const HELP = `Usage: npurun summary [RUN] [--runs-dir DIR] [--json]
-
-Training and evaluation numbers of a run (the latest by default), read from every rank's output:
+const SPEC: CommandSpec = {
+  name: 'summary',
+  usage: 'npurun summary [RUN] [--runs-dir DIR] [--json]',
+  about: `Training and evaluation numbers of a run (the latest by default), read from every rank's output:
 a per-rank table (last epoch, iter, loss, fps; eval counts), totals reduced across ranks (accuracy
 from summed counts, total throughput), and cross-checks: a NaN or infinite loss or metric on any
 rank (the run diverged); ranks whose in-script allreduce results disagree, or disagree with the sum
@@ -16,16 +17,16 @@ dataset_size metric line: a padded sampler). Lines missing on some ranks (a rank
 notes; malformed metric lines are warnings naming rank and line. Stragglers: ranks whose median step
 time over their last 50 steps is 1.3x the run's or more (from "per step time: N ms" lines, step_time
 metric lines, or the arrival of progress lines), named with host and device. Written to summary.json
-in the run folder (NaN and infinities as the strings "NaN", "Infinity"). Exit code 1 when a check fails.`;
+in the run folder (NaN and infinities as the strings "NaN", "Infinity"). Exit code 1 when a check fails.`,
+  flags: { 'runs-dir': SHARED['runs-dir'], json: { ...SHARED.json, help: 'the summary as JSON (with stragglers)' } },
+  positionals: true,
+};
 
-const OPTIONS = { ...RUNS_DIR_OPTIONS, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+export function run(argv: string[]): Promise<number> {
+  return runCommand(SPEC, argv, (args) => summarize(args));
+}
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('summary', argv, OPTIONS);
-  if (boolFlag(args, 'help')) {
-    process.stdout.write(HELP + '\n');
-    return EXIT.ok;
-  }
+async function summarize(args: ParsedArgs): Promise<number> {
   if (args.positionals.length > 1)
     throw inputError('npurun summary', `one run id expected, got ${args.positionals.length}`);
   const info = readRunRecord(runsDirFlag(args), args.positionals[0]);
