@@ -38,7 +38,6 @@ export const SHARED = {
   },
 } as const satisfies Flags;
 
-
 /** --runs-dir (also --run-dir, launch's old spelling): where run folders are, default ./runs. */
 export function runsDirFlag(args: ParsedArgs): string {
   return resolve(stringFlag(args, 'runs-dir') ?? stringFlag(args, 'run-dir') ?? 'runs');
