@@ -253,7 +253,7 @@ describeCluster('run folders, checkpoints and summaries on the simulated cluster
       expect(summary.allreduce).toEqual({ top1: { correct: t1, total: 1003 }, top5: { correct: t5, total: 1003 } });
       expect(summary.problems).toEqual([]);
       expect(summary.metrics.samples_seen?.value).toBe(1003);
-      expect(r.stderr).toMatch(/no rank disagrees, nor with the per-rank sums/);
+      expect(r.stderr).toMatch(/agrees on every rank and with the per-rank sums/);
       expect(JSON.parse(readFileSync(join(runs, runIdOf(r.stderr), 'summary.json'), 'utf8')).eval.total).toBe(1003);
     },
     90_000,
