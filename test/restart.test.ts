@@ -91,13 +91,14 @@ describeTorch('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6
     const crashed = run('crash', ['CRASH_AT=3', 'CRASH_RANK=1'], ['--max-restarts', '2']);
     expect(crashed.r.status, crashed.r.stderr).toBe(0);
     expect(crashed.r.stderr).toMatch(/attempt 1 failed; restarting in 3 s \(2 restarts left\)/);
-    expect(crashed.r.stderr).toMatch(/attempt 2 resumes from epoch [23], step [23]/);
+    // Which epoch depends on how far the watcher saw saves settle before the crash (1-3); any is right.
+    expect(crashed.r.stderr).toMatch(/attempt 2 resumes from epoch [123], step [123]/);
     expect(crashed.record.attempts.map((a) => [a.attempt, a.cause, a.root_cause, a.exit_code])).toEqual([
       [1, 'exited', '1', 9],
       [2, 'succeeded', null, 0],
     ]);
     const from = crashed.record.attempts[1]?.resumed_from;
-    expect(from?.epoch).toBeGreaterThanOrEqual(2);
+    expect(from?.epoch).toBeGreaterThanOrEqual(1);
     expect(Object.keys(from?.files ?? {}).sort()).toEqual(['0', '1']);
     expect(crashed.record.status).toBe('succeeded');
     expect(crashed.final).toBe(clean.final);
@@ -109,7 +110,7 @@ describeTorch('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6
       }).stdout;
     expect(logs(1)).toMatch(/crashing after epoch 3/);
     expect(logs(1)).not.toMatch(/resumed from/);
-    expect(logs(2)).toMatch(/resumed from 1-[23]_[23]\.ckpt/);
+    expect(logs(2)).toMatch(/resumed from 1-[123]_[123]\.ckpt/);
     expect(logs(2)).not.toMatch(/crashing/);
   }, 300_000);
 

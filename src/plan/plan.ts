@@ -380,7 +380,7 @@ export function planRun(input: PlanInput): RunPlan {
       });
     }
   });
-  const plan: RunPlan = { runId, job, hosts, facts, ranks, worldSize, masterAddr, masterPort };
+  const plan: RunPlan = { runId, job, hosts, facts, ranks, worldSize, masterAddr, masterPort, remoteDir };
   if (rankTable) plan.rankTable = rankTable;
   if (rankTablePath) plan.rankTablePath = rankTablePath;
   return plan;

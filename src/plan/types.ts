@@ -101,4 +101,6 @@ export interface RunPlan {
   rankTablePath?: string;
   masterAddr: string;
   masterPort: number;
+  /** The job's remote dir with {run_id} filled in: the run's private directory on every host. */
+  remoteDir: string;
 }

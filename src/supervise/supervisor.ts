@@ -58,8 +58,9 @@ export function pidFilePath(remoteDir: string, label: string): string {
   return posix.join(remoteDir, 'pids', `${label}.json`);
 }
 
-export function remoteDirOf(plan: RunPlan): string {
-  return plan.job.remoteDir.replace(/\{run_id\}/g, plan.runId);
+/** The run's directory on every host, as the planner filled it in. */
+export function remoteDirOf(plan: Pick<RunPlan, 'remoteDir'>): string {
+  return plan.remoteDir;
 }
 
 /** The run's state as supervision goes: what the rules in outcome.ts need to judge each rank's end. */

@@ -40,6 +40,7 @@ export function manualPlan(
   return {
     runId,
     job: fullJob,
+    remoteDir: fullJob.remoteDir.replace(/\{run_id\}/g, runId),
     hosts,
     facts: {},
     ranks: full,
