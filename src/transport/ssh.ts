@@ -30,8 +30,6 @@ const DEFAULTS = {
   agentStartTimeoutMs: 120_000,
 };
 
-export { shellQuote } from '../shell.js';
-
 interface OpenClient {
   client: Client;
   /** Connections this one depends on (ProxyJump hops), closed with it. */
