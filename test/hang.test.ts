@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { itWithTorch } from './cluster/index.js';
 import { freePort } from './helpers/free-port.js';
 import { hangCulprits, HangWatch, pythonFrames, STARTUP_FACTOR, type Frame } from '../src/supervise/hang.js';
 import { NPURUN_BIN, ensureBuilt } from './helpers/cli-build.js';
@@ -83,71 +84,69 @@ describe('hang rules (pure)', () => {
   });
 });
 
-const torch = spawnSync('/usr/bin/python3', ['-c', 'import torch.distributed'], { encoding: 'utf8' }).status === 0;
-const why = 'needs Debian\'s python3-torch (/usr/bin/python3 -c "import torch.distributed")';
-const describeTorch = torch ? describe : process.env.CI ? describe : describe.skip;
-if (!torch && !process.env.CI) process.stdout.write(`hang.test.ts: skipping the torch hang test: ${why}\n`);
-
-describeTorch('a real hang: one gloo rank of 8 stops before an all_reduce, the others block in it', () => {
+describe('a real hang: one gloo rank of 8 stops before an all_reduce, the others block in it', () => {
   let port = 0;
   beforeAll(async () => {
     await ensureBuilt();
     port = await freePort();
   }, 120_000);
 
-  it('--hang-timeout 5: npurun names that rank, shows the others in all_reduce, exits 124, leaves nothing', () => {
-    expect(torch, why).toBe(true);
-    const runs = mkdtempSync(join(tmpdir(), 'npurun-hang-'));
-    const tag = `hang-${process.pid}`;
-    const job = fileURLToPath(new URL('./programs/hang_job.py', import.meta.url));
-    // A free port: another gloo job on this machine may hold the default 29500.
-    const r = spawnSync(
-      process.execPath,
-      [
-        NPURUN_BIN,
-        'launch',
-        '--simulate',
-        '8',
-        '--profile',
-        'torch',
-        '--console',
-        'none',
-        '--run-dir',
-        runs,
-        '--master-port',
-        String(port),
-        '--remote-dir',
-        join(runs, 'remote', '{run_id}'),
-        '--hang-timeout',
-        '5',
-        '--env',
-        `TEST_TAG=${tag}`,
-        '--',
-        '/usr/bin/python3',
-        job,
-      ],
-      { encoding: 'utf8', timeout: 120_000 },
-    );
-    expect(r.status, r.stderr).toBe(124);
-    expect(r.stderr).toMatch(/npurun: hang: rank 3 \(host [^,]+, device 3\) the other 7 ranks wait in all_reduce/);
-    expect(r.stderr).toMatch(/^\* rank 3 .*<module> \(hang_job\.py:\d+\)$/m);
-    expect(
-      r.stderr.split('\n').filter((l) => /^ {2}rank \d .*all_reduce \(distributed_c10d\.py:\d+\)/.test(l)),
-    ).toHaveLength(7);
-    const dir = join(runs, readdirSync(runs).find((d) => existsSync(join(runs, d, 'run.json'))) as string);
-    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as {
-      status: string;
-      exit_code: number;
-      root_cause: string;
-      ranks: { label: string; exit: { cause: string } }[];
-    };
-    expect(record).toMatchObject({ status: 'failed', exit_code: 124, root_cause: '3' });
-    expect(record.ranks.find((x) => x.label === '3')?.exit.cause).toBe('hang');
-    const events = readFileSync(join(dir, 'events.jsonl'), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { event: string; culprits?: string[] });
-    expect(events.find((e) => e.event === 'hang')?.culprits).toEqual(['3']);
-    expect(taggedPids(tag)).toEqual([]);
-  }, 150_000);
+  itWithTorch(
+    '--hang-timeout 5: npurun names that rank, shows the others in all_reduce, exits 124, leaves nothing',
+    async () => {
+      const runs = mkdtempSync(join(tmpdir(), 'npurun-hang-'));
+      const tag = `hang-${process.pid}`;
+      const job = fileURLToPath(new URL('./programs/hang_job.py', import.meta.url));
+      // A free port: another gloo job on this machine may hold the default 29500.
+      const r = spawnSync(
+        process.execPath,
+        [
+          NPURUN_BIN,
+          'launch',
+          '--simulate',
+          '8',
+          '--profile',
+          'torch',
+          '--console',
+          'none',
+          '--run-dir',
+          runs,
+          '--master-port',
+          String(port),
+          '--remote-dir',
+          join(runs, 'remote', '{run_id}'),
+          '--hang-timeout',
+          '5',
+          '--env',
+          `TEST_TAG=${tag}`,
+          '--',
+          '/usr/bin/python3',
+          job,
+        ],
+        { encoding: 'utf8', timeout: 120_000 },
+      );
+      expect(r.status, r.stderr).toBe(124);
+      expect(r.stderr).toMatch(/npurun: hang: rank 3 \(host [^,]+, device 3\) the other 7 ranks wait in all_reduce/);
+      expect(r.stderr).toMatch(/^\* rank 3 .*<module> \(hang_job\.py:\d+\)$/m);
+      expect(
+        r.stderr.split('\n').filter((l) => /^ {2}rank \d .*all_reduce \(distributed_c10d\.py:\d+\)/.test(l)),
+      ).toHaveLength(7);
+      const dir = join(runs, readdirSync(runs).find((d) => existsSync(join(runs, d, 'run.json'))) as string);
+      const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as {
+        status: string;
+        exit_code: number;
+        root_cause: string;
+        ranks: { label: string; exit: { cause: string } }[];
+      };
+      expect(record).toMatchObject({ status: 'failed', exit_code: 124, root_cause: '3' });
+      expect(record.ranks.find((x) => x.label === '3')?.exit.cause).toBe('hang');
+      const events = readFileSync(join(dir, 'events.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { event: string; culprits?: string[] });
+      expect(events.find((e) => e.event === 'hang')?.culprits).toEqual(['3']);
+      expect(taggedPids(tag)).toEqual([]);
+    },
+    150_000,
+  );
 });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { itWithTorch } from './cluster/index.js';
 import { freePort } from './helpers/free-port.js';
 import { restartBackoff } from '../src/launch/launch.js';
 import { NPURUN_BIN, ensureBuilt } from './helpers/cli-build.js';
@@ -14,11 +15,6 @@ describe('restart backoff', () => {
     expect([1, 2, 3, 4, 5, 6, 7].map(restartBackoff)).toEqual([3, 6, 12, 24, 48, 60, 60]);
   });
 });
-
-const torch = spawnSync('/usr/bin/python3', ['-c', 'import torch.distributed'], { encoding: 'utf8' }).status === 0;
-const why = 'needs Debian\'s python3-torch (/usr/bin/python3 -c "import torch.distributed")';
-const describeTorch = torch || process.env.CI ? describe : describe.skip;
-if (!torch && !process.env.CI) process.stdout.write(`restart.test.ts: skipping the torch restart test: ${why}\n`);
 
 interface Record {
   status: string;
@@ -32,7 +28,7 @@ interface Record {
   }[];
 }
 
-describeTorch('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6', () => {
+describe('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6', () => {
   let port = 0;
   beforeAll(async () => {
     await ensureBuilt();
@@ -83,48 +79,54 @@ describeTorch('--max-restarts: a real gloo job that loses a rank at epoch 3 of 6
     };
   };
 
-  it('restarts once from the newest complete checkpoint and ends with the very weights of an uninterrupted run', () => {
-    expect(torch, why).toBe(true);
-    const clean = run('clean', [], []);
-    expect(clean.r.status, clean.r.stderr).toBe(0);
-    expect(clean.final).toBeDefined();
-    const crashed = run('crash', ['CRASH_AT=3', 'CRASH_RANK=1'], ['--max-restarts', '2']);
-    expect(crashed.r.status, crashed.r.stderr).toBe(0);
-    expect(crashed.r.stderr).toMatch(/attempt 1 failed; restarting in 3 s \(2 restarts left\)/);
-    // Which epoch depends on how far the watcher saw saves settle before the crash (1-3); any is right.
-    expect(crashed.r.stderr).toMatch(/attempt 2 resumes from epoch [123], step [123]/);
-    expect(crashed.record.attempts.map((a) => [a.attempt, a.cause, a.root_cause, a.exit_code])).toEqual([
-      [1, 'exited', '1', 9],
-      [2, 'succeeded', null, 0],
-    ]);
-    const from = crashed.record.attempts[1]?.resumed_from;
-    expect(from?.epoch).toBeGreaterThanOrEqual(1);
-    expect(Object.keys(from?.files ?? {}).sort()).toEqual(['0', '1']);
-    expect(crashed.record.status).toBe('succeeded');
-    expect(crashed.final).toBe(clean.final);
-    expect(taggedPids(crashed.tag)).toEqual([]);
-    // Each attempt's lines apart: the crash in the first, the resume in the second.
-    const logs = (k: number) =>
-      spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', crashed.runs, '--attempt', String(k), '--raw'], {
-        encoding: 'utf8',
-      }).stdout;
-    expect(logs(1)).toMatch(/crashing after epoch 3/);
-    expect(logs(1)).not.toMatch(/resumed from/);
-    expect(logs(2)).toMatch(/resumed from 1-[123]_[123]\.ckpt/);
-    expect(logs(2)).not.toMatch(/crashing/);
-  }, 300_000);
+  itWithTorch(
+    'restarts once from the newest complete checkpoint and ends with the very weights of an uninterrupted run',
+    async () => {
+      const clean = run('clean', [], []);
+      expect(clean.r.status, clean.r.stderr).toBe(0);
+      expect(clean.final).toBeDefined();
+      const crashed = run('crash', ['CRASH_AT=3', 'CRASH_RANK=1'], ['--max-restarts', '2']);
+      expect(crashed.r.status, crashed.r.stderr).toBe(0);
+      expect(crashed.r.stderr).toMatch(/attempt 1 failed; restarting in 3 s \(2 restarts left\)/);
+      // Which epoch depends on how far the watcher saw saves settle before the crash (1-3); any is right.
+      expect(crashed.r.stderr).toMatch(/attempt 2 resumes from epoch [123], step [123]/);
+      expect(crashed.record.attempts.map((a) => [a.attempt, a.cause, a.root_cause, a.exit_code])).toEqual([
+        [1, 'exited', '1', 9],
+        [2, 'succeeded', null, 0],
+      ]);
+      const from = crashed.record.attempts[1]?.resumed_from;
+      expect(from?.epoch).toBeGreaterThanOrEqual(1);
+      expect(Object.keys(from?.files ?? {}).sort()).toEqual(['0', '1']);
+      expect(crashed.record.status).toBe('succeeded');
+      expect(crashed.final).toBe(clean.final);
+      expect(taggedPids(crashed.tag)).toEqual([]);
+      // Each attempt's lines apart: the crash in the first, the resume in the second.
+      const logs = (k: number) =>
+        spawnSync(process.execPath, [NPURUN_BIN, 'logs', '--runs-dir', crashed.runs, '--attempt', String(k), '--raw'], {
+          encoding: 'utf8',
+        }).stdout;
+      expect(logs(1)).toMatch(/crashing after epoch 3/);
+      expect(logs(1)).not.toMatch(/resumed from/);
+      expect(logs(2)).toMatch(/resumed from 1-[123]_[123]\.ckpt/);
+      expect(logs(2)).not.toMatch(/crashing/);
+    },
+    300_000,
+  );
 
-  it("a budget used up ends with the last attempt's root cause, every attempt in run.json", () => {
-    expect(torch, why).toBe(true);
-    // Rank 0 dies before training in every attempt.
-    const r = run('budget', ['CRASH_AT_START=0'], ['--max-restarts', '1']);
-    expect(r.r.status, r.r.stderr).toBe(9);
-    expect(r.record.status).toBe('failed');
-    expect(r.record.attempts.map((a) => [a.attempt, a.cause, a.root_cause])).toEqual([
-      [1, 'exited', '0'],
-      [2, 'exited', '0'],
-    ]);
-    expect(r.r.stderr).toMatch(/attempt 2 starts from the beginning: no checkpoint every saving rank completed/);
-    expect(r.r.stderr).not.toMatch(/restarting in 6 s/);
-  }, 300_000);
+  itWithTorch(
+    "a budget used up ends with the last attempt's root cause, every attempt in run.json",
+    async () => {
+      // Rank 0 dies before training in every attempt.
+      const r = run('budget', ['CRASH_AT_START=0'], ['--max-restarts', '1']);
+      expect(r.r.status, r.r.stderr).toBe(9);
+      expect(r.record.status).toBe('failed');
+      expect(r.record.attempts.map((a) => [a.attempt, a.cause, a.root_cause])).toEqual([
+        [1, 'exited', '0'],
+        [2, 'exited', '0'],
+      ]);
+      expect(r.r.stderr).toMatch(/attempt 2 starts from the beginning: no checkpoint every saving rank completed/);
+      expect(r.r.stderr).not.toMatch(/restarting in 6 s/);
+    },
+    300_000,
+  );
 });

@@ -24,7 +24,7 @@ import pino from 'pino';
 import { VERSION } from '../version.js';
 import { NpurunError } from '../errors.js';
 import type { HostSpec, RankSpec, RunPlan } from '../plan/types.js';
-import { remoteDirOf, type RankOutcome, type RunOutcome } from '../supervise/supervisor.js';
+import type { RankOutcome, RunOutcome } from '../supervise/supervisor.js';
 import { Collapser } from './collapse.js';
 import { LineSplitter } from './line-splitter.js';
 import { ConsolePrefixes, mergedPrefix, rankLogLine, wantsColor, type StreamName } from './log-format.js';
@@ -262,7 +262,7 @@ function initialRecord(plan: RunPlan, argv: string[], timestamps: boolean): RunR
     root_cause: null,
     report: null,
     timestamps,
-    remote_dir: remoteDirOf(plan),
+    remote_dir: plan.remoteDir,
     rank_table_path: plan.rankTablePath ?? null,
     world_size: plan.worldSize,
     master_addr: plan.masterAddr,

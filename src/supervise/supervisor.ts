@@ -58,11 +58,6 @@ export function pidFilePath(remoteDir: string, label: string): string {
   return posix.join(remoteDir, 'pids', `${label}.json`);
 }
 
-/** The run's directory on every host, as the planner filled it in. */
-export function remoteDirOf(plan: Pick<RunPlan, 'remoteDir'>): string {
-  return plan.remoteDir;
-}
-
 /** The run's state as supervision goes: what the rules in outcome.ts need to judge each rank's end. */
 class RunState {
   readonly outcomes: RankOutcome[] = [];
@@ -219,7 +214,7 @@ export async function supervise(
     const run: AgentRun = {
       runId: plan.runId,
       host,
-      runDir: remoteDirOf(plan),
+      runDir: plan.remoteDir,
       heartbeatTimeout: plan.job.heartbeatTimeoutSeconds,
       orphanGrace: opts.orphanGraceSeconds,
     };
