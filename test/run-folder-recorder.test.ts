@@ -271,6 +271,10 @@ describe('RunRecorder', () => {
       rootCause: true,
       endedAt: '2025-05-01T10:00:00.000Z',
     });
+    // run.json follows a rank's exit within 200 ms: one write for all the exits of that window, not one
+    // whole-record rewrite per exit (O(ranks^2) at 1024 ranks).
+    expect(readRecord(rec.dir).ranks[1]?.exit).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 400));
     const middle = readRecord(rec.dir);
     expectValid(middle);
     expect(middle.ranks[1]?.exit).toEqual({

@@ -14,8 +14,6 @@
 # is reparented to it, and everything carrying the rank's tag (NPURUN_AGENT_TAG in its environment)
 # is stopped when the rank ends, when the launcher asks, when its input closes or heartbeats stop.
 # A watchdog process stops everything tagged if the agent itself is killed.
-import base64
-import hashlib
 import json
 import os
 import selectors
@@ -311,6 +309,9 @@ class Agent(object):
         if op == "sh":
             self.start_job(req)
         elif op == "put":
+            import base64  # here, not at start: every import is paid by every host's launch
+            import hashlib
+
             data = base64.b64decode(req["data"])
             path = req["path"]
             private_dir(os.path.dirname(path))

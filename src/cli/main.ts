@@ -1,5 +1,6 @@
 import { EXIT, fileErrorWords, isFileError, isNpurunError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { trace } from '../trace.js';
 
 /** A command module: parses its own arguments and calls the library. Returns the exit code. */
 export interface CommandModule {
@@ -74,6 +75,7 @@ function quietOnClosedPipe(command: string | undefined): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  trace('main');
   const [name, ...rest] = argv;
   quietOnClosedPipe(name);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

@@ -34,9 +34,14 @@ IDS=$(printf '%s\\n' "$SMI" | awk -F'|' '
   { c = $2; gsub(/^ +| +$/, "", c); b = $3; gsub(/^ +| +$/, "", b) }
   b ~ /^[0-9A-Fa-f]+:[0-9A-Fa-f]+:/ && c ~ /^[0-9]+( +[0-9]+)?$/ { n = split(c, f, / +/); print ((phy && n == 2) ? f[2] : npu); next }
   c ~ /^[0-9]+ +[^ ]/ { npu = c; sub(/ .*/, "", npu) }')
-if [ -n "$HCCN" ]; then
-  for i in $IDS; do
-    grep -Eq "^[[:space:]]*address_$i[[:space:]]*=" "$CONF" 2>/dev/null && continue
+# hccn_tool only for the devices hccn.conf gives no address (one awk, not a grep per device: every
+# process the probe starts is paid on every host of every launch).
+if [ -n "$HCCN" ] && [ -n "$IDS" ]; then
+  ASK=$IDS
+  [ -r "$CONF" ] && ASK=$(awk -v ids="$IDS" '
+    /^[[:space:]]*address_[0-9]+[[:space:]]*=/ { k = $0; sub(/^[[:space:]]*address_/, "", k); sub(/[[:space:]]*=.*/, "", k); have[k] = 1 }
+    END { n = split(ids, a, /[[:space:]]+/); for (i = 1; i <= n; i++) if (a[i] != "" && !(a[i] in have)) print a[i] }' "$CONF")
+  for i in $ASK; do
     OUT=$("$HCCN" -i "$i" -ip -g 2>&1); printf '@@npurun:hccn-tool-%s@@\\n%s\\n' "$i" "$OUT"
   done
 fi

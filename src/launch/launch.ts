@@ -24,6 +24,7 @@ import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-sum
 import { findStragglers, renderStragglers } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
 import { writeMetrics } from '../report/metrics-file.js';
+import { trace } from '../trace.js';
 
 export interface LaunchRequest {
   job: JobSpec;
@@ -106,7 +107,9 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   const progress = req.json ? 'none' : process.stderr.isTTY && process.stdout.isTTY ? 'tty' : 'lines';
   if (!req.job.command[0])
     throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
+  trace(`launch: preflight of ${req.hosts.length} hosts`);
   const { transports, facts } = await preflight(req.hosts, preflightOptions(req, req.job.command, progress));
+  trace('launch: preflight done');
   const closeAll = () => Promise.all([...transports.values()].map((t) => t.close()));
   let plan: RunPlan;
   try {
@@ -130,6 +133,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
       onWarning: (m) => process.stderr.write(`npurun: warning: ${m}\n`),
     });
     if (resume) checkResumeWorld(plan, resume);
+    trace('launch: planned');
   } catch (err) {
     await closeAll();
     throw err;
@@ -139,7 +143,10 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
     out.write(req.json ? JSON.stringify(plan, null, 2) + '\n' : describePlan(plan) + '\n');
     return { exitCode: EXIT.ok, plan };
   }
-  return runPlanned(plan, transports, req).finally(closeAll);
+  return runPlanned(plan, transports, req).finally(async () => {
+    await closeAll();
+    trace('launch: connections closed');
+  });
 }
 
 /**
@@ -273,6 +280,7 @@ async function runPlanned(
     );
     try {
       await copyRankTable(plan, transports);
+      trace('launch: rank table copied');
       if (plan.rankTablePath)
         recorder.event('rank-table-copied', { path: plan.rankTablePath, hosts: plan.hosts.map((h) => h.name) });
     } catch (err) {

@@ -8,6 +8,7 @@ import type { SshOptions } from '../transport/ssh.js';
 import { connectHost, withFanout } from './hosts.js';
 import { runScript, type HostTransport } from '../transport/types.js';
 import { DEFAULT_REMOTE_DIR, heldScript, markHeld, parseHeld } from '../devices/held.js';
+import { trace } from '../trace.js';
 
 export { connectHost } from './hosts.js';
 
@@ -94,6 +95,7 @@ export function programChecks(
 async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<string> {
   const { host } = check;
   check.transport = await connectHost(host, opts.ssh);
+  trace(`preflight: ${host.name}: agent up`);
   const transport = check.transport;
   const simulated = host.local && opts.simulate !== undefined;
   // The probe reads the default remote dir's pid files itself; a simulated host has no probe.
@@ -109,6 +111,7 @@ async function checkHost(check: HostCheck, opts: PreflightOptions): Promise<stri
           return { stdout: r.stdout, stderr: r.stderr, code: r.code };
         });
   if (checks && output === '') output = (await runScript(transport, `${checks}\n`)).stdout;
+  trace(`preflight: ${host.name}: probed`);
   markHeld(check.facts, parseHeld(output));
   if (opts.shareDevices) {
     for (const d of check.facts.devices) d.processes = d.processes.filter((p) => !p.name?.startsWith('npurun run '));

@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { RankSpec, RunPlan } from '../plan/types.js';
 import type { AgentRun, HostTransport, RankEnd, RankProcess } from '../transport/types.js';
 import { blameHang, describeEnd, rankOutcome, runOutcome, type RankOutcome, type RunOutcome } from './outcome.js';
+import { trace } from '../trace.js';
 
 export {
   describeEnd,
@@ -224,6 +225,7 @@ export async function supervise(
         run,
         specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.deviceId })),
       );
+      trace(`supervise: ${host}: ranks started`);
     } catch (err) {
       for (const spec of specs) ended(spec, undefined, err instanceof Error ? err.message : String(err));
       return;
@@ -250,6 +252,7 @@ export async function supervise(
   try {
     await Promise.all([...byHost].map(([host, specs]) => runHost(host, specs)));
     await Promise.all(pending);
+    trace('supervise: every rank ended');
   } finally {
     stopper.dispose();
     unhook();

@@ -40,18 +40,33 @@ export function hostProgram(name: 'agent.py' | 'leftovers.py'): Buffer {
 export function pythonOnHost(name: 'leftovers.py', args: unknown): { command: string; input: string } {
   const source = JSON.stringify(hostProgram(name).toString('utf8'));
   return {
-    command: `exec "\${NPURUN_PYTHON:-python3}" -I -c 'import sys,json;exec(json.loads(sys.stdin.readline()))'`,
+    command: `exec "\${NPURUN_PYTHON:-python3}" -I -S -c 'import sys,json;exec(json.loads(sys.stdin.readline()))'`,
     input: `${source}\n${JSON.stringify(args)}\n`,
   };
 }
 
+/** The agent's stdlib-only bootstrap: a length line, then that many bytes of source, from stdin. */
+const READ_SOURCE = 'import sys;b=sys.stdin.buffer;exec(b.read(int(b.readline())))';
+const NEEDS_37 = 'npurun: the host agent needs Python 3.7 or later; python3 on PATH is ';
+/**
+ * Where a system interpreter is looked for first: on training hosts `python3` on PATH is often a pyenv
+ * shim (a bash script that costs ~50 ms and queues on pyenv's shared rehash lock) or a conda wrapper.
+ */
+export const SYSTEM_PYTHONS = ['/usr/bin/python3', '/usr/local/bin/python3'];
+
 /**
  * The command line a host runs, through the user's login shell once per host: a Python in isolated
- * mode (-I: PYTHONPATH and user site ignored, so a user's environment cannot break the agent) that reads
- * a length line and then that many bytes of source from stdin. Ranks still get the full environment.
+ * mode (-I: PYTHONPATH and user site ignored, so a user's environment cannot break the agent) without
+ * `site` (-S: no site-packages .pth files, which conda or a sandbox can make cost 20+ ms per start; the
+ * agent needs only the standard library) that reads its source from stdin. Without `python`, the first
+ * system interpreter of SYSTEM_PYTHONS runs it, or, when that is older than 3.7 (Ubuntu 18.04's 3.6),
+ * `python3` from PATH; with none of them, `python3` from PATH. Ranks still get the full environment.
  */
-export function agentCommand(python = 'python3'): string {
-  return `exec ${python} -I -c 'import sys;b=sys.stdin.buffer;exec(b.read(int(b.readline())))'`;
+export function agentCommand(python?: string): string {
+  if (python !== undefined) return `exec ${python} -I -S -c '${READ_SOURCE}'`;
+  const checked = `import sys\nif sys.version_info<(3,7):sys.exit(${JSON.stringify(NEEDS_37)}+sys.version.split()[0])\n${READ_SOURCE}`;
+  const boot = `import sys,os\nif sys.version_info<(3,7):os.execvp("python3",["python3","-I","-S","-c",${JSON.stringify(checked)}])\n${READ_SOURCE}`;
+  return `for p in ${SYSTEM_PYTHONS.join(' ')}; do [ -x "$p" ] && exec "$p" -I -S -c '${boot}'; done; exec python3 -I -S -c '${checked}'`;
 }
 
 interface Pending {

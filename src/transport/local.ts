@@ -9,7 +9,7 @@ export class LocalTransport extends AgentTransport {
   static async connect(host: HostSpec): Promise<LocalTransport> {
     // Detached: a Ctrl-C on the terminal reaches npurun, which stops the ranks with the grace period,
     // instead of hitting the agent and the ranks directly.
-    const child = execa('sh', ['-c', agentCommand(process.env.NPURUN_PYTHON || 'python3')], {
+    const child = execa('sh', ['-c', agentCommand(process.env.NPURUN_PYTHON || undefined)], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',

@@ -6,6 +6,7 @@ import type { HostSpec, SshSettings } from '../inventory/types.js';
 import { AgentClient, agentCommand, type AgentHello } from './agent-client.js';
 import { appendKnownHost, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import { AgentTransport } from './agent-transport.js';
+import { trace } from '../trace.js';
 
 // ssh2 is CommonJS: under Node's ESM loader only its default export is reliable.
 const { Client: SshClient, utils } = ssh2;
@@ -193,6 +194,7 @@ export class SshTransport extends AgentTransport {
     try {
       open = await openClient(host.ssh, options);
       const client = open.client;
+      trace(`ssh: ${host.name}: connected`);
       const channel = await new Promise<ClientChannel>((resolve, reject) =>
         client.exec(agentCommand(), (err, ch) =>
           err ? reject(new NpurunError('unreachable', `cannot start the npurun agent: ${err.message}`)) : resolve(ch),
