@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 import { NpurunError } from '../errors.js';
 import { isIPv4, parseHccnConf, parseHccnToolIp, parseNpuSmiInfo } from './npu-smi.js';
 import type { HostFacts, NetInterface, NumaNode, ShellRunner } from './types.js';
@@ -159,6 +158,7 @@ export async function probeHost(run: ShellRunner): Promise<HostFacts> {
 }
 
 export const localShellRunner: ShellRunner = async (script) => {
+  const { execa } = await import('execa'); // only `devices` on this host needs it
   const r = await execa('sh', ['-s'], { input: script, reject: false });
   return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? null };
 };

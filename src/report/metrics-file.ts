@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { writeFileAtomic } from '../run-folder/record.js';
-import { snapshotRunFolder } from './model.js';
-import type { MetricRow } from './series.js';
+import { RunSeriesReader, type MetricRow } from './series.js';
 
 /**
  * metrics.jsonl (schemas/metrics.schema.json): one JSON object per metric line a rank printed, in
@@ -139,11 +138,18 @@ export function writeMetricsFiles(runDir: string, rows: MetricRow[], opts: { csv
 }
 
 /**
- * metrics.jsonl of a run folder, from its merged.log: for the launcher to call at the end of a run
- * (after the recorder closed its files). Works on any run folder, finished, live or left by a
- * killed launcher. `_plan` is accepted for the launcher's convenience; the rows come from the folder.
+ * metrics.jsonl of a run folder, from its merged.log alone: for the launcher to call at the end of a
+ * run (after the recorder closed its files; a last line without its newline counts), or on any run
+ * folder, finished or left by a killed launcher. It reads neither run.json nor events (validating
+ * run.json against its schema cost the launcher ~60 ms at every launch's end, for nothing).
  */
-export async function writeMetrics(runDir: string, _plan?: unknown, opts: { csv?: boolean } = {}): Promise<string[]> {
-  const { series } = await snapshotRunFolder(runDir);
+export async function writeMetrics(runDir: string, opts: { csv?: boolean } = {}): Promise<string[]> {
+  const series = new RunSeriesReader(runDir);
+  try {
+    await series.refresh();
+    series.finish();
+  } finally {
+    await series.close();
+  }
   return writeMetricsFiles(runDir, series.rows, opts);
 }

@@ -1,6 +1,5 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { execa } from 'execa';
 import { inputError } from '../errors.js';
 
 /**
@@ -60,6 +59,8 @@ export function sshConfigQuery(ssh: string, configFile: string | undefined, limi
     if (explicit.user !== undefined) args.push('-l', explicit.user);
     if (explicit.port !== undefined) args.push('-p', String(explicit.port));
     args.push('--', host);
+    // Loaded here: a local launch never asks ssh, and execa costs ~70 ms to import.
+    const { execa } = await import('execa');
     const r = await execa(ssh, args, { reject: false, stdin: 'ignore', timeout: 30_000 });
     if (r.exitCode !== 0 || r.failed) {
       const why =
