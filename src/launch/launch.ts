@@ -20,10 +20,10 @@ import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
 import type { CompleteStep } from '../checkpoints/policy.js';
 import type { HostFacts } from '../devices/types.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
-import { hasContent, summarizeRunFolder, writeSummary } from '../summary/run-summary.js';
-import { findStragglers, renderStragglers } from '../summary/stragglers.js';
+import { hasContent, writeSummary } from '../summary/run-summary.js';
+import { renderStragglers } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
-import { writeMetrics } from '../report/metrics-file.js';
+import { RunAnalysis } from './run-analysis.js';
 import { trace } from '../trace.js';
 
 export interface LaunchRequest {
@@ -244,10 +244,12 @@ async function runPlanned(
 ): Promise<LaunchResult> {
   const say = (line: string) => process.stderr.write(line + '\n');
   let hang: HangDetector | undefined;
+  const analysis = new RunAnalysis(first);
   const recorder = await RunRecorder.create({
     ...(first.job.hangTimeoutSeconds !== undefined
       ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) }
       : {}),
+    onLines: (label: string, lines: Buffer[], time: string) => analysis.lines(label, lines, time),
     runsDir: req.runsDir,
     plan: first,
     argv: req.argv,
@@ -255,6 +257,7 @@ async function runPlanned(
     console: req.console,
     ...(req.out ? { out: req.out } : {}),
   });
+  analysis.open(recorder.dir);
   say(
     `npurun: run ${first.runId}: ${first.ranks.length} process${first.ranks.length === 1 ? '' : 'es'} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}, logs in ${recorder.dir}`,
   );
@@ -324,15 +327,13 @@ async function runPlanned(
     const next = await nextAttempt(plan, transports, req, watcher, attempt, say);
     if (!next) break;
     plan = next.plan;
+    analysis.replanned(plan);
     resumedFrom = next.from;
   }
   await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
-  const stragglers = await findStragglers(
-    recorder.dir,
-    plan.job.progressPattern !== undefined ? { progressPattern: plan.job.progressPattern } : {},
-  ).catch(() => []);
+  const stragglers = analysis.stragglers();
   if (stragglers.length > 0) recorder.event('stragglers', { ranks: stragglers });
   if (report) say(report);
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
@@ -343,7 +344,7 @@ async function runPlanned(
     ...(report ? { report } : {}),
     ...(stoppedBy ? { stoppedBy } : {}),
   });
-  const summary = await summarizeRunFolder(recorder.dir, plan);
+  const summary = analysis.summary();
   try {
     writeSummary(recorder.dir, summary);
   } catch (err) {
@@ -351,10 +352,12 @@ async function runPlanned(
       `npurun: cannot write the summary into ${recorder.dir} (${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (err as Error).message}); it is shown below`,
     );
   }
-  // The per-rank series the report plots, for pandas (metrics.jsonl); the report builds it on demand too.
-  await writeMetrics(recorder.dir).catch((err: unknown) =>
-    say(`npurun: cannot write metrics.jsonl: ${err instanceof Error ? err.message : String(err)}`),
-  );
+  // The per-rank series the report plots, for pandas (metrics.jsonl), written as the lines came.
+  await analysis
+    .close()
+    .catch((err: unknown) =>
+      say(`npurun: cannot write metrics.jsonl: ${err instanceof Error ? err.message : String(err)}`),
+    );
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
   for (const line of renderStragglers(stragglers)) say(`npurun: ${line}`);
   if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);

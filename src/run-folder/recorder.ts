@@ -79,7 +79,10 @@ export interface RunRecorderOptions {
    */
   onProblem?: (message: string) => void;
   /** Sees every line a rank printed (hang detection watches for progress). */
-  onLine?: (label: string, line: Buffer) => void;
+  /** Every whole line of a rank (without its newline) and the time it reached npurun (ISO, as in merged.log). */
+  onLine?: (label: string, line: Buffer, time: string) => void;
+  /** The same lines, a chunk's worth at a time (cheaper for consumers that can skip a whole chunk). */
+  onLines?: (label: string, lines: Buffer[], time: string) => void;
 }
 
 /** How many of a rank's last lines are kept in memory for the failure report, and how much of each. */
@@ -291,6 +294,7 @@ export class RunRecorder {
   private attempt = 1;
   private readonly onProblem: (message: string) => void;
   private readonly onLine: RunRecorderOptions['onLine'];
+  private readonly onLines: RunRecorderOptions['onLines'];
   /** `--console collapse`: identical lines of several ranks shown once. */
   private readonly collapser: Collapser | undefined;
   private collapseTimer: NodeJS.Timeout | undefined;
@@ -299,6 +303,7 @@ export class RunRecorder {
     this.dir = dir;
     this.onProblem = opts.onProblem ?? ((m) => process.stderr.write(`npurun: ${m}\n`));
     this.onLine = opts.onLine;
+    this.onLines = opts.onLines;
     if (opts.console === 'collapse') {
       const collapser = new Collapser();
       this.collapser = collapser;
@@ -542,8 +547,9 @@ export class RunRecorder {
     const rankParts: Buffer[] = [];
     const mergedParts: Buffer[] = [];
     const consoleParts: Buffer[] = [];
+    this.onLines?.(slot.spec.label, lines, time);
     for (const line of lines) {
-      this.onLine?.(slot.spec.label, line);
+      this.onLine?.(slot.spec.label, line, time);
       rankParts.push(rankPrefix, line, NEWLINE);
       mergedParts.push(merged, line, NEWLINE);
       if (this.collapser) {

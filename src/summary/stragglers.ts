@@ -26,7 +26,7 @@ export interface StragglerOptions {
   minSteps?: number;
 }
 
-interface RankTimes {
+export interface RankTimes {
   host: string;
   device: number | null;
   /** Step times the rank printed (ms). */
@@ -81,7 +81,7 @@ export async function findStragglers(
   runDir: string,
   opts: StragglerOptions & { progressPattern?: string } = {},
 ): Promise<Straggler[]> {
-  const progress = new RegExp(opts.progressPattern ?? DEFAULT_PROGRESS_PATTERN, opts.progressPattern ? '' : 'i');
+  const progress = progressRegExp(opts.progressPattern);
   const times = new Map<string, RankTimes>();
   await readRunLog(runDir, { filter: {} }, async (lines) => {
     for (const l of lines) {
@@ -90,17 +90,30 @@ export async function findStragglers(
         t = { host: l.host, device: l.device, said: [], progress: [] };
         times.set(l.label, t);
       }
-      const said = PER_STEP.exec(l.line) ?? null;
-      const metric = said ? null : METRIC.exec(l.line);
-      if (said) t.said.push(Number(said[1]));
-      else if (metric) t.said.push(Number(metric[1]) * 1000);
-      else if (progress.test(l.line)) t.progress.push(Date.parse(l.time));
-      // Only the window is judged: keep the lists short however long the run.
-      if (t.said.length > 400) t.said.splice(0, 200);
-      if (t.progress.length > 400) t.progress.splice(0, 200);
+      noteStepTime(t, l.line, l.time, progress);
     }
   });
   return judgeStragglers(times, opts);
+}
+
+/**
+ * One line of a rank into its step times: a step time it says, else the arrival time (ISO) of a
+ * progress line. Shared by `findStragglers` (merged.log) and the launcher (lines as they arrive).
+ */
+export function noteStepTime(t: RankTimes, line: string, time: string, progress: RegExp): void {
+  const said = PER_STEP.exec(line) ?? null;
+  const metric = said ? null : METRIC.exec(line);
+  if (said) t.said.push(Number(said[1]));
+  else if (metric) t.said.push(Number(metric[1]) * 1000);
+  else if (progress.test(line)) t.progress.push(Date.parse(time));
+  // Only the window is judged: keep the lists short however long the run.
+  if (t.said.length > 400) t.said.splice(0, 200);
+  if (t.progress.length > 400) t.progress.splice(0, 200);
+}
+
+/** The progress-line pattern: the job's own (as written), else the default (any case). */
+export function progressRegExp(pattern: string | undefined): RegExp {
+  return new RegExp(pattern ?? DEFAULT_PROGRESS_PATTERN, pattern ? '' : 'i');
 }
 
 /** `straggler: rank 11 (host b, dev 3) 2.0x the median step time over the last 50 steps` lines. */
