@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -118,6 +118,30 @@ describe('the host agent on a local pipe', () => {
     const [p] = await t.startRanks(run('missing'), [rank('3', ['/nonexistent/train.py'])]);
     expect(p!.startError).toMatch(/cannot start \/nonexistent\/train\.py: .*No such file/);
     expect((await p!.ended).code).toBe(127);
+    await t.close();
+  });
+
+  it("a program name is found on the rank's own PATH as execvp finds it: skipping what is not executable or cannot be run, relative entries from the rank's dir", async () => {
+    const bins = mkdtempSync(join(tmpdir(), 'npurun-path-'));
+    const make = (sub: string, text: string, mode: number) => {
+      mkdirSync(join(bins, sub), { recursive: true });
+      writeFileSync(join(bins, sub, 'tool'), text, { mode });
+    };
+    make('a', '#!/bin/sh\necho from-a\n', 0o644); // not executable
+    make('b', '\x7fELF not really a program', 0o755); // executable, but exec fails (ENOEXEC)
+    make('c', '#!/bin/sh\necho from-c\n', 0o755);
+    make('w/rel', '#!/bin/sh\necho from-rank-dir\n', 0o755);
+    const path = ['a', 'b', 'c'].map((d) => join(bins, d)).join(':');
+    const t = await LocalTransport.connect(host);
+    const [p, q, r] = await t.startRanks(run('path'), [
+      rank('4', ['tool'], { env: { PATH: path } }),
+      rank('5', ['tool'], { env: { PATH: `rel:${path}` }, cwd: join(bins, 'w') }),
+      rank('6', ['tool'], { env: { PATH: join(bins, 'a') } }),
+    ]);
+    const [[outP], [outQ], endR] = await Promise.all([outputs(p!), outputs(q!), r!.ended]);
+    expect([outP, outQ]).toEqual(['from-c\n', 'from-rank-dir\n']);
+    expect(r!.startError).toMatch(/cannot start tool: .*Permission denied/);
+    expect(endR.code).toBe(127);
     await t.close();
   });
 

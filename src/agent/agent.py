@@ -158,6 +158,30 @@ def private_dir(path):
             os.chmod(cur, 0o700)
 
 
+_programs = {}
+
+
+def resolve_program(name, path):
+    """The file `name` runs from PATH, looked up once per start for all ranks (execvpe in each child
+    tries every PATH entry: a long PATH with pyenv/conda entries first costs each rank many failed
+    execs). None when it must be left to execvpe: a name with a slash, or a PATH with a relative
+    entry (relative to the rank's own working directory)."""
+    if "/" in name:
+        return None
+    dirs = (path if path is not None else os.defpath).split(os.pathsep)
+    if any(not d.startswith("/") for d in dirs):
+        return None
+    key = (name, path)
+    if key not in _programs:
+        _programs[key] = None
+        for d in dirs:
+            candidate = os.path.join(d, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                _programs[key] = candidate
+                break
+    return _programs[key]
+
+
 class Rank(object):
     def __init__(self, index, spec):
         self.index = index
@@ -396,12 +420,18 @@ class Agent(object):
     # ---- processes --------------------------------------------------------------------------------------
     def spawn(self, argv, env, cwd, cpus, pgid_own, stdin_data):
         """fork + exec with stdout/stderr pipes; returns (pid, {fd: kind}) or raises with the child's error."""
+        return self.exec_result(self.fork_exec(argv, env, cwd, cpus, pgid_own, stdin_data))
+
+    def fork_exec(self, argv, env, cwd, cpus, pgid_own, stdin_data):
+        """Forks a child that execs argv; returns without waiting for the exec (see exec_result), so that
+        the children of one start exec side by side instead of one after the other."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         exec_r, exec_w = os.pipe()
-        in_r = None
+        in_r = in_w = None
         if stdin_data is not None:
             in_r, in_w = os.pipe()
+        program = resolve_program(argv[0], env.get("PATH"))
         pid = os.fork()
         if pid == 0:
             try:
@@ -424,6 +454,11 @@ class Agent(object):
                 os.dup2(err_w, 2)
                 for fd in (0, 1, 2):
                     os.set_blocking(fd, True)
+                if program:
+                    try:
+                        os.execve(program, argv, env)
+                    except OSError:
+                        pass  # as execvpe would: go on along PATH
                 os.execvpe(argv[0], argv, env)
             except BaseException as e:
                 try:
@@ -438,6 +473,13 @@ class Agent(object):
                 os.setpgid(pid, pid)
             except OSError:
                 pass
+        if in_r is not None:
+            os.close(in_r)
+        return pid, out_r, err_r, exec_r, in_w, stdin_data
+
+    def exec_result(self, forked):
+        """Waits until a forked child has exec'd (or failed to): (pid, {fd: kind}), or raises its error."""
+        pid, out_r, err_r, exec_r, in_w, stdin_data = forked
         failure = b""
         while True:
             try:
@@ -448,8 +490,7 @@ class Agent(object):
                 break
             failure += chunk
         os.close(exec_r)
-        if in_r is not None:
-            os.close(in_r)
+        if in_w is not None:
             # Small inputs (scripts) fit in the pipe; larger ones are written blocking before we go on.
             os.set_blocking(in_w, True)
             try:
@@ -490,6 +531,9 @@ class Agent(object):
             private_dir(os.path.join(run_dir, "pids"))
         self.start_watchdog()
         started = []
+        forked = []
+        _programs.clear()  # looked up afresh at each start: the files may have changed
+        # Every rank forked first, then each exec waited for: the children exec side by side.
         for spec in req["ranks"]:
             rank = Rank(len(self.ranks), spec)
             self.ranks.append(rank)
@@ -501,10 +545,17 @@ class Agent(object):
             try:
                 if cwd:
                     os.makedirs(cwd, exist_ok=True)
-                pid, fds = self.spawn(spec["argv"], env, cwd, spec.get("cpus"), True, None)
+                forked.append((rank, self.fork_exec(spec["argv"], env, cwd, spec.get("cpus"), True, None)))
+            except OSError as e:
+                forked.append((rank, e))
+        for rank, child in forked:
+            try:
+                if isinstance(child, OSError):
+                    raise child
+                pid, fds = self.exec_result(child)
             except OSError as e:
                 rank.reported = True
-                started.append({"rank": rank.index, "error": "cannot start %s: %s" % (spec["argv"][0], e)})
+                started.append({"rank": rank.index, "error": "cannot start %s: %s" % (rank.spec["argv"][0], e)})
                 continue
             rank.pid = pid
             rank.fds = fds

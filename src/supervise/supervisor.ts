@@ -221,6 +221,7 @@ export async function supervise(
     };
     let procs: RankProcess[];
     try {
+      trace(`supervise: ${host}: starting ranks`);
       procs = await transport.startRanks(
         run,
         specs.map((s) => ({ label: s.label, argv: s.argv, env: s.env, cwd: s.cwd, cpus: s.cpus, device: s.deviceId })),
