@@ -213,6 +213,22 @@ describe.skipIf(!ssh)('ssh -G handles what the own parser does not', () => {
     });
   });
 
+  it('hosts asked together are answered each with its own settings, across batches of one shell each', async () => {
+    const c = both(['Match host h7', '  Port 2207', 'Host h*', '  HostName %h.cluster', '  User train']);
+    const names = Array.from({ length: 70 }, (_, i) => `h${i}`); // 3 batches of SSH_G_BATCH = 32
+    const got = await Promise.all(names.map((h) => c.openssh.host(h, h === 'h9' ? { user: 'ops', port: 2209 } : {})));
+    expect(got.map((g) => [g.hostname, g.user, g.port])).toEqual(
+      names.map((h) => [`${h}.cluster`, h === 'h9' ? 'ops' : 'train', h === 'h7' ? 2207 : h === 'h9' ? 2209 : 22]),
+    );
+  });
+
+  it('one host ssh refuses fails alone; the others of its batch are answered', async () => {
+    const c = both(['Host *', '  User train']);
+    const [bad, good] = await Promise.allSettled([c.openssh.host('-oProxyCommand=x', {}), c.openssh.host('ok', {})]);
+    expect(good).toMatchObject({ status: 'fulfilled', value: { hostname: 'ok', user: 'train' } });
+    expect(bad.status).toBe('rejected');
+  });
+
   it('a config ssh refuses is bad input naming the file and line', async () => {
     const c = both(['Host x', '  Bogus 1']);
     await expect(c.openssh.host('x', {})).rejects.toThrow(
