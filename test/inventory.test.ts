@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NpurunError } from '../src/errors.js';
-import { loadInventory, localHost, parseHostfile } from '../src/inventory/inventory.js';
+import { loadHostsFile, loadInventory, localHost, parseHostfile } from '../src/inventory/inventory.js';
 import type { HostSpec } from '../src/inventory/types.js';
 
 const dir = fileURLToPath(new URL('./fixtures/inventory/', import.meta.url));
@@ -108,6 +108,31 @@ describe('hostfiles (DeepSpeed/MPI form)', () => {
   });
 });
 
+describe('spares', () => {
+  it('are read with the same fields and defaults as hosts, apart from the hosts', async () => {
+    const inv = await loadHostsFile(dir + 'good-spares.yaml', { home });
+    expect(inv.hosts.map((h) => h.name)).toEqual(['server-a', 'server-b']);
+    expect(inv.spares.map((h) => [h.name, h.address, h.ssh?.user, h.ssh?.port, h.devices])).toEqual([
+      ['spare-1', '10.0.0.21', 'root', 22, 'auto'],
+      ['spare-2', '10.0.0.22', 'trainer', 2222, [0, 1, 2, 3]],
+    ]);
+    expect(inv.spares[0]?.ssh?.identityFiles).toEqual([`${home}/.ssh/id_ed25519`]);
+    // loadInventory is the hosts alone.
+    expect((await loadInventory(dir + 'good-spares.yaml', { home })).map((h) => h.name)).toEqual([
+      'server-a',
+      'server-b',
+    ]);
+  });
+
+  it('are none in a file without the list, and in a hostfile', async () => {
+    expect(
+      (await loadHostsFile(dir + 'good-full.yaml', { sshConfigText: readFileSync(dir + 'ssh_config', 'utf8'), home }))
+        .spares,
+    ).toEqual([]);
+    expect((await loadHostsFile(dir + 'good-hostfile', { home })).spares).toEqual([]);
+  });
+});
+
 describe('the launching machine without an inventory', () => {
   it('is local, at 127.0.0.1, named after this host, with every usable device', async () => {
     expect(localHost()).toEqual({ name: hostname(), address: '127.0.0.1', local: true, devices: 'auto' });
@@ -174,12 +199,25 @@ const bad: [file: string, message: RegExp][] = [
   ['bad-neither-ini', /bad-neither-ini:2: "\[servers\]" is not a host name or IP address; expected "host slots=N"/],
   [
     'bad-neither-prose.txt',
-    /bad-neither-prose\.txt: invalid hosts file: \(top level\): unknown key "These are our servers"; expected one of defaults, hosts/,
+    /bad-neither-prose\.txt: invalid hosts file: \(top level\): unknown key "These are our servers"; expected one of defaults, hosts, spares/,
   ],
   [
     'bad-binary',
     /bad-binary: not a hosts file \(binary content\): expected a YAML mapping with a `hosts:` list or "host slots=N" lines/,
   ],
+  [
+    'bad-spare-duplicate.yaml',
+    /bad-spare-duplicate\.yaml: spares\[0\]: "10\.0\.0\.12" is listed twice \(also hosts\[1\]\); expected each server once, as a host or as a spare/,
+  ],
+  [
+    'bad-spare-typo.yaml',
+    /bad-spare-typo\.yaml: invalid hosts file: spares\[0\]: unknown key "adress" \(did you mean "address"\?\)/,
+  ],
+  [
+    'bad-spares-not-list.yaml',
+    /bad-spares-not-list\.yaml: invalid hosts file: spares: expected array, got string "10\.0\.0\.21"/,
+  ],
+  ['bad-spare-localhost.yaml', /bad-spare-localhost\.yaml: mixes localhost with remote hosts or spares/],
   ['bad-hostfile-duplicate', /bad-hostfile-duplicate:2: "10\.0\.0\.1" is listed twice \(also line 1\)/],
   ['bad-hostfile-empty', /bad-hostfile-empty: no hosts listed; expected at least one host/],
   ['missing-file.yaml', /missing-file\.yaml: cannot read the hosts file: no such file or directory/],

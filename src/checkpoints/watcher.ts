@@ -168,6 +168,25 @@ export class CheckpointWatcher {
     await this.tick(true, new Set(endedBadly));
   }
 
+  /**
+   * A restart on other hosts (a spare in a lost host's place, a smaller world): watch the new plan's
+   * saving ranks. A rank saving into the same directory keeps its history, now listed through its new
+   * host (storage every host sees); a new directory gets its baseline at the next pass; ranks that
+   * no longer save stop counting towards "every saving rank completed".
+   */
+  follow(ranks: SavingRank[]): void {
+    const { units, shared } = watchUnits(ranks, this.pattern);
+    const before = new Map(this.states.map((s) => [s.unit.label, s]));
+    const next = units.map((unit) => {
+      const kept = before.get(unit.label);
+      if (kept && kept.unit.dir === unit.dir) return Object.assign(kept, { unit });
+      return { unit, own: new RankOwnership(), previous: [], observed: [], complete: [] };
+    });
+    this.states.splice(0, this.states.length, ...next);
+    this.shared.clear();
+    for (const [label, others] of shared) this.shared.set(label, others);
+  }
+
   /** The newest step every saving rank completed, as of the last pass. */
   latest(): CompleteStep | undefined {
     return this.steps.at(-1);

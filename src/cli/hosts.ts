@@ -12,18 +12,18 @@ import type { HostSpec } from '../plan/types.js';
 
 const warn = (m: string) => process.stderr.write(`npurun: warning: ${m}\n`);
 
-/** The hosts of `hostsFile` (else this machine), their SSH settings from `ssh -G` or ssh_config, and SSH options for their ProxyJump hops. */
+/** The hosts of `hostsFile` (else this machine) and its spares, their SSH settings from `ssh -G` or ssh_config, and SSH options for their ProxyJump hops. */
 export async function inventoryOf(hostsFile: string | undefined, sshConfigFlag: string | undefined) {
-  const [{ loadInventory, localHost }, { hostSettings, sshOptionsOf }, { expandTilde }] = await Promise.all([
+  const [{ loadHostsFile, localHost }, { hostSettings, sshOptionsOf }, { expandTilde }] = await Promise.all([
     import('../inventory/inventory.js'),
     import('../launch/hosts.js'),
     import('../plan/job.js'),
   ]);
   const settings = hostSettings(sshConfigFlag, warn);
-  const hosts = hostsFile
-    ? await loadInventory(resolve(expandTilde(hostsFile, '--hosts')), { settings, onWarning: warn })
-    : [localHost()];
-  return { hosts, ssh: sshOptionsOf(settings) };
+  const { hosts, spares } = hostsFile
+    ? await loadHostsFile(resolve(expandTilde(hostsFile, '--hosts')), { settings, onWarning: warn })
+    : { hosts: [localHost()], spares: [] };
+  return { hosts, spares, ssh: sshOptionsOf(settings) };
 }
 
 /** Every host of an inventory, probed over SSH (or locally): facts by host name. `check` runs before any connection. */

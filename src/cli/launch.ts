@@ -112,6 +112,14 @@ times from the newest checkpoint every saving rank completed, waiting 3 s, 6 s, 
       max: 86400,
       help: 'before a restart, wait up to S seconds for hosts that are lost or not ready (default 120)',
     },
+    'on-host-loss': {
+      type: 'string',
+      value: 'WHAT',
+      help: `at a restart, a host that cannot be reached or fails preflight: wait (up to
+--host-wait, then fail naming it) | spare (the first working host of the hosts file's
+spares: takes its place; same world size) | shrink (go on without it, fewer ranks)
+(default spare when the hosts file lists spares, else wait)`,
+    },
     'hang-timeout': {
       type: 'number',
       value: 'S',
@@ -172,6 +180,7 @@ const JOB_STRINGS: [keyof JobFlags, string][] = [
   ['rankDir', 'rank-dir'],
   ['remoteDir', 'remote-dir'],
   ['progressPattern', 'progress-pattern'],
+  ['onHostLoss', 'on-host-loss'],
 ];
 
 export function parseConsole(value: string | undefined): ConsoleChoice {
@@ -231,7 +240,7 @@ export function run(argv: string[]): Promise<number> {
     );
     const simulate = intFlag(args, 'simulate', 1, 16) ?? job.simulate;
     const hostsFile = stringFlag(args, 'hosts') ?? job.hostsFile;
-    const { hosts, ssh } = await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
+    const { hosts, spares, ssh } = await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
     if (simulate !== undefined && hosts.some((h) => !h.local))
       throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
     const resumeRun = stringFlag(args, 'resume');
@@ -248,6 +257,7 @@ export function run(argv: string[]): Promise<number> {
       ...(resumeRun ? { resume: { runId: resumeRun } } : {}),
       job,
       hosts,
+      spares,
       ...(simulate !== undefined ? { simulate } : {}),
       dryRun: boolFlag(args, 'dry-run'),
       json: boolFlag(args, 'json'),

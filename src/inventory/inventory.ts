@@ -29,6 +29,13 @@ interface HostEntry extends HostSettings {
 interface HostsFile {
   defaults?: HostSettings;
   hosts: HostEntry[];
+  spares?: HostEntry[];
+}
+
+/** A hosts file read: the job's hosts in rank order, and the spares that may stand in for a lost one. */
+export interface Inventory {
+  hosts: HostSpec[];
+  spares: HostSpec[];
 }
 
 export interface InventoryOptions {
@@ -159,10 +166,11 @@ function looksLikeYaml(text: string): boolean {
 }
 
 /**
- * Reads a hosts file: YAML (a mapping with `hosts:`, validated against schemas/hosts.schema.json) or
- * a DeepSpeed/MPI hostfile (`host slots=N` lines). Values in the file win over ssh_config.
+ * Reads a hosts file: YAML (a mapping with `hosts:` and optional `spares:`, validated against
+ * schemas/hosts.schema.json) or a DeepSpeed/MPI hostfile (`host slots=N` lines, no spares). Values in
+ * the file win over ssh_config.
  */
-export async function loadInventory(file: string, opts: InventoryOptions = {}): Promise<HostSpec[]> {
+export async function loadHostsFile(file: string, opts: InventoryOptions = {}): Promise<Inventory> {
   const home = opts.home ?? homedir();
   const settings = opts.settings ?? ownParserSource(opts.sshConfigText, home, opts.onWarning);
   const text = readInputText(file, 'hosts file', YAML_MAX_BYTES);
@@ -180,15 +188,15 @@ export async function loadInventory(file: string, opts: InventoryOptions = {}): 
     if (err instanceof NpurunError && !/not valid YAML:/.test(err.message)) throw err;
     yamlBroken = true;
   }
-  // `label` names an entry inside the file: "hosts[1]" (YAML) or "line 3" (hostfile).
+  // `label` names an entry inside the file: "hosts[1]", "spares[0]" (YAML) or "line 3" (hostfile).
   let entries: { entry: HostEntry; where: string; label: string }[];
+  let spareCount = 0;
   if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
     const inv = loadYamlFile(file, 'hosts.schema.json', 'hosts file') as HostsFile;
-    entries = inv.hosts.map((e, i) => ({
-      entry: { ...inv.defaults, ...e },
-      where: `${file}: hosts[${i}]`,
-      label: `hosts[${i}]`,
-    }));
+    const listed = (list: HostEntry[], key: string) =>
+      list.map((e, i) => ({ entry: { ...inv.defaults, ...e }, where: `${file}: ${key}[${i}]`, label: `${key}[${i}]` }));
+    spareCount = inv.spares?.length ?? 0;
+    entries = [...listed(inv.hosts, 'hosts'), ...listed(inv.spares ?? [], 'spares')];
   } else if (Array.isArray(parsed) || (yamlBroken && looksLikeYaml(text))) {
     // Broken YAML: report its line and column; a YAML list: say what the top level must be.
     if (yamlBroken) loadYamlFile(file, 'hosts.schema.json', 'hosts file');
@@ -205,25 +213,30 @@ export async function loadInventory(file: string, opts: InventoryOptions = {}): 
   }
   if (entries.length === 0) throw inputError(file, 'no hosts listed; expected at least one host');
   // Every host resolved at once: `ssh -G` bounds its own processes (transport/openssh.ts).
-  const hosts = await Promise.all(entries.map(({ entry, where }) => toHost(entry, where, file, settings, home)));
+  const all = await Promise.all(entries.map(({ entry, where }) => toHost(entry, where, file, settings, home)));
   const seen = new Map<string, number>();
-  hosts.forEach((h, i) => {
+  all.forEach((h, i) => {
     for (const key of new Set([h.address, h.name])) {
       const prev = seen.get(key);
       if (prev !== undefined) {
         throw inputError(
           entries[i]?.where as string,
-          `"${key}" is listed twice (also ${entries[prev]?.label}); expected each server once`,
+          `"${key}" is listed twice (also ${entries[prev]?.label}); expected each server once, as a host or as a spare`,
         );
       }
       seen.set(key, i);
     }
   });
-  if (hosts.some((h) => h.local) && hosts.length > 1) {
+  if (all.some((h) => h.local) && all.length > 1) {
     throw inputError(
       file,
-      'mixes localhost with remote hosts: the remote ranks could not reach 127.0.0.1; expected this machine listed by its network address',
+      `mixes localhost with remote ${spareCount > 0 ? 'hosts or spares' : 'hosts'}: the remote ranks could not reach 127.0.0.1; expected this machine listed by its network address`,
     );
   }
-  return hosts;
+  return { hosts: all.slice(0, all.length - spareCount), spares: all.slice(all.length - spareCount) };
+}
+
+/** The hosts of a hosts file (its spares aside): see `loadHostsFile`. */
+export async function loadInventory(file: string, opts: InventoryOptions = {}): Promise<HostSpec[]> {
+  return (await loadHostsFile(file, opts)).hosts;
 }

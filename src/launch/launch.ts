@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { EXIT, isNpurunError, NpurunError } from '../errors.js';
+import { EXIT, NpurunError } from '../errors.js';
 import { failureReport } from '../supervise/failure-report.js';
 import { readRunRecord, STOP_REQUEST_FILE } from '../run-folder/record.js';
-import type { HostSpec, JobSpec, RunPlan } from '../plan/types.js';
+import type { HostLossPolicy, HostSpec, JobSpec, RunPlan } from '../plan/types.js';
 import { describePlan, planRun, type PlanInput } from '../plan/plan.js';
 import { newRunId } from '../plan/run-id.js';
 import { serializeRankTable } from '../ranktable/generate.js';
@@ -14,11 +14,11 @@ import { supervise, type RunControl, type RunOutcome, type SupervisorEvent } fro
 import { HangDetector } from './hang-detector.js';
 import type { SshOptions } from '../transport/ssh.js';
 import type { HostTransport } from '../transport/types.js';
-import { connectHost, preflight, scriptOf, type PreflightOptions } from './preflight.js';
+import { connectHost, DEFAULT_FANOUT, preflight, scriptOf, type PreflightOptions } from './preflight.js';
+import { hostLossPolicy, hostsForRestart, type HostSwap } from './host-loss.js';
 import { CheckpointWatcher, savingRanks } from '../checkpoints/watcher.js';
 import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
 import type { CompleteStep } from '../checkpoints/policy.js';
-import type { HostFacts } from '../devices/types.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
 import { hasContent, writeSummary } from '../summary/run-summary.js';
 import { renderStragglers } from '../summary/stragglers.js';
@@ -29,6 +29,8 @@ import { trace } from '../trace.js';
 export interface LaunchRequest {
   job: JobSpec;
   hosts: HostSpec[];
+  /** The hosts file's `spares:`: stand-ins for a host lost at a restart (--on-host-loss spare). */
+  spares?: HostSpec[];
   simulate?: number;
   dryRun: boolean;
   json: boolean;
@@ -107,6 +109,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
   const progress = req.json ? 'none' : process.stderr.isTTY && process.stdout.isTTY ? 'tty' : 'lines';
   if (!req.job.command[0])
     throw new NpurunError('input', 'no command to run: give it after `--` or as `command:` in the job file');
+  const onHostLoss = hostLossPolicy(req.job, req.spares ?? []);
   trace(`launch: preflight of ${req.hosts.length} hosts`);
   const { transports, facts } = await preflight(req.hosts, preflightOptions(req, req.job.command, progress));
   trace('launch: preflight done');
@@ -143,7 +146,7 @@ export async function launch(req: LaunchRequest): Promise<LaunchResult> {
     out.write(req.json ? JSON.stringify(plan, null, 2) + '\n' : describePlan(plan) + '\n');
     return { exitCode: EXIT.ok, plan };
   }
-  return runPlanned(plan, transports, req).finally(async () => {
+  return runPlanned(plan, transports, req, onHostLoss).finally(async () => {
     await closeAll();
     trace('launch: connections closed');
   });
@@ -241,6 +244,7 @@ async function runPlanned(
   first: RunPlan,
   transports: Map<string, HostTransport>,
   req: LaunchRequest,
+  onHostLoss: HostLossPolicy,
 ): Promise<LaunchResult> {
   const say = (line: string) => process.stderr.write(line + '\n');
   let hang: HangDetector | undefined;
@@ -276,10 +280,15 @@ async function runPlanned(
   let report: string | undefined;
   let stoppedBy: string | undefined;
   let resumedFrom: CompleteStep | undefined;
+  let hostChange: { replaced?: HostSwap[]; dropped?: string[] } = {};
+  // A run that cannot go on (a host could not be had): its exit code and why, in place of the last attempt's.
+  let ended: { exitCode: number; report: string } | undefined;
+  const spares = [...(req.spares ?? [])];
   for (let attempt = 1; ; attempt++) {
     recorder.beginAttempt(
       attempt,
       resumedFrom ? { epoch: resumedFrom.epoch, step: resumedFrom.step, files: resumedFrom.files } : null,
+      { world_size: plan.worldSize, ...hostChange },
     );
     try {
       await copyRankTable(plan, transports);
@@ -324,12 +333,26 @@ async function runPlanned(
     });
     if (outcome.status !== 'failed' || attempt > plan.job.maxRestarts) break;
     if (report) say(report);
-    const next = await nextAttempt(plan, transports, req, watcher, attempt, say);
+    const next = await nextAttempt(plan, transports, req, { policy: onHostLoss, spares }, watcher, attempt, say);
     if (!next) break;
+    if ('exitCode' in next) {
+      ended = next;
+      break;
+    }
     plan = next.plan;
     analysis.replanned(plan);
     resumedFrom = next.from;
+    hostChange = {
+      ...(next.replaced.length > 0 ? { replaced: next.replaced } : {}),
+      ...(next.dropped.length > 0 ? { dropped: next.dropped } : {}),
+    };
+    if (next.replaced.length > 0 || next.dropped.length > 0) {
+      recorder.replan(plan);
+      watcher?.follow(savingRanks(plan));
+    }
   }
+  if (ended) report = [report, ended.report].filter((r) => r !== undefined).join('\n');
+  const exitCode = ended?.exitCode ?? outcome.exitCode;
   await watcher?.stop(outcome.ranks.filter((r) => r.code !== 0).map((r) => r.label));
   const latest = watcher?.latest();
   if (latest) recorder.event('ckpt-latest', { ...latest });
@@ -339,7 +362,7 @@ async function runPlanned(
   else say(`npurun: run ${plan.runId}: all ${plan.ranks.length} ranks succeeded`);
   await recorder.finish({
     status: outcome.status,
-    exitCode: outcome.exitCode,
+    exitCode,
     ...(outcome.rootCause ? { rootCause: outcome.rootCause.label } : {}),
     ...(report ? { report } : {}),
     ...(stoppedBy ? { stoppedBy } : {}),
@@ -361,22 +384,64 @@ async function runPlanned(
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
   for (const line of renderStragglers(stragglers)) say(`npurun: ${line}`);
   if (latest) say(`npurun: latest checkpoint every saving rank completed: epoch ${latest.epoch}, step ${latest.step}`);
-  return { exitCode: outcome.exitCode, plan, outcome, runDir: recorder.dir };
+  return { exitCode, plan, outcome, runDir: recorder.dir };
+}
+
+/** The next attempt, planned; or how the run ends when it cannot go on. */
+type NextAttempt =
+  | { plan: RunPlan; from: CompleteStep | undefined; replaced: HostSwap[]; dropped: string[] }
+  | { exitCode: number; report: string };
+
+/** "host h2 replaced by spare h3 (4 ranks, as before)" / "going on without host h2: 2 ranks on 1 host (was 4)". */
+function hostChangeLine(
+  attempt: number,
+  next: RunPlan,
+  before: RunPlan,
+  replaced: HostSwap[],
+  dropped: string[],
+): string {
+  const ranks = (n: number) => `${n} rank${n === 1 ? '' : 's'}`;
+  const parts = replaced.map((r) => `host ${r.host} replaced by spare ${r.by}`);
+  if (replaced.length > 0) parts[parts.length - 1] += ` (${ranks(next.worldSize)}, as before)`;
+  if (dropped.length > 0)
+    parts.push(
+      `going on without host${dropped.length === 1 ? '' : 's'} ${dropped.join(', ')}: ${ranks(next.worldSize)} on ${next.hosts.length} host${next.hosts.length === 1 ? '' : 's'} (was ${before.worldSize})`,
+    );
+  return `npurun: attempt ${attempt}: ${parts.join('; ')}${next.rankTable ? '; new rank table' : ''}`;
+}
+
+/**
+ * A rank moved to a spare resumes from a file written on another host: it must be on storage the
+ * spare sees too. Undefined when every such file is there, else what is missing.
+ */
+async function missingOnSpares(plan: RunPlan, replaced: HostSwap[], transports: Map<string, HostTransport>) {
+  const spares = new Set(replaced.map((r) => r.by));
+  for (const r of plan.ranks) {
+    const path = r.env.NPURUN_RESUME_CKPT;
+    const t = transports.get(r.host);
+    if (!path || !t || !spares.has(r.host)) continue;
+    const listing = await t.listDir(posix.dirname(path)).catch(() => null);
+    if (!listing?.some((f) => f.name === posix.basename(path)))
+      return `rank ${r.label}'s checkpoint ${path} is not on spare ${r.host} (checkpoints must be on storage every host sees for a spare to resume them)`;
+  }
+  return undefined;
 }
 
 /**
  * Prepares a restart after attempt `failed`: waits the backoff (Ctrl-C ends the run instead), closes
- * the agents, connects and probes every host again, and plans the same ranks from the newest complete
- * checkpoint. Undefined when the run cannot go on (stopped, or a host cannot be had: said why).
+ * the agents, connects and probes every host again (a lost one waited for, replaced by a spare or left
+ * out, as `--on-host-loss` says), and plans the job from the newest complete checkpoint. Undefined when
+ * the run is stopped or cannot be planned again (said why); an exit code when a host cannot be had.
  */
 async function nextAttempt(
   plan: RunPlan,
   transports: Map<string, HostTransport>,
   req: LaunchRequest,
+  loss: { policy: HostLossPolicy; spares: HostSpec[] },
   watcher: CheckpointWatcher | undefined,
   failed: number,
   say: (line: string) => void,
-): Promise<{ plan: RunPlan; from: CompleteStep | undefined } | undefined> {
+): Promise<NextAttempt | undefined> {
   const wait = restartBackoff(failed);
   const left = plan.job.maxRestarts - failed + 1;
   say(`npurun: attempt ${failed} failed; restarting in ${wait} s (${left} restart${left === 1 ? '' : 's'} left)`);
@@ -386,50 +451,73 @@ async function nextAttempt(
   }
   await Promise.all([...transports.values()].map((t) => t.close()));
   transports.clear();
-  // A host that cannot be had (lost, rebooting) is waited for, up to --host-wait seconds.
-  const deadline = Date.now() + plan.job.hostWaitSeconds * 1000;
-  let facts: Record<string, HostFacts> | undefined;
-  for (let tries = 1; facts === undefined; tries++) {
-    try {
-      const pf = await preflight(req.hosts, preflightOptions(req, plan.job.command, req.json ? 'none' : 'lines'));
-      for (const [name, t] of pf.transports) transports.set(name, t);
-      facts = pf.facts;
-    } catch (err) {
-      const why = `${err instanceof Error ? err.message : String(err)}${isNpurunError(err) && err.details.length ? `\n  ${err.details.join('\n  ')}` : ''}`;
-      const left = Math.round((deadline - Date.now()) / 1000);
-      if (left <= 0) {
-        say(`npurun: cannot restart: ${why}`);
-        return undefined;
-      }
-      say(`npurun: restart: not every host is ready (try ${tries}); waiting for them, ${left} s left\n  ${why}`);
-      if (!(await waitUnlessStopped(Math.min(5, left)))) return undefined;
-    }
+  const options = preflightOptions(req, plan.job.command, req.json ? 'none' : 'lines');
+  const had = await hostsForRestart({
+    hosts: plan.hosts,
+    spares: loss.spares,
+    policy: loss.policy,
+    waitSeconds: plan.job.hostWaitSeconds,
+    fanout: req.fanout ?? DEFAULT_FANOUT,
+    probe: (h) => preflight([h], options),
+    sleep: waitUnlessStopped,
+    say,
+  });
+  if (!had) {
+    say('npurun: stopped while waiting for hosts');
+    return undefined;
   }
+  if ('lost' in had) {
+    const hosts = `host${had.lost.length === 1 ? '' : 's'} ${had.lost.join(', ')}`;
+    const report = `npurun: cannot restart: ${hosts} could not be had within ${plan.job.hostWaitSeconds} s (--host-wait)${loss.policy === 'spare' ? ' and no spare was left' : ''}\n  ${had.why.join('\n  ')}`;
+    return { exitCode: EXIT.host, report };
+  }
+  for (const [name, t] of had.transports) transports.set(name, t);
   const step = watcher?.latest();
   say(
     step
       ? `npurun: attempt ${failed + 1} resumes from epoch ${step.epoch}, step ${step.step} (every saving rank completed it)`
       : `npurun: attempt ${failed + 1} starts from the beginning: no checkpoint every saving rank completed`,
   );
+  const cannot = (why: string) => {
+    say(`npurun: cannot restart: ${why}`);
+    return undefined;
+  };
   try {
+    const resume = step ? resumeOf(plan, step) : undefined;
+    const map = plan.job.resumeMap ?? 'error';
     const next = planRun({
       runId: plan.runId,
       job: plan.job,
-      hosts: req.hosts,
-      facts,
-      ...(step ? { resume: resumeOf(plan, step) } : {}),
+      hosts: had.hosts,
+      facts: had.facts,
+      // Fewer ranks loading rank 0's file (resume_map rank0): none takes its own.
+      ...(resume ? { resume: had.dropped.length > 0 && map === 'rank0' ? { ...resume, byLabel: {} } : resume } : {}),
       onWarning: (m) => say(`npurun: warning: ${m}`),
     });
-    const same =
-      next.ranks.map((r) => `${r.label}@${r.host}`).join(' ') ===
-      plan.ranks.map((r) => `${r.label}@${r.host}`).join(' ');
-    if (!same) {
-      say('npurun: cannot restart: the hosts no longer give the same ranks (a device became unusable?)');
-      return undefined;
+    if (had.replaced.length === 0 && had.dropped.length === 0) {
+      const same =
+        next.ranks.map((r) => `${r.label}@${r.host}`).join(' ') ===
+        plan.ranks.map((r) => `${r.label}@${r.host}`).join(' ');
+      if (!same) return cannot('the hosts no longer give the same ranks (a device became unusable?)');
+    } else if (had.replaced.length > 0 && had.dropped.length === 0 && next.worldSize !== plan.worldSize) {
+      return cannot(
+        `with ${had.replaced.map((r) => `spare ${r.by}`).join(', ')} the hosts give ${next.worldSize} ranks, the run has ${plan.worldSize} (a spare needs as many usable devices as the host it replaces)`,
+      );
     }
-    return { plan: next, from: step };
+    if (resume && had.dropped.length > 0)
+      checkResumeWorld(next, {
+        ...resume,
+        runId: plan.runId,
+        map,
+        oldRanks: plan.ranks.filter((r) => r.role === 'rank').map((r) => r.label),
+        savers: Object.keys(resume.byLabel),
+      });
+    const missing = resume ? await missingOnSpares(next, had.replaced, transports) : undefined;
+    if (missing) return cannot(missing);
+    if (had.replaced.length > 0 || had.dropped.length > 0)
+      say(hostChangeLine(failed + 1, next, plan, had.replaced, had.dropped));
+    return { plan: next, from: step, replaced: had.replaced, dropped: had.dropped };
   } catch (err) {
-    say(`npurun: cannot restart: ${err instanceof Error ? err.message : String(err)}`);
-    return undefined;
+    return cannot(err instanceof Error ? err.message : String(err));
   }
 }

@@ -3,7 +3,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDeviceList } from '../devices/device-list.js';
 import { inputError } from '../errors.js';
 import { loadYamlFile } from '../schema.js';
-import type { CheckpointPolicy, JobSpec, ProfileName } from './types.js';
+import type { CheckpointPolicy, HostLossPolicy, JobSpec, ProfileName } from './types.js';
 
 /** A job file as written (snake_case, schemas/job.schema.json), with the file it came from. */
 export interface JobFile {
@@ -30,6 +30,7 @@ export interface JobFile {
   progress_pattern?: string;
   restarts?: number;
   host_wait?: number;
+  on_host_loss?: HostLossPolicy;
   resume_arg?: string;
   resume_map?: 'error' | 'rank0' | 'same-rank';
   eval?: { dataset_size?: number };
@@ -64,9 +65,11 @@ export interface JobFlags {
   progressPattern?: string;
   maxRestarts?: number;
   hostWaitSeconds?: number;
+  onHostLoss?: string;
 }
 
 export const PROFILES: readonly ProfileName[] = ['mindspore', 'msrun', 'tensorflow', 'torch'];
+export const HOST_LOSS_POLICIES: readonly HostLossPolicy[] = ['wait', 'spare', 'shrink'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function loadJobFile(file: string): JobFile {
@@ -353,5 +356,14 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   if (f.resume_arg !== undefined) job.resumeArg = f.resume_arg;
   if (f.resume_map !== undefined) job.resumeMap = f.resume_map;
   if (f.eval?.dataset_size !== undefined) job.evalDatasetSize = f.eval.dataset_size;
+  const onHostLoss = flags.onHostLoss ?? f.on_host_loss;
+  if (onHostLoss !== undefined) {
+    if (!(HOST_LOSS_POLICIES as readonly string[]).includes(onHostLoss))
+      throw inputError(
+        flags.onHostLoss !== undefined ? '--on-host-loss' : `${where}: on_host_loss`,
+        `"${onHostLoss}" is not one of ${HOST_LOSS_POLICIES.join(', ')}`,
+      );
+    job.onHostLoss = onHostLoss as HostLossPolicy;
+  }
   return job;
 }

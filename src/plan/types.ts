@@ -3,6 +3,9 @@ import type { RankTable } from '../ranktable/types.js';
 
 export type ProfileName = 'mindspore' | 'msrun' | 'tensorflow' | 'torch';
 
+/** What a restart does about a host it cannot have: wait for it, put a spare in its place, or go on without it. */
+export type HostLossPolicy = 'wait' | 'spare' | 'shrink';
+
 export type { HostSpec, SshSettings } from '../inventory/types.js';
 import type { HostSpec } from '../inventory/types.js';
 
@@ -55,6 +58,8 @@ export interface JobSpec {
   maxRestarts: number;
   /** Before a restart, seconds to wait for hosts that cannot be reached or are not ready. */
   hostWaitSeconds: number;
+  /** `--on-host-loss` / `on_host_loss:` as given; unset: `spare` when the hosts file lists spares, else `wait`. */
+  onHostLoss?: HostLossPolicy;
   /** Job-file `simulate: N`: run on the local host with N simulated NPUs (demo, CI). */
   simulate?: number;
   /** Argument appended on `--resume`, `{path}` replaced by the checkpoint (e.g. "--pre_trained={path}"). */

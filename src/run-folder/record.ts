@@ -52,6 +52,12 @@ export interface AttemptRecord {
   exit_code: number | null;
   /** The checkpoint it resumed from (each saving rank's file of that step), or null. */
   resumed_from: { epoch: number; step: number; files: Record<string, string> } | null;
+  /** Ranks of this attempt (smaller than the first's after a shrink). */
+  world_size?: number;
+  /** Lost hosts and the spares that took their places for this attempt. */
+  replaced?: { host: string; by: string }[];
+  /** Lost hosts this attempt goes on without (--on-host-loss shrink). */
+  dropped?: string[];
 }
 
 export interface RunRecord {

@@ -298,6 +298,9 @@ export class RunRecorder {
   /** `--console collapse`: identical lines of several ranks shown once. */
   private readonly collapser: Collapser | undefined;
   private collapseTimer: NodeJS.Timeout | undefined;
+  private readonly consoleChoice: ConsoleChoice;
+  private readonly color: boolean;
+  private readonly newFile: (path: string, what: string) => Destination;
 
   private constructor(dir: string, opts: RunRecorderOptions) {
     this.dir = dir;
@@ -326,28 +329,16 @@ export class RunRecorder {
     );
 
     const out = opts.out ?? process.stdout;
+    this.consoleChoice = opts.console;
+    this.color = opts.color ?? wantsColor(out);
     const shown = consoleRanks(opts.console, opts.plan.ranks);
-    const prefixes = new ConsolePrefixes(shown, opts.color ?? wantsColor(out));
     this.console = shown.length > 0 ? new Destination(out) : undefined;
-    const file = (path: string, what: string) =>
+    this.newFile = (path: string, what: string) =>
       new Destination(createWriteStream(path, { highWaterMark: FILE_HIGH_WATER_MARK }), (err) =>
         this.problem(`cannot write ${path} (${describeFsError(err)}): ${what} is no longer saved; the run goes on`),
       );
-    this.merged = file(join(dir, MERGED_LOG_FILE), 'the merged log');
-    for (const spec of opts.plan.ranks) {
-      const consolePrefix = prefixes.of(spec.label);
-      this.slots.set(spec.label, {
-        spec,
-        file: file(rankLogPath(dir, spec.label), `rank ${spec.label}'s output`),
-        mergedPrefix: {
-          stdout: Buffer.from(mergedPrefix(spec, 'stdout')),
-          stderr: Buffer.from(mergedPrefix(spec, 'stderr')),
-        },
-        consolePrefix: consolePrefix === undefined ? undefined : Buffer.from(consolePrefix),
-        lastLines: [],
-        channels: [],
-      });
-    }
+    this.merged = this.newFile(join(dir, MERGED_LOG_FILE), 'the merged log');
+    this.placeRanks(opts.plan.ranks);
     this.event('launch', {
       argv: this.record.argv,
       cwd: this.record.cwd,
@@ -383,8 +374,58 @@ export class RunRecorder {
     return channel;
   }
 
+  /** Each rank's slot: its log file (opened once, kept across attempts) and its prefixes, which follow its host. */
+  private placeRanks(ranks: RankSpec[]): void {
+    const prefixes = new ConsolePrefixes(consoleRanks(this.consoleChoice, ranks), this.color);
+    for (const spec of ranks) {
+      const consolePrefix = prefixes.of(spec.label);
+      const placed = {
+        spec,
+        mergedPrefix: {
+          stdout: Buffer.from(mergedPrefix(spec, 'stdout')),
+          stderr: Buffer.from(mergedPrefix(spec, 'stderr')),
+        },
+        consolePrefix: consolePrefix === undefined ? undefined : Buffer.from(consolePrefix),
+      };
+      const slot = this.slots.get(spec.label);
+      if (slot) Object.assign(slot, placed);
+      else
+        this.slots.set(spec.label, {
+          ...placed,
+          file: this.newFile(rankLogPath(this.dir, spec.label), `rank ${spec.label}'s output`),
+          lastLines: [],
+          channels: [],
+        });
+    }
+  }
+
+  /**
+   * The next attempt runs on other hosts (a spare in a lost host's place, or fewer of them): run.json's
+   * hosts, ranks and world size, the rank table copy and the log prefixes follow the new plan. Ranks
+   * no longer planned keep their log files.
+   */
+  replan(plan: RunPlan): void {
+    this.placeRanks(plan.ranks);
+    Object.assign(this.record, {
+      inventory: plan.hosts.map(recordedHost),
+      world_size: plan.worldSize,
+      master_addr: plan.masterAddr,
+      ranks: plan.ranks.map(recordedRank),
+    });
+    try {
+      if (plan.rankTable) writeRankTableCopy(this.dir, plan.rankTable);
+    } catch (err) {
+      this.problem(`cannot write the new rank table into ${this.dir} (${describeFsError(err)}); the run goes on`);
+    }
+    this.saveRecord();
+  }
+
   /** Starts attempt `n` of the job (1 at first; more with --max-restarts): events and run.json say which. */
-  beginAttempt(n: number, resumedFrom: AttemptRecord['resumed_from']): void {
+  beginAttempt(
+    n: number,
+    resumedFrom: AttemptRecord['resumed_from'],
+    hosts: Pick<AttemptRecord, 'world_size' | 'replaced' | 'dropped'> = {},
+  ): void {
     this.attempt = n;
     if (n > 1) for (const r of this.record.ranks) r.exit = null;
     this.record.attempts = [
@@ -397,9 +438,10 @@ export class RunRecorder {
         root_cause: null,
         exit_code: null,
         resumed_from: resumedFrom,
+        ...hosts,
       },
     ];
-    this.event('attempt-start', { resumed_from: resumedFrom });
+    this.event('attempt-start', { resumed_from: resumedFrom, ...hosts });
     this.saveRecord();
   }
 
