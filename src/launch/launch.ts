@@ -21,7 +21,7 @@ import { CKPT_INDEX_FILE } from '../checkpoints/ownership.js';
 import type { CompleteStep } from '../checkpoints/policy.js';
 import { checkResumeWorld, resumeFrom } from '../checkpoints/scan.js';
 import { hasContent, writeSummary } from '../summary/run-summary.js';
-import { renderStragglers } from '../summary/stragglers.js';
+import { renderStragglers, StragglerWatch } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
 import { RunAnalysis } from './run-analysis.js';
 import { trace } from '../trace.js';
@@ -203,6 +203,24 @@ function preflightOptions(
   };
 }
 
+/** Every few seconds, ranks that fell behind while the run goes: on the console and in events.jsonl. */
+const STRAGGLER_CHECK_MS = 5000;
+function sayStragglers(
+  watch: StragglerWatch,
+  analysis: RunAnalysis,
+  recorder: RunRecorder,
+  say: (line: string) => void,
+): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    for (const line of watch.check(analysis.stepTimes, Date.now())) {
+      say(`npurun: ${line}`);
+      recorder.event('straggler', { line });
+    }
+  }, STRAGGLER_CHECK_MS);
+  timer.unref();
+  return timer;
+}
+
 /** Seconds before restart attempt n+1 (after n failed): 3, 6, 12, ... at most 60. */
 export function restartBackoff(failed: number): number {
   return Math.min(60, 3 * 2 ** (failed - 1));
@@ -249,6 +267,8 @@ async function runPlanned(
   const say = (line: string) => process.stderr.write(line + '\n');
   let hang: HangDetector | undefined;
   const analysis = new RunAnalysis(first);
+  // One for every attempt: a rank named once is not named again at each restart.
+  const behind = new StragglerWatch();
   const recorder = await RunRecorder.create({
     ...(first.job.hangTimeoutSeconds !== undefined
       ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) }
@@ -306,6 +326,7 @@ async function runPlanned(
     if (attempt === 1) await watcher?.start();
     hang = plan.job.hangTimeoutSeconds !== undefined ? new HangDetector(plan, transports, recorder, say) : undefined;
     const current = hang;
+    const liveStragglers = sayStragglers(behind, analysis, recorder, say);
     outcome = await supervise(plan, transports, {
       graceSeconds: plan.job.graceSeconds,
       orphanGraceSeconds: req.orphanGraceSeconds,
@@ -322,6 +343,7 @@ async function runPlanned(
       },
     });
     current?.stop();
+    clearInterval(liveStragglers);
     stoppedBy = outcome.status === 'interrupted' ? whoStopped(recorder.dir, outcome.interruptedBy) : undefined;
     report =
       [current?.report, failureReport(outcome, recorder, plan, stoppedBy)].filter((r) => r !== undefined).join('\n') ||

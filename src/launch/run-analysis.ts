@@ -88,7 +88,10 @@ export class RunAnalysis {
 
   /** A restart's plan: a rank may now run on another host (a spare). */
   replanned(plan: RunPlan): void {
-    for (const r of plan.ranks) this.where.set(r.label, { host: r.host, device: r.deviceId ?? null });
+    for (const r of plan.ranks) {
+      this.where.set(r.label, { host: r.host, device: r.deviceId ?? null });
+      Object.assign(this.times.get(r.label) ?? {}, { host: r.host, device: r.deviceId ?? null });
+    }
   }
 
   summary(): RunSummary {
@@ -100,6 +103,11 @@ export class RunAnalysis {
 
   stragglers(): Straggler[] {
     return judgeStragglers(this.times);
+  }
+
+  /** Each rank's step times so far: the live straggler watch judges them while the run goes. */
+  get stepTimes(): ReadonlyMap<string, RankTimes> {
+    return this.times;
   }
 
   /** Closes metrics.jsonl; rejects with the first write error (a full disk), once the file is closed. */
