@@ -605,12 +605,15 @@ class Agent(object):
                 os.set_blocking(r, True)
                 while True:
                     try:
-                        if not os.read(r, 64):
-                            break
+                        got = os.read(r, 64)
                     except InterruptedError:
                         continue
                     except OSError:
                         break
+                    if not got:
+                        break  # the agent is gone without saying it was done: stop everything it ran
+                    if b"done" in got:
+                        os._exit(0)  # the agent ended cleanly and has already stopped everything
                 for sig, pause in ((signal.SIGTERM, self.orphan_grace), (signal.SIGKILL, 0.0)):
                     signal_pids(tagged_pids(self.tag + "/"), sig)
                     end = time.monotonic() + pause
@@ -846,8 +849,22 @@ class Agent(object):
                 except OSError:
                     pass
         if self.watchdog_w is not None:
+            # Nothing tagged is left (stopped above): the watchdog may go without scanning, and the
+            # agent outlives it, so that no process of the run is left when the launcher sees it end.
+            try:
+                os.write(self.watchdog_w, b"done")
+            except OSError:
+                pass
             os.close(self.watchdog_w)
             self.watchdog_w = None
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                try:
+                    if os.waitpid(self.watchdog_pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break  # already reaped with the ranks
+                time.sleep(0.002)
 
     def loop(self):
         self.event({"ev": "hello", "pid": os.getpid(), "python": sys.executable,
