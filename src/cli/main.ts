@@ -91,6 +91,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`npurun: unknown command "${name}"; expected one of: ${Object.keys(COMMANDS).join(', ')}\n`);
     return EXIT.input;
   }
+  // A launch without hosts runs its ranks here: its agent can start while the command loads.
+  if (name === 'launch' && !rest.some((a) => /^(--hosts|--dry-run|--help|-h|--engine)(=|$)/.test(a))) {
+    const { startLocalAgentEarly } = await import('../transport/local.js');
+    startLocalAgentEarly();
+  }
   try {
     const mod = await entry.load();
     return await mod.run(rest);

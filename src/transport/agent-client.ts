@@ -33,6 +33,12 @@ export function hostProgram(name: 'agent.py' | 'leftovers.py'): Buffer {
   return source;
 }
 
+/** What the agent's bootstrap reads from stdin: a length line, then the agent's source. */
+export function agentSource(): Buffer {
+  const source = hostProgram('agent.py');
+  return Buffer.concat([Buffer.from(`${source.length}\n`), source]);
+}
+
 /**
  * A shell command that runs a host-side Python program with the agent's own interpreter (NPURUN_PYTHON,
  * set by the agent for the commands it runs); the program's source and its arguments go on stdin.
@@ -151,10 +157,8 @@ export class AgentClient {
   }
 
   /** Sends the program and waits for its hello (which says the interpreter works). */
-  start(timeoutMs = 60_000): Promise<AgentHello> {
-    const source = hostProgram('agent.py');
-    this.input.write(`${source.length}\n`);
-    this.input.write(source);
+  start(timeoutMs = 60_000, sourceSent = false): Promise<AgentHello> {
+    if (!sourceSent) this.input.write(agentSource());
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () =>
