@@ -48,15 +48,15 @@ function chunksOf(rank: number): Buffer[] {
   return out;
 }
 
-async function record(p: RunPlan, analysis: RunAnalysis): Promise<string> {
+async function record(p: RunPlan, analysis: RunAnalysis, timestamps: boolean): Promise<string> {
   const runsDir = mkdtempSync(join(tmpdir(), 'npurun-analysis-'));
   const rec = await RunRecorder.create({
     runsDir,
     plan: p,
     argv: ['npurun', 'launch'],
-    timestamps: false,
+    timestamps,
     console: 'none',
-    onLines: (label, lines, time) => analysis.lines(label, lines, time),
+    onLines: (label, lines, time, bytes) => analysis.lines(label, lines, time, bytes),
   });
   analysis.open(rec.dir);
   const streams = p.ranks.map((r) => rec.stream(r.label, 'stdout'));
@@ -76,14 +76,15 @@ async function record(p: RunPlan, analysis: RunAnalysis): Promise<string> {
 }
 
 describe('the launcher reads what ranks print as it arrives', () => {
-  for (const [name, job] of [
-    ['default progress pattern', {}],
-    ['a job progress pattern', { progressPattern: 'STEP: \\d+' }],
+  for (const [name, job, timestamps] of [
+    ['default progress pattern', {}, false],
+    ['default progress pattern, --timestamps', {}, true],
+    ['a job progress pattern', { progressPattern: 'STEP: \\d+' }, false],
   ] as const) {
     it(`gives the summary, stragglers and metrics.jsonl that reading merged.log afterwards gives (${name})`, async () => {
       const p = plan(`analysis-${name.replace(/ /g, '-')}`, job);
       const analysis = new RunAnalysis(p);
-      const dir = await record(p, analysis);
+      const dir = await record(p, analysis, timestamps);
       const online = readFileSync(join(dir, METRICS_FILE), 'utf8');
 
       const fromFile = await summarizeRunFolder(dir, p);

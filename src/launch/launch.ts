@@ -273,7 +273,7 @@ async function runPlanned(
     ...(first.job.hangTimeoutSeconds !== undefined
       ? { onLine: (label: string, line: Buffer) => hang?.line(label, line) }
       : {}),
-    onLines: (label: string, lines: Buffer[], time: string) => analysis.lines(label, lines, time),
+    onLines: (label: string, lines: Buffer[], time: string, bytes: Buffer) => analysis.lines(label, lines, time, bytes),
     runsDir: req.runsDir,
     plan: first,
     argv: req.argv,

@@ -48,12 +48,13 @@ export class RunAnalysis {
   }
 
   /**
-   * A chunk of a rank's whole lines. With the default progress pattern, a chunk holding none of WORDS
+   * A chunk of a rank's whole lines (`bytes`: all of them in one buffer, with anything else in it that
+   * holds none of WORDS). With the default progress pattern, a chunk holding none of WORDS
    * is only counted: a rank flooding its log with other lines costs one scan per chunk, not six regular
    * expressions per line.
    */
-  lines(label: string, lines: Buffer[], time: string): void {
-    if (!this.customProgress && !WORDS.test(Buffer.concat(lines).toString('latin1'))) {
+  lines(label: string, lines: Buffer[], time: string, bytes: Buffer = Buffer.concat(lines)): void {
+    if (!this.customProgress && !WORDS.test(bytes.toString('latin1'))) {
       if (this.where.has(label)) this.lineNo.set(label, (this.lineNo.get(label) ?? 0) + lines.length);
       return;
     }

@@ -36,6 +36,14 @@ export class LineSplitter {
       if (buf[0] === LF) start = 1;
       this.afterCarriageReturn = false;
     }
+    // Most output has no carriage return: then the lines are found with indexOf (memchr), not byte by byte.
+    if (buf.indexOf(CR, start) === -1) {
+      for (let i = buf.indexOf(LF, start); i !== -1; i = buf.indexOf(LF, start)) {
+        lines.push(this.take(buf.subarray(start, i)));
+        start = i + 1;
+      }
+      return this.keep(buf, start, lines);
+    }
     for (let i = start; i < buf.length; i++) {
       const b = buf[i];
       if (b !== LF && b !== CR) continue;
@@ -50,6 +58,11 @@ export class LineSplitter {
       start = next;
       i = next - 1;
     }
+    return this.keep(buf, start, lines);
+  }
+
+  /** Holds back what follows the last line end; cuts a line that grew past the bound. */
+  private keep(buf: Buffer, start: number, lines: Buffer[]): Buffer[] {
     if (start < buf.length) {
       this.pending.push(buf.subarray(start));
       this.pendingBytes += buf.length - start;

@@ -81,8 +81,12 @@ export interface RunRecorderOptions {
   /** Sees every line a rank printed (hang detection watches for progress). */
   /** Every whole line of a rank (without its newline) and the time it reached npurun (ISO, as in merged.log). */
   onLine?: (label: string, line: Buffer, time: string) => void;
-  /** The same lines, a chunk's worth at a time (cheaper for consumers that can skip a whole chunk). */
-  onLines?: (label: string, lines: Buffer[], time: string) => void;
+  /**
+   * The same lines, a chunk's worth at a time (cheaper for consumers that can skip a whole chunk), with
+   * the bytes that go to the rank's log for them (the lines, newlines and, with --timestamps, each
+   * line's time: the lines' text with nothing else from npurun in it).
+   */
+  onLines?: (label: string, lines: Buffer[], time: string, bytes: Buffer) => void;
 }
 
 /** How many of a rank's last lines are kept in memory for the failure report, and how much of each. */
@@ -589,10 +593,10 @@ export class RunRecorder {
     const rankParts: Buffer[] = [];
     const mergedParts: Buffer[] = [];
     const consoleParts: Buffer[] = [];
-    this.onLines?.(slot.spec.label, lines, time);
     for (const line of lines) {
       this.onLine?.(slot.spec.label, line, time);
-      rankParts.push(rankPrefix, line, NEWLINE);
+      if (rankPrefix.length > 0) rankParts.push(rankPrefix);
+      rankParts.push(line, NEWLINE);
       mergedParts.push(merged, line, NEWLINE);
       if (this.collapser) {
         for (const folded of this.collapser.push(
@@ -608,8 +612,10 @@ export class RunRecorder {
     for (const line of lines.slice(-LAST_LINES_KEPT))
       slot.lastLines.push(line.subarray(0, LAST_LINE_BYTES).toString('utf8'));
     if (slot.lastLines.length > 2 * LAST_LINES_KEPT) slot.lastLines.splice(0, slot.lastLines.length - LAST_LINES_KEPT);
+    const rankBytes = Buffer.concat(rankParts);
+    this.onLines?.(slot.spec.label, lines, time, rankBytes);
     const waits = [
-      slot.file.write(Buffer.concat(rankParts)),
+      slot.file.write(rankBytes),
       this.merged.write(Buffer.concat(mergedParts)),
       this.console?.write(Buffer.concat(consoleParts)),
     ].filter((w) => w !== undefined);
