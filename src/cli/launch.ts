@@ -16,6 +16,16 @@ import {
   type ParsedArgs,
 } from './args.js';
 import { inventoryOf, writableDir } from './hosts.js';
+import { chooseEngine, type EngineChoice } from '../slurm/engine.js';
+
+/** The allocation's nodes as hosts (no SSH options: srun reaches them), said on one line. */
+async function slurmInventory(engine: EngineChoice) {
+  const { jobId, hosts } = await (await import('../slurm/allocation.js')).readAllocation(process.env, '--engine');
+  process.stderr.write(
+    `npurun: engine slurm (${engine.why}): job ${jobId}, ${hosts.length} node${hosts.length === 1 ? '' : 's'} ${hosts.map((h) => h.name).join(', ')}, agents started by srun\n`,
+  );
+  return { hosts, spares: [], ssh: {} };
+}
 
 export const SPEC: CommandSpec = {
   name: 'launch',
@@ -24,6 +34,13 @@ export const SPEC: CommandSpec = {
 Ctrl-C stops everything, and no process outlives the run on any host.`,
   flags: {
     hosts: { ...SHARED.hosts, section: 'Where' },
+    engine: {
+      type: 'string',
+      value: 'NAME',
+      help: `ssh | slurm | local: how hosts are reached (default: slurm inside an allocation,
+i.e. SLURM_JOB_ID set, when no --hosts is given; else ssh with --hosts; else local).
+slurm: the allocation's nodes, in Slurm's order, each agent started by srun, no SSH`,
+    },
     'ssh-config': SHARED['ssh-config'],
     simulate: SHARED.simulate,
     job: {
@@ -240,7 +257,17 @@ export function run(argv: string[]): Promise<number> {
     );
     const simulate = intFlag(args, 'simulate', 1, 16) ?? job.simulate;
     const hostsFile = stringFlag(args, 'hosts') ?? job.hostsFile;
-    const { hosts, spares, ssh } = await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
+    const engine = chooseEngine({
+      flag: stringFlag(args, 'engine'),
+      job: job.engine,
+      hostsFile,
+      simulate,
+      env: process.env,
+    });
+    const { hosts, spares, ssh } =
+      engine.engine === 'slurm'
+        ? await slurmInventory(engine)
+        : await inventoryOf(hostsFile, stringFlag(args, 'ssh-config'));
     if (simulate !== undefined && hosts.some((h) => !h.local))
       throw inputError('--simulate', 'simulated NPUs are only for the local host (no --hosts)');
     const resumeRun = stringFlag(args, 'resume');

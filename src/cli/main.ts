@@ -22,6 +22,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     load: () => import('./ranktable.js'),
   },
   launch: { summary: 'start one process per device on every host, supervised', load: () => import('./launch.js') },
+  submit: {
+    summary: 'submit a job file to Slurm: an sbatch script running npurun launch in the allocation',
+    load: () => import('./submit.js'),
+  },
   ps: { summary: 'list processes that npurun runs left on hosts', load: () => import('./ps.js') },
   kill: {
     summary: 'stop every process of a run on every host, by recorded pids',

@@ -22,6 +22,8 @@ export interface RunListEntry {
   status: string;
   exitCode: number | null;
   rootCause: string | null;
+  /** The Slurm job the run ran in (engine slurm). */
+  slurmJobId?: string;
   dir: string;
   /** Why the run folder cannot be read (status "unreadable"). */
   reason?: string;
@@ -38,8 +40,14 @@ export function runListEntry(run: RunInfo): RunListEntry {
     status: displayStatus(r),
     exitCode: r.exit_code,
     rootCause: r.root_cause,
+    ...slurmJobOf(r.inventory ?? []),
     dir: run.dir,
   };
+}
+
+function slurmJobOf(hosts: { slurm?: { jobId: string } }[]): { slurmJobId?: string } {
+  const jobId = hosts.find((h) => h.slurm)?.slurm?.jobId;
+  return jobId === undefined ? {} : { slurmJobId: jobId };
 }
 
 /** A run folder whose run.json cannot be read, listed (never fatal for the others). */
@@ -86,6 +94,8 @@ function listRuns(args: ParsedArgs): number {
     process.stderr.write(`npurun: no runs in ${runsDir}\n`);
     return EXIT.ok;
   }
+  // A SLURM JOB column only when some run ran in a Slurm allocation.
+  const slurm = entries.some((e) => e.slurmJobId !== undefined);
   const rows = entries.map((e) => [
     e.runId,
     e.startedAt === '' ? '-' : e.startedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
@@ -93,9 +103,11 @@ function listRuns(args: ParsedArgs): number {
     String(e.ranks),
     e.status,
     e.exitCode === null ? '-' : String(e.exitCode),
+    ...(slurm ? [e.slurmJobId ?? '-'] : []),
     e.rootCause === null ? '-' : `rank ${e.rootCause}`,
   ]);
-  process.stdout.write(table([['RUN', 'STARTED', 'HOSTS', 'RANKS', 'STATUS', 'EXIT', 'ROOT CAUSE'], ...rows]) + '\n');
+  const header = ['RUN', 'STARTED', 'HOSTS', 'RANKS', 'STATUS', 'EXIT', ...(slurm ? ['SLURM JOB'] : []), 'ROOT CAUSE'];
+  process.stdout.write(table([header, ...rows]) + '\n');
   for (const u of folders.unreadable)
     process.stderr.write(`npurun: run ${u.runId} is unreadable and skipped: ${u.reason}\n`);
   return EXIT.ok;

@@ -27,4 +27,13 @@ export interface HostSpec {
   devices: 'auto' | number[];
   /** For the `host slots=N` hostfile form: how many ranks. */
   slots?: number;
+  /** A node of the Slurm allocation npurun runs in: its agent is started by srun, never over SSH. */
+  slurm?: SlurmNode;
+}
+
+/** A node of a Slurm allocation, as `scontrol` names it. */
+export interface SlurmNode {
+  jobId: string;
+  /** Slurm's node name (srun -w); `address` is its NodeAddr. */
+  node: string;
 }

@@ -3,7 +3,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDeviceList } from '../devices/device-list.js';
 import { inputError } from '../errors.js';
 import { loadYamlFile } from '../schema.js';
-import type { CheckpointPolicy, HostLossPolicy, JobSpec, ProfileName } from './types.js';
+import type { CheckpointPolicy, Engine, HostLossPolicy, JobSpec, ProfileName } from './types.js';
 
 /** A job file as written (snake_case, schemas/job.schema.json), with the file it came from. */
 export interface JobFile {
@@ -12,6 +12,7 @@ export interface JobFile {
   profile?: ProfileName;
   command?: string[] | string;
   hosts?: string;
+  engine?: Engine;
   simulate?: number;
   devices?: string | number | number[];
   nproc_per_node?: number;
@@ -353,6 +354,7 @@ export function resolveJob(file: JobFile | undefined, flags: JobFlags, cwd: stri
   if (checkpoint) job.checkpoint = checkpoint;
   if (f.simulate !== undefined) job.simulate = f.simulate;
   if (f.hosts !== undefined) job.hostsFile = rel(f.hosts, 'hosts');
+  if (f.engine !== undefined) job.engine = f.engine;
   if (f.resume_arg !== undefined) job.resumeArg = f.resume_arg;
   if (f.resume_map !== undefined) job.resumeMap = f.resume_map;
   if (f.eval?.dataset_size !== undefined) job.evalDatasetSize = f.eval.dataset_size;

@@ -6,6 +6,9 @@ export type ProfileName = 'mindspore' | 'msrun' | 'tensorflow' | 'torch';
 /** What a restart does about a host it cannot have: wait for it, put a spare in its place, or go on without it. */
 export type HostLossPolicy = 'wait' | 'spare' | 'shrink';
 
+/** How a launch reaches its hosts: SSH (a hosts file), srun inside a Slurm allocation, or this machine. */
+export type Engine = 'ssh' | 'slurm' | 'local';
+
 export type { HostSpec, SshSettings } from '../inventory/types.js';
 import type { HostSpec } from '../inventory/types.js';
 
@@ -70,6 +73,8 @@ export interface JobSpec {
   evalDatasetSize?: number;
   /** Job-file `hosts: FILE`: the inventory to use when --hosts is not given (relative to the job file). */
   hostsFile?: string;
+  /** Job-file `engine:` (--engine overrides): how hosts are reached. */
+  engine?: Engine;
 }
 
 /** Everything about one process npurun starts. */

@@ -211,6 +211,7 @@ function consoleRanks(choice: ConsoleChoice, ranks: RankSpec[]): RankSpec[] {
 function recordedHost(h: HostSpec): HostSpec {
   const host: HostSpec = { name: h.name, address: h.address, local: h.local, devices: h.devices };
   if (h.slots !== undefined) host.slots = h.slots;
+  if (h.slurm) host.slurm = { jobId: h.slurm.jobId, node: h.slurm.node };
   if (h.ssh) {
     const {
       hostname: sshHost,
