@@ -71,7 +71,8 @@ describe('srun and sbatch', () => {
       '--overlap',
       '--unbuffered',
     ]);
-    expect(argv.at(-1)).toMatch(/^unset SLURM_PROCID .*SLURM_NTASKS .*; exec python3 -I -c /);
+    expect(argv.at(-1)).toMatch(/^unset SLURM_PROCID .*SLURM_NTASKS .*; exec python3 -I -S -c /);
+    expect(srunArgs({ jobId: '9', node: 'h2' }).at(-1)).toMatch(/; for p in /);
   });
 
   const base: SbatchRequest = {

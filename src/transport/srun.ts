@@ -40,7 +40,7 @@ const STEP_LAYOUT = [
 ];
 
 /** The srun argv that starts one node's agent (everything after `srun`). */
-export function srunArgs(node: SlurmNode, python: string): string[] {
+export function srunArgs(node: SlurmNode, python?: string): string[] {
   return [
     `--jobid=${node.jobId}`,
     '--nodes=1',
@@ -76,7 +76,7 @@ export class SrunTransport extends AgentTransport {
   static async connect(host: HostSpec, node: SlurmNode, startTimeoutMs = 120_000): Promise<SrunTransport> {
     // Detached, as the local agent: a Ctrl-C reaches npurun, which stops the ranks with the grace
     // period; srun itself would cancel the step on a second Ctrl-C.
-    const child = execa('srun', srunArgs(node, process.env.NPURUN_PYTHON || 'python3'), {
+    const child = execa('srun', srunArgs(node, process.env.NPURUN_PYTHON || undefined), {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
