@@ -60,9 +60,15 @@ describeCluster('lost hosts at a restart (--on-host-loss)', () => {
   });
 
   /** Launches `name` on `hosts` (+ `extra` in the hosts file), cuts h2 once every rank printed epoch 10 (the watcher, listing every 2 s, has seen complete saves by then). */
-  async function lose(name: string, hosts: SimHost[], extraHosts: string, jobExtra: string, flags: string[]) {
-    const work = join(shared, `work-${name}`);
-    mkdirSync(work, { recursive: true });
+  async function lose(
+    name: string,
+    hosts: SimHost[],
+    extraHosts: string,
+    jobExtra: string,
+    flags: string[],
+    work = join(shared, `work-${name}`),
+  ) {
+    if (work.startsWith(shared)) mkdirSync(work, { recursive: true });
     const job = join(mkdtempSync(join(tmpdir(), 'npurun-host-loss-job-')), 'job.yaml');
     writeFileSync(
       job,
@@ -144,6 +150,25 @@ describeCluster('lost hosts at a restart (--on-host-loss)', () => {
         (s: { server_id: string }) => s.server_id,
       ),
     ).toEqual([h1.address, h3.address]);
+  }, 180_000);
+
+  it("spare, with checkpoints on each host's own disk: the restart is refused naming the file the spare cannot see", async () => {
+    const [h1, h2, h3] = c.hosts as [SimHost, SimHost, SimHost];
+    // /tmp is each host's own: what h2's ranks saved there went down with h2.
+    const { r, record } = await lose(
+      'local-disk',
+      [h1, h2],
+      `spares:\n  - { name: ${h3.name}, address: ${h3.address} }\n`,
+      '',
+      [],
+      '/tmp/npurun-host-loss-local',
+    );
+    expect(r.exitCode, r.all).toBe(3);
+    expect(r.all).toMatch(
+      /npurun: cannot restart: rank 2's checkpoint \/tmp\/npurun-host-loss-local\/train_parallel2\/ckpt_2\/2-\d+_\d+\.ckpt \(written on h2\) is not on h3: checkpoints must be on storage every host sees/,
+    );
+    expect(record.attempts.map((a) => a.cause)).toEqual(['lost']);
+    for (const h of [h1, h2, h3]) await c.exec(h, ['rm', '-rf', '/tmp/npurun-host-loss-local']);
   }, 180_000);
 
   it('shrink: the run finishes on the hosts left, with fewer ranks, resumed from the last complete checkpoint', async () => {

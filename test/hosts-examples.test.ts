@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadInventory } from '../src/inventory/inventory.js';
+import { loadHostsFile, loadInventory } from '../src/inventory/inventory.js';
 
 const dir = fileURLToPath(new URL('../hosts/', import.meta.url));
 
@@ -25,6 +25,13 @@ describe('example inventories in hosts/', () => {
       identityFiles: ['/home/u/.ssh/id_ed25519'],
       knownHostsFiles: ['/home/u/.ssh/known_hosts'],
     });
+  });
+  it('with-spares.yaml: two hosts and one spare, defaults applied to it', async () => {
+    const { hosts, spares } = await loadHostsFile(dir + 'with-spares.yaml', { home: '/home/u' });
+    expect([hosts.map((h) => h.name), spares.map((h) => [h.name, h.address, h.ssh?.user])]).toEqual([
+      ['server-a', 'server-b'],
+      [['server-c', '10.155.111.142', 'root']],
+    ]);
   });
   it('behind-jump-host.yaml keeps the jump host and slots', async () => {
     const hosts = await loadInventory(dir + 'behind-jump-host.yaml', { home: '/home/u' });

@@ -433,18 +433,33 @@ function hostChangeLine(
 }
 
 /**
- * A rank moved to a spare resumes from a file written on another host: it must be on storage the
- * spare sees too. Undefined when every such file is there, else what is missing.
+ * After a change of hosts, a rank may resume from a file another host wrote (a rank moved to a spare;
+ * rank 0's file read by every rank left after a shrink): it must be on storage this host sees too.
+ * Undefined when every such file is there, else what is missing. One listing per host and directory.
  */
-async function missingOnSpares(plan: RunPlan, replaced: HostSwap[], transports: Map<string, HostTransport>) {
-  const spares = new Set(replaced.map((r) => r.by));
-  for (const r of plan.ranks) {
+async function resumeFilesElsewhere(
+  next: RunPlan,
+  before: RunPlan,
+  transports: Map<string, HostTransport>,
+): Promise<string | undefined> {
+  const writer = new Map(savingRanks(before).map((s) => [s.dir, s.host]));
+  const listed = new Map<string, Promise<Set<string>>>();
+  for (const r of next.ranks) {
     const path = r.env.NPURUN_RESUME_CKPT;
     const t = transports.get(r.host);
-    if (!path || !t || !spares.has(r.host)) continue;
-    const listing = await t.listDir(posix.dirname(path)).catch(() => null);
-    if (!listing?.some((f) => f.name === posix.basename(path)))
-      return `rank ${r.label}'s checkpoint ${path} is not on spare ${r.host} (checkpoints must be on storage every host sees for a spare to resume them)`;
+    const dir = path ? posix.dirname(path) : '';
+    if (!path || !t || writer.get(dir) === r.host) continue;
+    const key = `${r.host}\0${dir}`;
+    if (!listed.has(key))
+      listed.set(
+        key,
+        t.listDir(dir).then(
+          (l) => new Set((l ?? []).map((f) => f.name)),
+          () => new Set<string>(),
+        ),
+      );
+    if (!(await listed.get(key))?.has(posix.basename(path)))
+      return `rank ${r.label}'s checkpoint ${path} (written on ${writer.get(dir) ?? 'another host'}) is not on ${r.host}: checkpoints must be on storage every host sees to resume on other hosts`;
   }
   return undefined;
 }
@@ -534,10 +549,10 @@ async function nextAttempt(
         oldRanks: plan.ranks.filter((r) => r.role === 'rank').map((r) => r.label),
         savers: Object.keys(resume.byLabel),
       });
-    const missing = resume ? await missingOnSpares(next, had.replaced, transports) : undefined;
+    const moved = had.replaced.length > 0 || had.dropped.length > 0;
+    const missing = resume && moved ? await resumeFilesElsewhere(next, plan, transports) : undefined;
     if (missing) return cannot(missing);
-    if (had.replaced.length > 0 || had.dropped.length > 0)
-      say(hostChangeLine(failed + 1, next, plan, had.replaced, had.dropped));
+    if (moved) say(hostChangeLine(failed + 1, next, plan, had.replaced, had.dropped));
     return { plan: next, from: step, replaced: had.replaced, dropped: had.dropped };
   } catch (err) {
     return cannot(err instanceof Error ? err.message : String(err));
