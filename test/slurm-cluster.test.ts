@@ -32,11 +32,13 @@ interface RunJson {
   run_id: string;
   status: string;
   exit_code: number;
+  root_cause: string | null;
+  ranks: { label: string; host: string; exit: { code: number | null; ended_at: string } | null }[];
   inventory: { name: string; address: string; slurm?: { jobId: string; node: string } }[];
 }
 
 function onlyRun(runsDir: string): { dir: string; record: RunJson } {
-  const ids = readdirSync(runsDir).filter((d) => !d.startsWith('.') && !d.endsWith('.out'));
+  const ids = readdirSync(runsDir).filter((d) => !d.startsWith('.') && !/\.(out|yaml|sh)$/.test(d));
   expect(ids).toHaveLength(1);
   const dir = join(runsDir, ids[0] as string);
   return { dir, record: JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as RunJson };
@@ -139,6 +141,12 @@ describeSlurm('npurun launch inside a Slurm allocation (real slurmctld, one slur
     expect(r.all).toMatch(/rank 11 .*h2.*dev(ice)? ?3|rank 11[^\n]*h2[^\n]*3/);
     const { record } = onlyRun(runs);
     expect(record.exit_code).toBe(7);
+    expect(record.root_cause).toBe('11');
+    // From the failing rank's exit to the last rank stopped on either node, as npurun recorded them.
+    const ended = (label: string) => Date.parse(record.ranks.find((k) => k.label === label)?.exit?.ended_at ?? '');
+    const stopped = Math.max(...record.ranks.map((k) => ended(k.label))) - ended('11');
+    process.stderr.write(`slurm: rank 11 exit -> every rank stopped: ${stopped} ms\n`);
+    expect(stopped).toBeLessThan(1000);
   }, 60_000);
 
   it('SIGKILL of npurun and scancel of the job each leave no rank on any node', async () => {
@@ -202,6 +210,38 @@ describeSlurm('npurun launch inside a Slurm allocation (real slurmctld, one slur
     },
     180_000,
   );
+
+  it('npurun submit: the batch job runs npurun launch to COMPLETED, its output and run folder in the runs folder; runs shows the job id', async () => {
+    runs = mkdtempSync(join(c.dir, 'runs-'));
+    const job = join(runs, 'job.yaml');
+    writeFileSync(job, `profile: torch\ncommand: [/bin/sh, -c, 'echo rank $RANK of $WORLD_SIZE']\n`);
+    const sub = await execa(
+      'node',
+      [BIN, 'submit', '--job', job, '--nodes', '2', '--gres', 'gpu:910b:8', '--runs-dir', runs],
+      {
+        env: s.env,
+        reject: false,
+      },
+    );
+    expect(sub.exitCode, sub.stderr).toBe(0);
+    const jobId = sub.stdout.trim();
+    expect(jobId).toMatch(/^\d+$/);
+    expect(sub.stderr).toContain(`submitted Slurm job ${jobId}`);
+    let state = '';
+    const end = Date.now() + 60_000;
+    while (!/JobState=(COMPLETED|FAILED|CANCELLED|TIMEOUT)/.test(state) && Date.now() < end) {
+      await new Promise((res) => setTimeout(res, 300));
+      state = (await execa('scontrol', ['show', 'job', jobId], { env: s.env, reject: false })).stdout;
+    }
+    expect(state).toMatch(/JobState=COMPLETED .*ExitCode=0:0/s);
+    expect(readFileSync(join(runs, `slurm-${jobId}.out`), 'utf8')).toMatch(/all 16 ranks succeeded/);
+    const { dir, record } = onlyRun(runs);
+    expect(record.inventory.map((h) => h.slurm?.jobId)).toEqual([jobId, jobId]);
+    expect(readFileSync(join(dir, 'merged.log'), 'utf8').match(/rank \d+ of 16/g)).toHaveLength(16);
+    const listed = await execa('node', [BIN, 'runs', '--runs-dir', runs], { env: s.env });
+    expect(listed.stdout.split('\n')[0]).toMatch(/EXIT +SLURM JOB +ROOT CAUSE/);
+    expect(listed.stdout.split('\n')[1]).toMatch(new RegExp(`(succeeded|ok) +0 +${jobId} +-$`));
+  }, 120_000);
 
   it('sbatch of npurun launch runs to COMPLETED with its output in the runs folder', async () => {
     // The batch script runs on the first node, whose /tmp is its own: the runs folder is on shared storage.
