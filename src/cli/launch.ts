@@ -17,10 +17,12 @@ import {
 } from './args.js';
 import { inventoryOf, writableDir } from './hosts.js';
 import { chooseEngine, type EngineChoice } from '../slurm/engine.js';
+import { trace } from '../trace.js';
 
 /** The allocation's nodes as hosts (no SSH options: srun reaches them), said on one line. */
 async function slurmInventory(engine: EngineChoice) {
   const { jobId, hosts } = await (await import('../slurm/allocation.js')).readAllocation(process.env, '--engine');
+  trace('slurm: allocation read');
   process.stderr.write(
     `npurun: engine slurm (${engine.why}): job ${jobId}, ${hosts.length} node${hosts.length === 1 ? '' : 's'} ${hosts.map((h) => h.name).join(', ')}, agents started by srun\n`,
   );

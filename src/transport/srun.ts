@@ -1,9 +1,11 @@
-import { execa, type ResultPromise } from 'execa';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { NpurunError } from '../errors.js';
 import type { HostSpec, SlurmNode } from '../inventory/types.js';
 import { slurmStepDevices } from '../inventory/slurm.js';
 import { AgentClient, agentCommand } from './agent-client.js';
 import { AgentTransport } from './agent-transport.js';
+import { trace } from '../trace.js';
 import type { AgentHello } from './types.js';
 
 /**
@@ -68,41 +70,41 @@ export class SrunTransport extends AgentTransport {
     host: HostSpec,
     agent: AgentClient,
     hello: AgentHello,
-    private readonly child: ResultPromise,
+    private readonly child: ChildProcess,
+    private readonly exited: Promise<unknown>,
   ) {
     super(host, agent, hello);
   }
 
   static async connect(host: HostSpec, node: SlurmNode, startTimeoutMs = 120_000): Promise<SrunTransport> {
     // Detached, as the local agent: a Ctrl-C reaches npurun, which stops the ranks with the grace
-    // period; srun itself would cancel the step on a second Ctrl-C.
-    const child = execa('srun', srunArgs(node, process.env.NPURUN_PYTHON || undefined), {
-      stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
+    // period; srun itself would cancel the step on a second Ctrl-C. node:child_process, not execa
+    // (~70 ms to import), as for the local agent.
+    const child = spawn('srun', srunArgs(node, process.env.NPURUN_PYTHON || undefined), {
+      stdio: ['pipe', 'pipe', 'pipe'],
       detached: true,
-      cleanup: false,
     });
+    let spawnError: string | undefined;
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      spawnError = err.code === 'ENOENT' ? 'srun not found on PATH' : err.message;
+    });
+    const exited = once(child, 'close').catch(() => undefined);
     const { stdin, stdout, stderr } = child;
     if (!stdin || !stdout || !stderr) throw new NpurunError('runtime', `host ${host.name}: cannot open pipes to srun`);
+    stdin.on('error', () => undefined);
     const agent = new AgentClient(stdin, stdout, { name: host.name }, stderr);
-    let spawnError: string | undefined;
-    void child.then((r) => {
-      if (r.failed && r.exitCode === undefined) spawnError = r.shortMessage;
-    });
     let hello: AgentHello;
     try {
       hello = await agent.start(startTimeoutMs);
     } catch (err) {
       child.kill('SIGKILL');
-      if (spawnError !== undefined || (err instanceof Error && /ENOENT/.test(err.message)))
-        throw new NpurunError('not-ready', `host ${host.name}: cannot run srun: ${spawnError ?? 'not found'}`);
+      if (spawnError !== undefined)
+        throw new NpurunError('not-ready', `host ${host.name}: cannot run srun: ${spawnError}`);
       throw err;
     }
-    const transport = new SrunTransport(host, agent, hello, child);
-    child.finally(() => transport.lost(`srun of its agent ended`)).catch(() => undefined);
+    trace(`srun: ${host.name}: agent up`);
+    const transport = new SrunTransport(host, agent, hello, child, exited);
+    void exited.then(() => transport.lost('srun of its agent ended'));
     await transport.adoptStepDevices();
     return transport;
   }
@@ -124,7 +126,7 @@ export class SrunTransport extends AgentTransport {
   override async close(): Promise<void> {
     await super.close();
     const timer = setTimeout(() => this.child.kill('SIGKILL'), SRUN_EXIT_MS);
-    await this.child.catch(() => undefined);
+    await this.exited;
     clearTimeout(timer);
   }
 }
