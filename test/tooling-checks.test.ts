@@ -107,3 +107,25 @@ describe('package', () => {
     expect(needed.filter((f) => !files.has(f))).toEqual([]);
   });
 });
+
+describe('layering', () => {
+  /** src/ files (relative) that start processes: node:child_process or execa imported. */
+  function spawners(root: string): string[] {
+    const out = execFileSync(
+      'git',
+      ['grep', '-l', '-E', "from 'node:child_process'|import\\('execa'\\)|from 'execa'", '--', 'src'],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
+    return out.split('\n').filter((f) => f !== '');
+  }
+
+  it('processes are started only in src/transport/ (src/README.md), and the check sees one that is not', () => {
+    expect(spawners(ROOT).filter((f) => !f.startsWith('src/transport/'))).toEqual([]);
+    const dir = tree({ 'src/devices/probe.ts': "import { spawn } from 'node:child_process';\n" });
+    execFileSync('git', ['add', '-A'], { cwd: dir });
+    expect(spawners(dir)).toEqual(['src/devices/probe.ts']);
+  });
+});

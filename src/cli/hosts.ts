@@ -41,7 +41,10 @@ export async function probeInventory(
 /** This machine probed (or N simulated devices). */
 export async function probeThisHost(simulate: number | undefined): Promise<HostFacts> {
   if (simulate !== undefined) return (await import('../devices/simulate.js')).simulatedHostFacts(simulate);
-  const { probeHost, localShellRunner } = await import('../devices/probe.js');
+  const [{ probeHost }, { localShellRunner }] = await Promise.all([
+    import('../devices/probe.js'),
+    import('../transport/local.js'),
+  ]);
   return probeHost(localShellRunner);
 }
 

@@ -110,7 +110,9 @@ async function generate(args: ParsedArgs): Promise<number> {
     );
     process.stdout.write(`${writeRankTable(rankTableOfHosts(hosts, facts, choice), stringFlag(args, 'out'))}\n`);
   } else {
-    const { table, name } = await rankTableOfThisHost(await probeThisHost(intFlag(args, 'simulate', 1, 16)), choice);
+    const { localShellRunner } = await import('../transport/local.js');
+    const probed = await probeThisHost(intFlag(args, 'simulate', 1, 16));
+    const { table, name } = await rankTableOfThisHost(probed, choice, localShellRunner);
     process.stdout.write(`${writeRankTable(table, stringFlag(args, 'out'), name)}\n`);
   }
   return EXIT.ok;

@@ -1,6 +1,5 @@
 import { NpurunError } from '../errors.js';
 import { isIPv4 } from './npu-smi.js';
-import { localShellRunner } from './probe.js';
 import type { HostFacts, NetInterface, ShellRunner } from './types.js';
 
 /** Asks the kernel for the default route; sends no packet and needs no name lookup. */
@@ -23,8 +22,8 @@ export function hostIpFromRoutes(routeText: string, interfaces: NetInterface[]):
   return interfaces.flatMap((i) => i.addresses).find((a) => !a.startsWith('127.'));
 }
 
-/** Detects the IP of the host `facts` describe, asking its default route through `run` (local by default). */
-export async function detectHostIp(facts: HostFacts, run: ShellRunner = localShellRunner): Promise<string> {
+/** Detects the IP of the host `facts` describe, asking its default route through `run` (a shell on that host). */
+export async function detectHostIp(facts: HostFacts, run: ShellRunner): Promise<string> {
   const routes = await run(DEFAULT_ROUTE_SCRIPT);
   const ip = hostIpFromRoutes(routes.stdout, facts.interfaces);
   if (ip) return ip;

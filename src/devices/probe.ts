@@ -157,12 +157,6 @@ export async function probeHost(run: ShellRunner): Promise<HostFacts> {
   return parseProbeOutput(r.stdout);
 }
 
-export const localShellRunner: ShellRunner = async (script) => {
-  const { execa } = await import('execa'); // only `devices` on this host needs it
-  const r = await execa('sh', ['-s'], { input: script, reject: false });
-  return { stdout: r.stdout, stderr: r.stderr, code: r.exitCode ?? null };
-};
-
 /** Whether a device can take a rank: healthy, free, and (when a rank table is needed) addressed. */
 export function deviceUsable(d: HostFacts['devices'][number], needIp: boolean): string | undefined {
   if (d.health !== 'OK') return `health is ${d.health}`;

@@ -1,7 +1,7 @@
 import { parseDeviceList } from '../devices/device-list.js';
 import { detectHostIp } from '../devices/host-ip.js';
 import { isIPv4 } from '../devices/npu-smi.js';
-import type { HostFacts } from '../devices/types.js';
+import type { HostFacts, ShellRunner } from '../devices/types.js';
 import { inputError, notReadyError } from '../errors.js';
 import type { HostSpec } from '../plan/types.js';
 import { generateRankTable } from './generate.js';
@@ -39,10 +39,14 @@ export function generateChoice(
 
 const ipSourceOf = (c: GenerateChoice) => c.deviceIpFile ?? '/etc/hccn.conf, and hccn_tool gave none';
 
-/** The table of this server, and the file name hccl_tools gives it (by the logical ids, whatever they map to). */
+/**
+ * The table of this server, and the file name hccl_tools gives it (by the logical ids, whatever they map
+ * to); `run` is a shell on this server (its default route gives server_id when --server-ip is not given).
+ */
 export async function rankTableOfThisHost(
   probed: HostFacts,
   c: GenerateChoice,
+  run: ShellRunner,
 ): Promise<{ table: RankTable; name: string }> {
   if (c.serverIp !== undefined && !isIPv4(c.serverIp))
     throw inputError('--server-ip', `"${c.serverIp}" is not an IPv4 address`);
@@ -53,7 +57,7 @@ export async function rankTableOfThisHost(
   }
   const facts = c.deviceIpFile ? withDeviceIpFile(probed, c.deviceIpFile) : probed;
   const { logical, physical } = selectDevices(facts, c.logical, c.visible);
-  const id = c.serverIp ?? (await detectHostIp(facts));
+  const id = c.serverIp ?? (await detectHostIp(facts, run));
   const table = generateRankTable([serverFromFacts(id, facts, physical, 'this host', ipSourceOf(c), c.onWarning)]);
   return { table, name: `hccl_${logical.length}p_${logical.join('')}_${id}.json` };
 }

@@ -43,6 +43,24 @@ export function startLocalAgentEarly(): void {
   holdOpen(early, false);
 }
 
+/**
+ * Runs a shell script (on stdin) on this machine: the local probe of `devices` and `ranktable generate`,
+ * which need no agent. Never rejects: a shell that cannot start is a result with its reason in stderr.
+ */
+export function localShellRunner(script: string): Promise<{ stdout: string; stderr: string; code: number | null }> {
+  return new Promise((resolve) => {
+    const child = spawn('sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (err) => resolve({ stdout, stderr: stderr + err.message, code: null }));
+    child.on('close', (code) => resolve({ stdout, stderr, code }));
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(script);
+  });
+}
+
 /** The launching machine itself: the same agent as on remote hosts, through a pipe. */
 export class LocalTransport extends AgentTransport {
   static async connect(host: HostSpec): Promise<LocalTransport> {
