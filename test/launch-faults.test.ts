@@ -127,7 +127,8 @@ describe('faults around a local run (real launcher, real ranks)', () => {
         '--',
         '/usr/bin/python3',
         '-c',
-        'import sys\nfor i in range(40000): print("line %06d " % i + "x" * 40)\nsys.exit(0)',
+        // Metric lines too: metrics.jsonl, written as they come, meets the full disk as well.
+        'import sys\nfor i in range(40000):\n    print("line %06d " % i + "x" * 40)\n    if i % 50 == 0: print("epoch[1], iter[%d], loss:1.0" % i)\nsys.exit(0)',
       ]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toMatch(/no space left on device/);

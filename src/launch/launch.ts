@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { EXIT, NpurunError } from '../errors.js';
+import { EXIT, fileErrorWords, NpurunError } from '../errors.js';
 import { failureReport } from '../supervise/failure-report.js';
 import { readRunRecord, STOP_REQUEST_FILE } from '../run-folder/record.js';
 import type { HostLossPolicy, HostSpec, JobSpec, RunPlan } from '../plan/types.js';
@@ -24,6 +24,7 @@ import { hasContent, writeSummary } from '../summary/run-summary.js';
 import { renderStragglers, StragglerWatch } from '../summary/stragglers.js';
 import { renderSummary } from '../summary/summary.js';
 import { RunAnalysis } from './run-analysis.js';
+import { METRICS_FILE } from '../report/metrics-file.js';
 import { trace } from '../trace.js';
 
 export interface LaunchRequest {
@@ -401,7 +402,7 @@ async function runPlanned(
   await analysis
     .close()
     .catch((err: unknown) =>
-      say(`npurun: cannot write metrics.jsonl: ${err instanceof Error ? err.message : String(err)}`),
+      say(`npurun: cannot write ${join(recorder.dir, METRICS_FILE)} (${fileErrorWords(err)}); the run is not affected`),
     );
   if (hasContent(summary)) say(`--- summary of run ${plan.runId} ---\n${renderSummary(summary)}`);
   for (const line of renderStragglers(stragglers)) say(`npurun: ${line}`);
