@@ -6,7 +6,8 @@ const SPEC: CommandSpec = {
   name: 'runs',
   usage: 'npurun runs [--runs-dir DIR] [--json]',
   about: `Lists the runs in the run folder (default ./runs), oldest first, newest last: id, start time, hosts,
-ranks, status, exit code and root-cause rank. A run whose npurun was killed stays "running" in its
+ranks, status, exit code, the Slurm job id (a SLURM JOB column when some run ran in an allocation) and
+root-cause rank. A run whose npurun was killed stays "running" in its
 run.json; it shows as "unknown (launcher gone)" here ("running?" when it was launched on another machine).
 A folder whose run.json cannot be read (not JSON, a newer schema_version, fields missing) is listed
 last as "unreadable", with the reason on stderr; the other runs are listed as usual.`,
