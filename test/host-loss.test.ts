@@ -129,6 +129,20 @@ describe('hostsForRestart (hosts probed through an injected preflight)', () => {
     expect(said.join('\n')).toMatch(/spare s8 \(10\.0\.0\.8\) is not usable either: connect ECONNREFUSED/);
   });
 
+  it('spare: two lost hosts get the first two working spares, in order, probed together', async () => {
+    const probedAt: string[] = [];
+    const spares = ['s7', 's8', 's9'].map(host);
+    const base = options(new Set(['h1', 'h2', 's7']), { policy: 'spare', spares });
+    const r = await hostsForRestart({ ...base, probe: (h) => (probedAt.push(h.name), base.probe(h)) });
+    expect(r && 'hosts' in r && r.hosts.map((h) => h.name)).toEqual(['s8', 's9']);
+    expect(r && 'replaced' in r && r.replaced).toEqual([
+      { host: 'h1', by: 's8' },
+      { host: 'h2', by: 's9' },
+    ]);
+    // Two spares at once for two lost hosts, then one more for the one whose spare failed.
+    expect(probedAt).toEqual(['h1', 'h2', 's7', 's8', 's9']);
+  });
+
   it('wait: probes again until the deadline, then names the host and why; every connection closed', async () => {
     closed.length = 0;
     const said: string[] = [];

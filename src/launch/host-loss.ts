@@ -138,17 +138,15 @@ export async function hostsForRestart(
     const probed = await probeAll(hosts, opts);
     const failed = probed.filter((p) => p.error !== undefined);
     const lost = new Set(failed.map((p) => p.host.name));
-    // Spares are tried one by one, in the file's order, only as many as there are lost hosts.
+    // Spares in the file's order, as many at once as hosts still need one; the first lost host gets the
+    // first spare that passes preflight.
     const ready = new Map<string, Probed>();
     const spareFor = (h: HostSpec): HostSpec | undefined => ready.get(h.name)?.host;
-    if (opts.policy === 'spare') {
-      for (const f of failed) {
-        while (opts.spares.length > 0 && !ready.has(f.host.name)) {
-          const spare = opts.spares.shift() as HostSpec;
-          const [p] = await probeAll([spare], opts);
-          if (p?.result) ready.set(f.host.name, p);
-          else opts.say(`npurun: restart: spare ${spare.name} (${spare.address}) is not usable either: ${p?.error}`);
-        }
+    const need = opts.policy === 'spare' ? failed.map((f) => f.host.name) : [];
+    while (need.length > 0 && opts.spares.length > 0) {
+      for (const p of await probeAll(opts.spares.splice(0, need.length), opts)) {
+        if (p.result) ready.set(need.shift() as string, p);
+        else opts.say(`npurun: restart: spare ${p.host.name} (${p.host.address}) is not usable either: ${p.error}`);
       }
     }
     const next = placeHosts(hosts, lost, opts.policy, spareFor);
