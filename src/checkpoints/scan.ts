@@ -15,6 +15,7 @@ import {
   type ObservedCkpt,
 } from './policy.js';
 import { savingRanks, watchUnits } from './watcher.js';
+import { withFanout } from '../fanout.js';
 
 export interface ScannedRank {
   label: string;
@@ -111,6 +112,9 @@ function patternOf(info: RunInfo): string {
   return info.record.ranks[0]?.env.NPURUN_CKPT_PATTERN ?? DEFAULT_PATTERN;
 }
 
+/** Hosts `scanRun` connects at once (`npurun ckpt` on a 512-host run connects them all). */
+const SCAN_FANOUT = 64;
+
 /**
  * Scans the checkpoints a finished (or running) run wrote, on its hosts. Uses `access.transports`
  * where a host is already connected; opens and closes the others.
@@ -136,15 +140,26 @@ export async function scanRun(info: RunInfo, access: HostAccess): Promise<Checkp
   const recorded = units.map((u) => index.get(u.label) ?? { ...u, foreign: 0, files: new Map() });
   const open = new Map<string, HostTransport>();
   const transports = new Map(access.transports ?? []);
-  try {
-    for (const name of new Set(recorded.map((r) => r.host))) {
-      if (transports.has(name)) continue;
+  const missing = [...new Set(recorded.map((r) => r.host))]
+    .filter((name) => !transports.has(name))
+    .map((name) => {
       const host = info.hosts.find((h) => h.name === name);
       if (!host) throw new NpurunError('input', `run ${info.runId}: host ${name} is not in its recorded inventory`);
-      const t = await access.connect(host);
-      open.set(name, t);
-      transports.set(name, t);
-    }
+      return host;
+    });
+  try {
+    // The hosts not connected yet, SCAN_FANOUT at a time; every one is tried, the first failure thrown.
+    let failure: Error | undefined;
+    await withFanout(missing, SCAN_FANOUT, async (host) => {
+      try {
+        const t = await access.connect(host);
+        open.set(host.name, t);
+        transports.set(host.name, t);
+      } catch (err) {
+        failure ??= err instanceof Error ? err : new Error(String(err));
+      }
+    });
+    if (failure !== undefined) throw failure;
     const scan = await scanCheckpoints(recorded, transports, { pattern });
     for (const [first, others] of shared) for (const o of others) scan.sharedWith[o] = first;
     return scan;

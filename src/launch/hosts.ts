@@ -9,6 +9,7 @@ import { LocalTransport } from '../transport/local.js';
 import { findSshClient, sshConfigQuery } from '../transport/openssh.js';
 import type { SshOptions } from '../transport/ssh.js';
 import { runScript, type HostTransport } from '../transport/types.js';
+import { withFanout } from '../fanout.js';
 
 /** The one module that opens host connections: launch's preflight and every command that reaches hosts. */
 
@@ -50,14 +51,7 @@ export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise
   return SshTransport.connect(host, ssh);
 }
 
-/** Runs `fn` over `items` with at most `limit` at a time (connection fan-out). */
-export async function withFanout<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-}
+export { withFanout } from '../fanout.js';
 
 export const HOSTS_FANOUT = 256;
 
