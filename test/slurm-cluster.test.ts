@@ -172,6 +172,29 @@ describeSlurm('npurun launch inside a Slurm allocation (real slurmctld, one slur
     }
   }, 120_000);
 
+  it('a node cut off mid-run: npurun names it lost within the heartbeat timeout and ends; nothing is left once it is back', async () => {
+    newRuns();
+    const child = inAllocation(
+      ['-N2', '-w', 'h1,h2', '--gres=gpu:8'],
+      ['--runs-dir', runs, '--console', 'none', '--heartbeat-timeout', '3', '--', 'sleep', '300'],
+    );
+    const end = Date.now() + 30_000;
+    while ((await s.leftovers()).filter((l) => l.cmdline === 'sleep 300').length < 16 && Date.now() < end)
+      await new Promise((res) => setTimeout(res, 200));
+    const h2 = c.hosts[1] as (typeof c.hosts)[number];
+    const cut = Date.now();
+    await c.cutLink(h2);
+    const r = await child;
+    const took = Date.now() - cut;
+    await c.restoreLink(h2);
+    process.stderr.write(`slurm: h2 cut -> npurun ended: ${took} ms (exit ${r.exitCode})\n`);
+    expect(r.all).toMatch(/host h2 lost: .*no answer from its agent through srun for 3 s/);
+    expect(r.exitCode).not.toBe(0);
+    expect(took).toBeLessThan(15_000);
+    expect(await s.waitForNoLeftovers(20_000)).toEqual([]);
+    expect(await s.waitForNoJobs(60_000)).toEqual([]);
+  }, 120_000);
+
   it('two concurrent 4-device jobs on one node get disjoint devices and rank tables that say so', async () => {
     newRuns();
     const one = () =>

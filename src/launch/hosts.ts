@@ -45,7 +45,7 @@ export function sshOptionsOf(settings: SshSettingsSource, options: SshOptions = 
 /** Connects to a host and starts its agent: the only way npurun reaches a host. */
 export async function connectHost(host: HostSpec, ssh: SshOptions = {}): Promise<HostTransport> {
   if (host.local) return LocalTransport.connect(host);
-  if (host.slurm) return (await import('../transport/srun.js')).SrunTransport.connect(host, host.slurm);
+  if (host.slurm) return (await import('../transport/srun.js')).SrunTransport.connect(host, host.slurm, ssh);
   // ssh2 is loaded only when a remote host is reached: a local run starts faster without it.
   const { SshTransport } = await import('../transport/ssh.js');
   return SshTransport.connect(host, ssh);

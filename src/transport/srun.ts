@@ -76,7 +76,18 @@ export class SrunTransport extends AgentTransport {
     super(host, agent, hello);
   }
 
-  static async connect(host: HostSpec, node: SlurmNode, startTimeoutMs = 120_000): Promise<SrunTransport> {
+  /**
+   * `liveness`: what SSH's keepalive is to the SSH transport (the same interval and count): a node that
+   * goes down or off the network leaves srun waiting, so the agent is asked a no-op (a listing, no
+   * process) every interval, and after interval x count without an answer the host is lost and its srun
+   * killed (the agent there stops its ranks once heartbeats stop).
+   */
+  static async connect(
+    host: HostSpec,
+    node: SlurmNode,
+    liveness: { keepaliveIntervalMs?: number; keepaliveCountMax?: number; agentStartTimeoutMs?: number } = {},
+  ): Promise<SrunTransport> {
+    const startTimeoutMs = liveness.agentStartTimeoutMs ?? 120_000;
     // Detached, as the local agent: a Ctrl-C reaches npurun, which stops the ranks with the grace
     // period; srun itself would cancel the step on a second Ctrl-C. node:child_process, not execa
     // (~70 ms to import), as for the local agent.
@@ -105,6 +116,7 @@ export class SrunTransport extends AgentTransport {
     trace(`srun: ${host.name}: agent up`);
     const transport = new SrunTransport(host, agent, hello, child, exited);
     void exited.then(() => transport.lost('srun of its agent ended'));
+    transport.watch(liveness.keepaliveIntervalMs ?? 1000, liveness.keepaliveCountMax ?? 3);
     await transport.adoptStepDevices();
     return transport;
   }
@@ -123,7 +135,32 @@ export class SrunTransport extends AgentTransport {
     if (devices && this.host.devices === 'auto') this.host.devices = devices;
   }
 
+  private watchTimer: NodeJS.Timeout | undefined;
+
+  private watch(intervalMs: number, countMax: number): void {
+    let lastAnswer = Date.now();
+    let asking = false;
+    this.watchTimer = setInterval(() => {
+      if (Date.now() - lastAnswer > intervalMs * countMax) {
+        clearInterval(this.watchTimer);
+        this.lost(
+          `no answer from its agent through srun for ${((intervalMs * countMax) / 1000).toFixed(0)} s (node down or cut off?)`,
+        );
+        this.child.kill('SIGKILL');
+        return;
+      }
+      if (asking) return;
+      asking = true;
+      this.listDir('/nonexistent/npurun-liveness')
+        .then(() => (lastAnswer = Date.now()))
+        .catch(() => undefined)
+        .finally(() => (asking = false));
+    }, intervalMs);
+    this.watchTimer.unref();
+  }
+
   override async close(): Promise<void> {
+    clearInterval(this.watchTimer);
     await super.close();
     const timer = setTimeout(() => this.child.kill('SIGKILL'), SRUN_EXIT_MS);
     await this.exited;
