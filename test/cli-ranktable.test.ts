@@ -384,6 +384,22 @@ describe('npurun ranktable as a process', () => {
     expect(merge.stderr).toMatch(/a version 1\.2 \(Atlas A3 SuperPoD\) rank table; merge works on version 1\.0 tables/);
   });
 
+  it("a merge_hccl.py table (numeric rank ids, HCCL's EI0017): validate and launch refuse it (exit 2, nothing started), validate --lenient warns", async () => {
+    const file = `${FIX}hccl_2s_16p.merge_hccl.json`;
+    const v = await npurun(['ranktable', 'validate', file]);
+    expect(v.exitCode).toBe(2);
+    expect(v.stderr).toMatch(
+      /merge_hccl\.json: server_list\[0\]\.device\[0\]\.rank_id: a number .*EI0017.*write "0" \(as hccl_tools\.py and npurun ranktable merge do; --lenient accepts it, for old CANN\)/,
+    );
+    expect(v.stderr.split('\n').filter((l) => /EI0017/.test(l))).toHaveLength(16);
+    const lenient = await npurun(['ranktable', 'validate', '--lenient', file]);
+    expect(lenient.exitCode, lenient.stderr).toBe(0);
+    expect(lenient.stderr).toMatch(/warning: server_list\[1\]\.device\[7\]\.rank_id: a number/);
+    const launch = await npurun(['launch', '--simulate', '8', '--rank-table', file, '--dry-run', '--', 'true']);
+    expect(launch.exitCode).toBe(2);
+    expect(launch.stderr).toMatch(/invalid rank table[^]*EI0017/);
+  });
+
   it('merge refuses tables whose union is invalid (the same server twice), naming the merged path', async () => {
     const a = `${FIX}hccl_8p_01234567_10.155.111.140.json`;
     const r = await npurun(['ranktable', 'merge', a, a, '--out', join(work, 'twice.json')]);

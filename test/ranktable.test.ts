@@ -55,21 +55,32 @@ describe('merge: merge_hccl.py numbering, string ranks', () => {
     expect(rankTableFileName(merged)).toBe('hccl_2s_16p.json');
     expect(validateRankTable(merged).problems).toEqual([]);
   });
-  it('validate accepts merge_hccl numeric ranks with a warning', () => {
-    const r = validateRankTable(JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')));
+  it("validate refuses merge_hccl's numeric ranks (HCCL's EI0017), naming each and the fix; --lenient warns instead", () => {
+    const strict = validateRankTable(JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')));
+    expect(strict.table).toBeUndefined();
+    expect(strict.problems).toHaveLength(16);
+    expect(strict.problems[8]).toMatchObject({ path: 'server_list[1].device[0].rank_id' });
+    expect(strict.problems[8]!.message).toMatch(
+      /^a number \(as merge_hccl.py writes it\): HCCL's own parser takes only strings and fails at init with EI0017 .*write "8" \(as hccl_tools\.py and npurun ranktable merge do; --lenient accepts it, for old CANN\)$/,
+    );
+    const r = validateRankTable(JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')), { lenient: true });
     expect(r.problems).toEqual([]);
     expect(r.warnings).toHaveLength(16);
-    expect(r.warnings[0]!.message).toMatch(/a number \(as merge_hccl.py writes it\)/);
+    expect(r.warnings[0]!.message).toMatch(/a number \(as merge_hccl.py writes it\).*EI0017/);
     expect(r.table!.server_list[1]!.device[0]!.rank_id).toBe('8');
   });
 });
 
 describe('validate: every problem with its JSON path', () => {
-  const good = () =>
-    JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')) as {
+  // merge_hccl.py's table with its rank ids written as strings, as HCCL wants them.
+  const good = () => {
+    const t = JSON.parse(fixture('hccl_2s_16p.merge_hccl.json')) as {
       [k: string]: unknown;
       server_list: { server_id: string; host_ip?: string; device: Record<string, unknown>[] }[];
     };
+    for (const s of t.server_list) for (const d of s.device) d.rank_id = String(d.rank_id as number);
+    return t;
+  };
   const cases: [string, (t: ReturnType<typeof good>) => unknown, RegExp][] = [
     [
       'unknown version',
@@ -80,8 +91,8 @@ describe('validate: every problem with its JSON path', () => {
     [
       'ranks interleaved across servers',
       (t) => {
-        t.server_list[0]!.device[7]!.rank_id = 8;
-        t.server_list[1]!.device[0]!.rank_id = 7;
+        t.server_list[0]!.device[7]!.rank_id = '8';
+        t.server_list[1]!.device[0]!.rank_id = '7';
         return t;
       },
       /^server_list\[0\]\.device: ranks 0,1,2,3,4,5,6,8 are not consecutive; HCCL does not support ranks interleaved across servers/,

@@ -59,11 +59,16 @@ strings (merge_hccl.py writes numbers). Default output: rank-tables/hccl_<S>s_<N
   },
   validate: {
     name: 'ranktable validate',
-    usage: 'npurun ranktable validate FILE [--hosts FILE] [--json]',
+    usage: 'npurun ranktable validate FILE [--lenient] [--hosts FILE] [--json]',
     about: `Schema and semantic checks of a version 1.0 table (also pre-1.0 group_list files) or a version 1.2
 (Atlas A3 SuperPoD) table. Prints "FILE: valid rank table, S servers, N ranks", or every problem as
 "FILE: <json path>: <what was expected>" on stderr and exits 2.`,
     flags: {
+      lenient: {
+        type: 'boolean',
+        help: `a number where HCCL wants a string (merge_hccl.py's rank_id) is a warning, not an error;
+current CANN refuses such a file at HCCL init (EI0017), old CANN read it`,
+      },
       hosts: { ...SHARED.hosts, help: "also each server's devices and device IPs against these live hosts" },
       'ssh-config': SHARED['ssh-config'],
       json: SHARED.json,
@@ -72,9 +77,12 @@ strings (merge_hccl.py writes numbers). Default output: rank-tables/hccl_<S>s_<N
   },
   show: {
     name: 'ranktable show',
-    usage: 'npurun ranktable show FILE [--json]',
+    usage: 'npurun ranktable show FILE [--lenient] [--json]',
     about: 'Server, device, device ip and rank of every entry, as a table (--json: the table, rank ids as strings).',
-    flags: { json: SHARED.json },
+    flags: {
+      lenient: { type: 'boolean', help: 'show a file whose rank ids are numbers (see validate --help)' },
+      json: SHARED.json,
+    },
     positionals: true,
   },
 };
@@ -124,7 +132,7 @@ async function validateOrShow(sub: 'validate' | 'show', args: ParsedArgs): Promi
     throw inputError(`npurun ranktable ${sub}`, `expected one rank-table file, got ${files.length}`);
   const file = files[0] as string;
   const json = boolFlag(args, 'json');
-  const r = validateRankTableFile(file);
+  const r = validateRankTableFile(file, { lenient: boolFlag(args, 'lenient') });
   r.warnings.forEach((w) => say(warningLine(file, w)));
   const valid = r.table ?? r.superPod;
   if (!valid) {

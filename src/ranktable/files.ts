@@ -26,7 +26,8 @@ export function writeRankTable(table: RankTable, out: string | undefined, name =
 
 /** A version 1.0 table read for merging; its warnings go to `onWarning` as "FILE: warning: path: message". */
 function readForMerge(file: string, onWarning: (line: string) => void): RankTable {
-  const r = validateRankTableFile(file);
+  // Lenient: merge rewrites every rank id as a string, so a merge_hccl.py file is fine to read.
+  const r = validateRankTableFile(file, { lenient: true });
   if (r.superPod)
     throw inputError(file, 'a version 1.2 (Atlas A3 SuperPoD) rank table; merge works on version 1.0 tables');
   if (!r.table)

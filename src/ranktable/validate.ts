@@ -14,6 +14,14 @@ export interface ValidationResult {
   warnings: Problem[];
 }
 
+export interface ValidateOptions {
+  /**
+   * A number where HCCL wants a string (merge_hccl.py's rank_id) is a warning, not a problem: for old
+   * CANN, or for a file that is only read to be rewritten (merge writes strings).
+   */
+  lenient?: boolean;
+}
+
 /** Server types by their device count: 910A/910B servers have 8 NPUs (ids 0-7), A3 servers 16 dies (0-15). */
 export type ServerKind = '910' | 'a3';
 
@@ -110,6 +118,7 @@ function checkServers(
   v10: boolean,
   problems: Problem[],
   warnings: Problem[],
+  lenient: boolean,
 ): void {
   if (serverCount !== undefined && Number(serverCount) !== servers.length) {
     problems.push({
@@ -150,9 +159,9 @@ function checkServers(
       }
       const raw = d.rank_id;
       if (typeof raw === 'number')
-        warnings.push({
+        (lenient ? warnings : problems).push({
           path: `${dp}.rank_id`,
-          message: `a number (as merge_hccl.py writes it); HCCL's format wants the string "${raw}"`,
+          message: `a number (as merge_hccl.py writes it): HCCL's own parser takes only strings and fails at init with EI0017 ("json object property value ... is not string"); write "${raw}" (as hccl_tools.py and npurun ranktable merge do${lenient ? '' : '; --lenient accepts it, for old CANN'})`,
         });
       const rank = typeof raw === 'number' ? raw : /^\d+$/.test(String(raw)) ? Number(raw) : NaN;
       if (Number.isNaN(rank))
@@ -260,7 +269,8 @@ function checkSuperPods(t: SuperPodRankTable, problems: Problem[], warnings: Pro
 }
 
 /** Schema and semantic checks; every problem with its JSON path and what was expected. */
-export function validateRankTable(json: unknown): ValidationResult {
+export function validateRankTable(json: unknown, opts: ValidateOptions = {}): ValidationResult {
+  const lenient = opts.lenient === true;
   const problems: Problem[] = [];
   const warnings: Problem[] = [];
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -285,7 +295,7 @@ export function validateRankTable(json: unknown): ValidationResult {
         warnings,
       };
     }
-    const inner = validateRankTable(converted);
+    const inner = validateRankTable(converted, opts);
     return {
       ...inner,
       warnings: [
@@ -301,7 +311,7 @@ export function validateRankTable(json: unknown): ValidationResult {
   if (schema.length > 0) return { problems: schema, warnings };
   if (obj.version === '1.2') {
     const t = json as SuperPodRankTable;
-    checkServers(t.server_list, t.server_count, false, problems, warnings);
+    checkServers(t.server_list, t.server_count, false, problems, warnings, lenient);
     checkSuperPods(t, problems, warnings);
     if (problems.length > 0) return { problems, warnings };
     const superPod: SuperPodRankTable = {
@@ -314,9 +324,9 @@ export function validateRankTable(json: unknown): ValidationResult {
     return { superPod, problems, warnings };
   }
   const t = json as RankTable;
-  checkServers(t.server_list, t.server_count, true, problems, warnings);
+  checkServers(t.server_list, t.server_count, true, problems, warnings, lenient);
   if (problems.length > 0) return { problems, warnings };
-  // Normalise merge_hccl's numeric ranks to strings.
+  // Normalise merge_hccl's numeric ranks to strings (--lenient).
   const table: RankTable = {
     ...t,
     server_list: t.server_list.map((s) => ({
@@ -329,7 +339,7 @@ export function validateRankTable(json: unknown): ValidationResult {
 }
 
 /** Reads and validates a rank-table file; JSON syntax errors get line and column. */
-export function validateRankTableFile(file: string): ValidationResult {
+export function validateRankTableFile(file: string, opts: ValidateOptions = {}): ValidationResult {
   let text: string;
   try {
     text = readInputText(file, 'rank table', JSON_MAX_BYTES);
@@ -355,5 +365,5 @@ export function validateRankTableFile(file: string): ValidationResult {
       warnings: [],
     };
   }
-  return validateRankTable(json);
+  return validateRankTable(json, opts);
 }
